@@ -1,0 +1,41 @@
+"""The one route table, and the services built once for the whole process."""
+
+from __future__ import annotations
+
+from tornado.web import Application
+
+from gateway.http.base import NotFoundHandler
+from gateway.http.handlers import (HealthHandler, MetricsHandler, ModelHandler, ModelsHandler, PricingHandler,
+                                   ReadyHandler)
+from gateway.pipeline import Pipeline
+from gateway.services import Services
+
+MODEL_ENDPOINTS = {
+    "/v1/chat/completions": "chat",
+    "/v1/responses": "responses",
+    "/v1/messages": "messages",
+    "/v1/embeddings": "embeddings",
+}
+
+
+def make_app(services: Services) -> Application:
+    pipeline = Pipeline(services)
+    shared = {"services": services}
+    routes: list[tuple[str, type, dict[str, object]]] = [
+        (path, ModelHandler, {**shared, "pipeline": pipeline, "endpoint": endpoint})
+        for path, endpoint in MODEL_ENDPOINTS.items()
+    ]
+    routes += [
+        (r"/v1/models", ModelsHandler, shared),
+        (r"/v1/models/([^/]+)", ModelsHandler, shared),
+        (r"/pricing", PricingHandler, shared),
+        (r"/healthz", HealthHandler, shared),
+        (r"/readyz", ReadyHandler, shared),
+        (r"/metrics", MetricsHandler, shared),
+    ]
+    return Application(routes, default_handler_class=NotFoundHandler, default_handler_args=shared,
+                       compress_response=False, log_function=_no_tornado_access_log)
+
+
+def _no_tornado_access_log(handler: object) -> None:
+    """Our own access log (one JSON line, no keys) replaces Tornado's."""

@@ -1,0 +1,177 @@
+"""Thin handlers: read the body, hand it to the pipeline or a service, nothing else."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from tornado.iostream import StreamClosedError
+from tornado.web import stream_request_body
+
+from gateway.errors import ErrorKind, GatewayError
+from gateway.http.base import BaseHandler, api_key_from
+from gateway.ledger.ledger import AuthStatus
+from gateway.pipeline import Pipeline
+
+
+@stream_request_body
+class ModelHandler(BaseHandler):
+    """POST endpoints that reach a model; also the ``Channel`` the pipeline talks to."""
+
+    def initialize(self, services: Any, pipeline: Pipeline, endpoint: str) -> None:  # type: ignore[override]
+        super().initialize(services)
+        self.pipeline = pipeline
+        self.endpoint = endpoint
+        self.protocol = "messages" if endpoint in ("messages", "count_tokens") else "chat"
+        self.closed = False
+        self._on_close: Callable[[], Any] | None = None
+        self._parts: list[bytes] = []
+        self._size = 0
+        self._too_large = False
+
+    def prepare(self) -> None:
+        limit = self.services.config.limits.max_body_bytes
+        self.request.connection.set_max_body_size(limit + 1)  # type: ignore[union-attr]
+        if self.services.draining:
+            self.send_error_json(GatewayError(ErrorKind.OVERLOADED, "the gateway is shutting down",
+                                              retry_after_s=5))
+            return
+        length = self.request.headers.get("Content-Length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            self._reject_size(limit)
+
+    def data_received(self, chunk: bytes) -> None:
+        if self._finished or self._too_large:
+            return
+        self._size += len(chunk)
+        if self._size > self.services.config.limits.max_body_bytes:
+            self._reject_size(self.services.config.limits.max_body_bytes)
+            return
+        self._parts.append(chunk)
+
+    def _reject_size(self, limit: int) -> None:
+        self._too_large = True
+        self.send_error_json(GatewayError(ErrorKind.PAYLOAD_TOO_LARGE, f"the request body is over {limit} bytes"))
+
+    async def post(self) -> None:
+        if self._finished:
+            return
+        raw = self._parts[0] if len(self._parts) == 1 else b"".join(self._parts)
+        self._parts = []
+        await self.pipeline.handle(self.endpoint, self, raw, api_key_from(self), self.request.headers)
+
+    # -- Channel ---------------------------------------------------------------
+
+    def on_close(self, callback: Callable[[], Any]) -> None:
+        self._on_close = callback
+
+    def on_connection_close(self) -> None:
+        self.closed = True
+        if self._on_close is not None:
+            self._on_close()
+
+    def send(self, status: int, body: bytes) -> None:
+        if self.closed:
+            return
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(body)
+
+    def start_stream(self) -> None:
+        self.set_status(200)
+        self.set_header("Content-Type", "text/event-stream")
+        self.set_header("Cache-Control", "no-cache")
+        self.set_header("X-Accel-Buffering", "no")  # nginx in front must not buffer the stream
+
+    async def relay(self, data: bytes) -> bool:
+        """Write and wait for the socket to drain: backpressure reaches the upstream through us."""
+        if self.closed:
+            return False
+        self.write(data)
+        try:
+            await self.flush()
+        except StreamClosedError:
+            self.on_connection_close()
+            return False
+        return not self.closed
+
+    def end(self) -> None:
+        if not self.closed and not self._finished:
+            try:
+                self.finish()
+            except StreamClosedError:
+                self.on_connection_close()
+
+
+class ModelsHandler(BaseHandler):
+    """``GET /v1/models[/{id}]``: the catalogue, each entry with its prices."""
+
+    def get(self, model_id: str | None = None) -> None:
+        if self._authenticated() is None:
+            return
+        config = self.services.config
+        if model_id is None:
+            self.send_json(200, {"object": "list", "data": [_model_entry(m) for m in config.models.values()]})
+            return
+        model = config.find_model(model_id)
+        if model is None:
+            self.send_error_json(GatewayError(ErrorKind.NOT_FOUND, f"the model '{model_id}' does not exist",
+                                              "model", code="model_not_found"))
+            return
+        self.send_json(200, _model_entry(model))
+
+    def _authenticated(self) -> Any:
+        key = api_key_from(self)
+        status, info = self.services.ledger.authenticate(key) if key else (None, None)
+        if status is not AuthStatus.OK:
+            self.send_error_json(GatewayError(ErrorKind.AUTHENTICATION, "missing or invalid API key",
+                                              code="invalid_api_key"))
+            return None
+        return info
+
+
+class PricingHandler(BaseHandler):
+    """``GET /pricing``: the public price list, no key needed."""
+
+    def get(self) -> None:
+        rows = []
+        for model in self.services.config.models.values():
+            row = {"id": model.id, "kind": model.kind, "input": str(model.price.input)}
+            if model.kind != "embedding":
+                row["output"] = str(model.price.output)
+            if model.price.cached_input is not None:
+                row["cached_input"] = str(model.price.cached_input)
+            rows.append(row)
+        self.send_json(200, {"currency": "USD", "unit": "1M tokens", "models": rows})
+
+
+class HealthHandler(BaseHandler):
+    def get(self) -> None:
+        self.send_json(200, {"status": "ok"})
+
+
+class ReadyHandler(BaseHandler):
+    """503 while draining or before the ledger is loaded, so a load balancer stops sending."""
+
+    def get(self) -> None:
+        services = self.services
+        if services.draining or not services.ready:
+            self.set_header("Retry-After", "5")
+            self.send_json(503, {"status": "draining" if services.draining else "starting"})
+            return
+        self.send_json(200, {"status": "ready"})
+
+
+class MetricsHandler(BaseHandler):
+    def get(self) -> None:
+        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.finish(generate_latest(self.services.metrics.registry))
+
+
+def _model_entry(model: Any) -> dict[str, Any]:
+    price = {"input": str(model.price.input), "output": str(model.price.output)}
+    if model.price.cached_input is not None:
+        price["cached_input"] = str(model.price.cached_input)
+    return {"id": model.id, "object": "model", "created": 0, "owned_by": "infermesh", "kind": model.kind,
+            "aliases": list(model.aliases), "pricing": {"currency": "USD", "unit": "1M tokens", **price}}
+

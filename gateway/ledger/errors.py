@@ -1,0 +1,31 @@
+"""Exceptions of the ledger; each maps to one HTTP answer or one operator action."""
+
+from __future__ import annotations
+
+
+class InsufficientBalance(Exception):
+    """The account has nothing left to reserve: answer 402."""
+
+
+class KeyLimitExceeded(Exception):
+    """The key's own spend limit is used up (the account may still have money): answer 402."""
+
+
+class LedgerCorrupt(Exception):
+    """A snapshot or journal cannot be trusted; the message names the file.
+
+    Raised instead of starting with an empty or partial ledger, because a
+    gateway that forgets balances silently gives away money (or loses it).
+    """
+
+
+class LedgerLocked(RuntimeError):
+    """Another process holds the state directory; two writers would interleave journals."""
+
+
+class UnknownAccount(KeyError):
+    """No account with that id: answer 404."""
+
+    def __str__(self) -> str:
+        # KeyError's str() is the repr of its argument (quotes); messages read better plain.
+        return str(self.args[0]) if self.args else "unknown account"

@@ -1,0 +1,149 @@
+"""API keys: generation, hashing, and the per-key record the ledger keeps.
+
+Keys are stored only as SHA-256 hex digests. A plain (unkeyed) hash is
+enough because generated keys carry 256 random bits, so a leaked snapshot
+cannot be brute-forced back to a key; a keyed HMAC would add a secret file
+whose loss would invalidate every key. Config bootstrap keys are hashed on
+load like any other and never written anywhere in plaintext.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from gateway.ledger.money import nano_to_usd
+
+KEY_PREFIX = "sk-"
+
+
+class AuthStatus(str, Enum):
+    """Distinct outcomes so the 401 message can say why, without echoing the key."""
+
+    OK = "ok"
+    UNKNOWN = "unknown"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    """An immutable view of a key at authentication time, handed to the request path."""
+
+    key_id: str
+    account_id: str
+    name: str
+    prefix: str
+    models: frozenset[str] | None  # normalized public model ids; None = all
+    limit_nano: int | None
+    expires_at: float | None
+    created_at: float
+    revoked: bool
+    spent_nano: int
+    last_used_at: float | None
+
+    def allows(self, model_key: str) -> bool:
+        """Whether this key may call the model (normalized id, aliases already resolved)."""
+        return self.models is None or model_key in self.models
+
+
+def generate_key() -> str:
+    """A new secret key: ``sk-`` and 32 random bytes, urlsafe base64 (43 chars)."""
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def new_key_id() -> str:
+    """A short public id to name a key in the admin API and usage records."""
+    return "key_" + secrets.token_hex(6)
+
+
+def hash_key(api_key: str) -> str:
+    """The stored form of a key; also the lookup index for authentication."""
+    return hashlib.sha256(api_key.encode("utf-8", "replace")).hexdigest()
+
+
+def key_prefix(api_key: str) -> str:
+    """What is shown to identify a key: 10 chars of a long key, 8 of a short config key.
+
+    Short operator-chosen keys (16+ chars) would give away too much of
+    their secret with 10 visible characters.
+    """
+    return api_key[:10] if len(api_key) >= 40 else api_key[:8]
+
+
+@dataclass(slots=True)
+class KeyRecord:
+    """The ledger's mutable state of one key; ``reserved_nano`` lives in memory only."""
+
+    key_id: str
+    account_id: str
+    key_hash: str
+    name: str
+    prefix: str
+    models: frozenset[str] | None
+    limit_nano: int | None
+    expires_at: float | None
+    created_at: float
+    revoked: bool = False
+    spent_nano: int = 0
+    last_used_at: float | None = None
+    reserved_nano: int = 0
+
+    def info(self) -> KeyInfo:
+        """Freeze the current state for the request that just authenticated."""
+        return KeyInfo(self.key_id, self.account_id, self.name, self.prefix, self.models, self.limit_nano,
+                       self.expires_at, self.created_at, self.revoked, self.spent_nano, self.last_used_at)
+
+    def public(self) -> dict[str, Any]:
+        """The admin API's view: amounts as USD strings, never the hash."""
+        return {
+            "key_id": self.key_id,
+            "name": self.name,
+            "prefix": self.prefix,
+            "models": None if self.models is None else sorted(self.models),
+            "limit_usd": None if self.limit_nano is None else nano_to_usd(self.limit_nano),
+            "spent_usd": nano_to_usd(self.spent_nano),
+            "expires_at": self.expires_at,
+            "created_at": self.created_at,
+            "last_used_at": self.last_used_at,
+            "revoked": self.revoked,
+        }
+
+    def to_state(self) -> dict[str, Any]:
+        """The durable form, in snapshots and in the journal's key-creation entries."""
+        return {
+            "key_id": self.key_id,
+            "account": self.account_id,
+            "hash": self.key_hash,
+            "name": self.name,
+            "prefix": self.prefix,
+            "models": None if self.models is None else sorted(self.models),
+            "limit_nano": self.limit_nano,
+            "expires_at": self.expires_at,
+            "created_at": self.created_at,
+            "revoked": self.revoked,
+            "spent_nano": self.spent_nano,
+            "last_used_at": self.last_used_at,
+        }
+
+    @classmethod
+    def from_state(cls, data: dict[str, Any]) -> KeyRecord:
+        """Inverse of ``to_state``; KeyError/TypeError on a malformed record (the caller names the file)."""
+        models = data["models"]
+        return cls(
+            key_id=str(data["key_id"]),
+            account_id=str(data["account"]),
+            key_hash=str(data["hash"]),
+            name=str(data["name"]),
+            prefix=str(data["prefix"]),
+            models=None if models is None else frozenset(str(m) for m in models),
+            limit_nano=None if data["limit_nano"] is None else int(data["limit_nano"]),
+            expires_at=None if data["expires_at"] is None else float(data["expires_at"]),
+            created_at=float(data["created_at"]),
+            revoked=bool(data["revoked"]),
+            spent_nano=int(data["spent_nano"]),
+            last_used_at=None if data["last_used_at"] is None else float(data["last_used_at"]),
+        )

@@ -1,0 +1,341 @@
+"""The ledger: accounts, keys and integer balances; reserve -> settle | release.
+
+Everything here runs on the IOLoop thread and never waits for the disk:
+a change is one journal line handed to the OS (see journal.py), then applied
+to the in-memory state by the same ``LedgerState.apply`` that recovery uses.
+The only other thread is the journal's fsync thread.
+
+Snapshots are taken by whoever owns the schedule (the app, every
+``state.snapshot_interval_s``), by ``close``, and once at ``open`` so that
+every process starts a fresh journal file after a clean snapshot.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hmac
+import itertools
+import math
+import os
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from gateway.config import Account, normalize_model_id
+from gateway.ledger.errors import InsufficientBalance, KeyLimitExceeded, LedgerCorrupt, LedgerLocked, UnknownAccount
+from gateway.ledger.journal import Journal
+from gateway.ledger.keys import AuthStatus, KeyInfo, KeyRecord, generate_key, hash_key, key_prefix, new_key_id
+from gateway.ledger.money import nano_to_usd, usd_to_nano
+from gateway.ledger.snapshot import write_snapshot
+from gateway.ledger.state import AccountState, LedgerState, recover
+from gateway.ledger.usage_log import UsageLog
+
+__all__ = ["AuthStatus", "InsufficientBalance", "KeyInfo", "KeyLimitExceeded", "Ledger", "LedgerCorrupt",
+           "LedgerLocked", "Reservation", "UnknownAccount"]
+
+_MAX_TEXT = 128
+
+
+@dataclass(slots=True)
+class Reservation:
+    """Money held for one in-flight request; ``id`` makes settle/release happen at most once."""
+
+    account_id: str
+    key_id: str
+    amount_nano: int
+    id: int = 0
+
+
+class Ledger:
+    """Balances, keys and usage of every account, durable across ``kill -9``. Use ``Ledger.open``."""
+
+    def __init__(self, directory: str, state: LedgerState, journal: Journal, usage: UsageLog,
+                 clock: Callable[[], float], lock_fd: int) -> None:
+        self.directory = directory
+        self._state = state
+        self._journal = journal
+        self._usage = usage
+        self._clock = clock
+        self._lock_fd = lock_fd
+        self._reservations: dict[int, Reservation] = {}
+        self._reservation_ids = itertools.count(1)
+        self._closed = False
+
+    @classmethod
+    def open(cls, state_dir: str, accounts: Sequence[Account], clock: Callable[[], float] = time.time, *,
+             usage_max_bytes: int = 64 * 1024 * 1024, fsync_interval_s: float = 0.02) -> Ledger:
+        """Create the directory if needed, recover (snapshot + journal), then add config accounts and keys.
+
+        Config accounts are only a bootstrap: one already in the ledger keeps
+        its ledger balance, and a config key already known (by hash) is left
+        as it is, revoked or not.
+        """
+        balances = [(account, usd_to_nano(account.balance_usd)) for account in accounts]
+        os.makedirs(state_dir, mode=0o700, exist_ok=True)
+        lock_fd = _lock(state_dir)
+        try:
+            state = recover(state_dir)
+            write_snapshot(state_dir, state.to_snapshot())
+            usage = UsageLog(state_dir, usage_max_bytes)
+            journal = Journal(state_dir, state.seq, fsync_interval_s)
+        except BaseException:
+            os.close(lock_fd)
+            raise
+        ledger = cls(state_dir, state, journal, usage, clock, lock_fd)
+        for account, balance in balances:
+            if account.id not in state.accounts:
+                ledger.create_account(account.id, balance)
+            for key in account.keys:
+                if hash_key(key) not in state.by_hash:
+                    ledger._add_key(account.id, key, "config", None, None, None)
+        return ledger
+
+    # -- observability -------------------------------------------------------------
+
+    @property
+    def last_seq(self) -> int:
+        """Sequence number of the last journaled change (for ops and crash tests)."""
+        return self._journal.last_seq
+
+    @property
+    def on_fsync(self) -> Callable[[float], None] | None:
+        """Hook called on the fsync thread with each journal fsync's duration in seconds."""
+        return self._journal.on_fsync
+
+    @on_fsync.setter
+    def on_fsync(self, hook: Callable[[float], None] | None) -> None:
+        self._journal.on_fsync = hook
+
+    @property
+    def fsync_seconds(self) -> deque[float]:
+        """The most recent journal fsync durations (seconds), oldest first."""
+        return self._journal.fsync_seconds
+
+    # -- the request path ----------------------------------------------------------
+
+    def authenticate(self, api_key: str) -> tuple[AuthStatus, KeyInfo | None]:
+        """Find a key by its hash, confirm in constant time, and say why it is refused if it is.
+
+        Revoked and expired keys come back with their KeyInfo so the caller can
+        log which key it was; an unknown key comes back with None.
+        """
+        digest = hash_key(api_key)
+        record = self._state.by_hash.get(digest)
+        if record is None or not hmac.compare_digest(record.key_hash, digest):
+            return AuthStatus.UNKNOWN, None
+        if record.revoked:
+            return AuthStatus.REVOKED, record.info()
+        if record.expires_at is not None and self._clock() >= record.expires_at:
+            return AuthStatus.EXPIRED, record.info()
+        return AuthStatus.OK, record.info()
+
+    def reserve(self, key: KeyInfo, amount_nano: int) -> Reservation:
+        """Hold ``min(estimate, available, key's remaining limit)`` while the request runs.
+
+        Admission only needs *something* available, so a request that would
+        cost more than what is left still runs and may take the balance
+        slightly negative at settle: bounded by one request, never by many,
+        because in-flight reservations count against what is available.
+        """
+        account = self._state.accounts[key.account_id]
+        available = account.balance_nano - account.reserved_nano
+        if available <= 0:
+            raise InsufficientBalance(f"account {account.id!r} has no available balance "
+                                      f"(balance {nano_to_usd(account.balance_nano)} USD, "
+                                      f"reserved {nano_to_usd(account.reserved_nano)} USD)")
+        amount = min(max(amount_nano, 0), available)
+        record = self._state.keys[key.key_id]
+        if record.limit_nano is not None:
+            remaining = record.limit_nano - record.spent_nano - record.reserved_nano
+            if remaining <= 0:
+                raise KeyLimitExceeded(f"key {record.key_id} has reached its spend limit of "
+                                       f"{nano_to_usd(record.limit_nano)} USD")
+            amount = min(amount, remaining)
+        account.reserved_nano += amount
+        record.reserved_nano += amount
+        reservation = Reservation(account.id, record.key_id, amount, next(self._reservation_ids))
+        self._reservations[reservation.id] = reservation
+        return reservation
+
+    def settle(self, reservation: Reservation, cost_nano: int, record: dict[str, Any]) -> None:
+        """Journal the charge, release the hold, charge the actual cost, record the usage.
+
+        The charge is in the OS's hands before this returns. ``record`` gets
+        ``account``, ``key_id`` and ``cost_usd`` filled in (on a copy). Settling
+        twice, or after ``release``, raises ValueError instead of charging twice.
+        If the cost is negative or the journal write fails, the error propagates, nothing is charged,
+        and the hold is released all the same: the request is over either way.
+        """
+        if reservation.id not in self._reservations:
+            raise ValueError(f"reservation {reservation.id} was already settled or released")
+        try:
+            if cost_nano < 0:
+                raise ValueError(f"cost must not be negative, not {cost_nano}")
+            self._commit("charge", {"account": reservation.account_id, "key_id": reservation.key_id,
+                                    "nano": cost_nano, "at": self._clock(), "request_id": record.get("request_id")})
+        finally:
+            self.release(reservation)
+        usage = dict(record)
+        usage["account"] = reservation.account_id
+        usage["key_id"] = reservation.key_id
+        usage["cost_usd"] = nano_to_usd(cost_nano)
+        self._usage.append(usage)
+
+    def release(self, reservation: Reservation) -> None:
+        """Give back a hold without charging (a failed attempt with no output); no-op if already done."""
+        if self._reservations.pop(reservation.id, None) is None:
+            return
+        self._state.accounts[reservation.account_id].reserved_nano -= reservation.amount_nano
+        self._state.keys[reservation.key_id].reserved_nano -= reservation.amount_nano
+
+    # -- administration ------------------------------------------------------------
+
+    def credit(self, account_id: str, amount_nano: int, reference: str) -> bool:
+        """Add money once per ``reference`` (global, kept forever); False if it was applied before."""
+        self._account(account_id)
+        if not isinstance(amount_nano, int) or isinstance(amount_nano, bool) or amount_nano <= 0:
+            raise ValueError(f"credit amount must be a positive number of nano-dollars, not {amount_nano!r}")
+        _check_text(reference, "reference", 256)
+        if reference in self._state.credit_refs:
+            return False
+        self._commit("credit", {"account": account_id, "nano": amount_nano, "ref": reference, "at": self._clock()})
+        return True
+
+    def create_account(self, account_id: str, balance_nano: int = 0) -> dict[str, Any]:
+        """Open an account; ValueError if the id is taken or invalid."""
+        _check_text(account_id, "account id", _MAX_TEXT)
+        if account_id in self._state.accounts:
+            raise ValueError(f"account {account_id!r} already exists")
+        if not isinstance(balance_nano, int) or isinstance(balance_nano, bool) or balance_nano < 0:
+            raise ValueError(f"balance must be a non-negative number of nano-dollars, not {balance_nano!r}")
+        self._commit("account", {"account": account_id, "nano": balance_nano, "at": self._clock()})
+        return self.account(account_id)
+
+    def account(self, account_id: str) -> dict[str, Any]:
+        """Balance and keys of one account, for the admin API."""
+        account = self._account(account_id)
+        amounts = self._balance(account)
+        del amounts["account"]
+        return {"id": account.id, **amounts,
+                "keys": [self._state.keys[key_id].public() for key_id in account.key_ids]}
+
+    def accounts(self) -> list[dict[str, Any]]:
+        """Every account, by id."""
+        return [self.account(account_id) for account_id in sorted(self._state.accounts)]
+
+    def balance(self, account_id: str) -> dict[str, Any]:
+        """What ``GET /v1/balance`` shows."""
+        return self._balance(self._account(account_id))
+
+    def create_key(self, account_id: str, name: str, models: Sequence[str] | None = None,
+                   limit_nano: int | None = None, expires_at: float | None = None) -> dict[str, Any]:
+        """Make a key; the result is the only place its plaintext ever appears.
+
+        ``models`` are public model ids, normalized here (aliases must be
+        resolved by the caller, who has the catalogue).
+        """
+        self._account(account_id)
+        _check_text(name, "key name", _MAX_TEXT)
+        if models is not None:
+            if isinstance(models, str) or not models or not all(isinstance(m, str) and m for m in models):
+                raise ValueError("models must be a non-empty list of model ids, or omitted for all models")
+        if limit_nano is not None and (not isinstance(limit_nano, int) or isinstance(limit_nano, bool)
+                                       or limit_nano < 0):
+            raise ValueError(f"limit must be a non-negative number of nano-dollars, not {limit_nano!r}")
+        if expires_at is not None and (not isinstance(expires_at, (int, float)) or isinstance(expires_at, bool)
+                                       or not math.isfinite(expires_at)):
+            raise ValueError(f"expires_at must be a unix time, not {expires_at!r}")
+        plaintext = generate_key()
+        record = self._add_key(account_id, plaintext, name,
+                               None if models is None else frozenset(normalize_model_id(m) for m in models),
+                               limit_nano, None if expires_at is None else float(expires_at))
+        return {"key_id": record.key_id, "key": plaintext, "account": account_id, **record.public()}
+
+    def revoke_key(self, key_id: str) -> bool:
+        """Revoke at once (the next authenticate refuses it); False only if there is no such key.
+
+        Revoking an already revoked key is a no-op that returns True, so the
+        admin API's DELETE is idempotent.
+        """
+        record = self._state.keys.get(key_id)
+        if record is None:
+            return False
+        if not record.revoked:
+            self._commit("revoke", {"key_id": key_id, "at": self._clock()})
+        return True
+
+    def usage(self, account_id: str | None, limit: int = 100, since: float | None = None) -> list[dict[str, Any]]:
+        """Usage records, newest first; ``account_id=None`` means every account (admin)."""
+        if account_id is not None:
+            self._account(account_id)
+        return self._usage.query(account_id, limit, since)
+
+    # -- durability ----------------------------------------------------------------
+
+    def snapshot(self) -> None:
+        """Write the whole state atomically, then start a new journal file and drop the old ones.
+
+        Costs one serialization of all accounts and keys and two fsyncs on the
+        calling thread; meant to run every ``snapshot_interval_s``, not per request.
+        """
+        write_snapshot(self.directory, self._state.to_snapshot())
+        self._journal.rotate()
+        self._usage.flush()
+
+    def close(self) -> None:
+        """Final snapshot, stop the fsync thread, close files and release the directory lock."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.snapshot()
+        finally:
+            self._journal.close()
+            self._usage.close()
+            os.close(self._lock_fd)
+
+    # -- internals -----------------------------------------------------------------
+
+    def _commit(self, op: str, fields: dict[str, Any]) -> None:
+        """Journal first, then apply: memory never holds a change the disk does not."""
+        self._state.apply(self._journal.append(op, fields))
+
+    def _add_key(self, account_id: str, plaintext: str, name: str, models: frozenset[str] | None,
+                 limit_nano: int | None, expires_at: float | None) -> KeyRecord:
+        key_id = new_key_id()
+        while key_id in self._state.keys:
+            key_id = new_key_id()
+        record = KeyRecord(key_id, account_id, hash_key(plaintext), name, key_prefix(plaintext), models,
+                           limit_nano, expires_at, self._clock())
+        self._commit("key", {"key": record.to_state()})
+        return self._state.keys[key_id]
+
+    def _account(self, account_id: str) -> AccountState:
+        account = self._state.accounts.get(account_id)
+        if account is None:
+            raise UnknownAccount(f"no account {account_id!r}")
+        return account
+
+    def _balance(self, account: AccountState) -> dict[str, Any]:
+        return {"account": account.id, "balance_usd": nano_to_usd(account.balance_nano),
+                "reserved_usd": nano_to_usd(account.reserved_nano),
+                "available_usd": nano_to_usd(account.balance_nano - account.reserved_nano)}
+
+
+def _lock(directory: str) -> int:
+    """Hold an exclusive lock on the state directory for the life of the ledger."""
+    fd = os.open(os.path.join(directory, "lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise LedgerLocked(f"ledger state directory {directory} is in use by another process") from None
+    return fd
+
+
+def _check_text(value: Any, what: str, max_len: int) -> None:
+    if not isinstance(value, str) or not value or len(value) > max_len:
+        raise ValueError(f"{what} must be a non-empty string of at most {max_len} characters")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise ValueError(f"{what} must not contain control characters")

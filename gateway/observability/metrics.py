@@ -1,0 +1,73 @@
+"""Every Prometheus metric of the gateway, defined in one place.
+
+Metrics live in a registry the app owns (not the process-global default), so
+two gateways in one test process do not collide. Label children are cached
+in dicts, so the request path pays a dict lookup, not a label resolution.
+Labels are bounded: endpoint, model, node, status class, outcome; never keys
+or accounts.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client.core import GaugeMetricFamily
+
+# LLM latencies span milliseconds (cached, embeddings) to minutes (long generations).
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)
+OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
+FSYNC_BUCKETS = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
+BREAKER_VALUES = {"closed": 0, "half_open": 1, "open": 2}
+
+
+class Metrics:
+    def __init__(self, breaker_states: Callable[[], list[dict[str, Any]]] | None = None) -> None:
+        self.registry = registry = CollectorRegistry()
+        ProcessCollector(registry=registry)
+        self.requests = Counter("infermesh_requests_total", "Client requests answered",
+                                ("endpoint", "model", "status_class"), registry=registry)
+        self.duration = Histogram("infermesh_request_duration_seconds", "Whole request time",
+                                  ("endpoint",), buckets=LATENCY_BUCKETS, registry=registry)
+        self.ttft = Histogram("infermesh_time_to_first_token_seconds", "Time to the first streamed byte",
+                              ("endpoint",), buckets=LATENCY_BUCKETS, registry=registry)
+        self.overhead = Histogram("infermesh_gateway_overhead_seconds",
+                                  "Request time minus time spent waiting on upstreams",
+                                  buckets=OVERHEAD_BUCKETS, registry=registry)
+        self.attempts = Counter("infermesh_upstream_attempts_total", "Upstream attempts by outcome",
+                                ("node", "outcome"), registry=registry)
+        self.failovers = Counter("infermesh_failovers_total", "Requests answered by a later attempt",
+                                 ("model",), registry=registry)
+        self.hedges = Counter("infermesh_hedges_total", "Hedged second attempts started",
+                              ("model",), registry=registry)
+        self.inflight = Gauge("infermesh_inflight_requests", "Requests in progress", registry=registry)
+        self.streams = Gauge("infermesh_inflight_streams", "Streams being relayed", registry=registry)
+        self.tokens = Counter("infermesh_tokens_total", "Tokens billed", ("model", "kind"), registry=registry)
+        self.cost = Counter("infermesh_cost_usd_total", "USD billed", ("model",), registry=registry)
+        self.fsync = Histogram("infermesh_ledger_fsync_seconds", "Journal fsync latency",
+                               buckets=FSYNC_BUCKETS, registry=registry)
+        self._children: dict[tuple[Any, ...], Any] = {}
+        if breaker_states is not None:
+            registry.register(_BreakerCollector(breaker_states))
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        """The label child for these values, resolved once and then cached."""
+        key = (id(metric),) + labels
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+
+class _BreakerCollector:
+    """Breaker states are read from the router at scrape time: nothing on the request path."""
+
+    def __init__(self, states: Callable[[], list[dict[str, Any]]]) -> None:
+        self._states = states
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        family = GaugeMetricFamily("infermesh_breaker_state", "Circuit breaker: 0 closed, 1 half-open, 2 open",
+                                   labels=("node", "model"))
+        for row in self._states():
+            family.add_metric((row["node"], row["model"]), BREAKER_VALUES.get(str(row["breaker"]), 2))
+        yield family

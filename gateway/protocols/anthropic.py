@@ -1,0 +1,308 @@
+"""Anthropic Messages <-> canonical: requests, responses and usage.
+
+The stream parser and renderer live in ``anthropic_stream.py``.
+
+Choices made where Anthropic and the other protocols disagree:
+
+* Thinking (``thinking``/``redacted_thinking`` blocks, the ``thinking``
+  request option) has no portable form: it is dropped when translating away
+  from Anthropic, in requests, responses and streams alike.
+* Usage: Anthropic's ``input_tokens`` excludes cache reads and cache writes;
+  the canonical input includes both (cache writes are billed as ordinary
+  input), and cache reads are the canonical ``cached_tokens``.
+* ``temperature`` is clamped to Anthropic's 0..1 range; a missing
+  ``max_tokens`` becomes ``DEFAULT_MAX_TOKENS`` because Anthropic requires one.
+* ``response_format`` (JSON mode) cannot be expressed and is rejected.
+* Server tools (web search, code execution, ...) exist only on Anthropic and
+  are rejected when the node speaks another protocol.
+"""
+
+from __future__ import annotations
+
+import ujson
+
+from gateway.protocols.canonical import (
+    DEFAULT_MAX_TOKENS, STOP_CONTENT_FILTER, STOP_END, STOP_MAX_TOKENS, STOP_SEQUENCE,
+    STOP_TOOL_USE, FilePart, ImagePart, Message, Part, ProtocolError, Request, Response, TextPart,
+    ToolCallPart, ToolChoice, ToolDef, ToolResultPart, Usage, append_parts, dumps, json_object,
+)
+
+STOP_FROM_ANTHROPIC = {
+    "end_turn": STOP_END,
+    "max_tokens": STOP_MAX_TOKENS,
+    "stop_sequence": STOP_SEQUENCE,
+    "tool_use": STOP_TOOL_USE,
+    "refusal": STOP_CONTENT_FILTER,
+    "pause_turn": STOP_END,
+    "model_context_window_exceeded": STOP_MAX_TOKENS,
+}
+STOP_TO_ANTHROPIC = {
+    STOP_END: "end_turn",
+    STOP_MAX_TOKENS: "max_tokens",
+    STOP_SEQUENCE: "stop_sequence",
+    STOP_TOOL_USE: "tool_use",
+    STOP_CONTENT_FILTER: "refusal",
+}
+_DROPPED_BLOCKS = frozenset({"thinking", "redacted_thinking"})
+
+
+# --- client request -> canonical -----------------------------------------
+
+
+def request_from_messages(body: dict) -> Request:
+    """A Messages request body (already validated) as a canonical :class:`Request`."""
+    messages: list[Message] = []
+    for i, msg in enumerate(body.get("messages") or ()):
+        role = msg.get("role")
+        if role not in ("user", "assistant"):
+            raise ProtocolError(f"unsupported message role {role!r}", f"messages[{i}].role")
+        append_parts(messages, role, _parts_from_content(msg.get("content"), f"messages[{i}].content"))
+    system = body.get("system")
+    if isinstance(system, list):
+        system = "\n\n".join(block.get("text") or "" for block in system if isinstance(block, dict))
+    metadata = body.get("metadata") or {}
+    return Request(
+        messages=messages,
+        system=system or None,
+        max_tokens=body.get("max_tokens"),
+        temperature=body.get("temperature"),
+        top_p=body.get("top_p"),
+        top_k=body.get("top_k"),
+        stop=list(body.get("stop_sequences") or ()),
+        tools=[_tool_from_anthropic(t, f"tools[{i}]") for i, t in enumerate(body.get("tools") or ())],
+        tool_choice=_choice_from_anthropic(body.get("tool_choice")),
+        parallel_tool_calls=False if (body.get("tool_choice") or {}).get("disable_parallel_tool_use") else None,
+        stream=bool(body.get("stream")),
+        user=metadata.get("user_id") if isinstance(metadata, dict) else None,
+    )
+
+
+def _parts_from_content(content: object, path: str) -> list[Part]:
+    if isinstance(content, str):
+        return [TextPart(content)]
+    parts: list[Part] = []
+    for j, block in enumerate(content or ()):
+        kind = block.get("type")
+        where = f"{path}[{j}]"
+        if kind == "text":
+            parts.append(TextPart(block.get("text") or ""))
+        elif kind == "image":
+            parts.append(_image_from_source(block.get("source") or {}, f"{where}.source"))
+        elif kind == "document":
+            parts.append(_document_from_source(block, f"{where}.source"))
+        elif kind == "tool_use":
+            parts.append(ToolCallPart(block.get("id") or "", block.get("name") or "",
+                                      dumps(block.get("input") or {})))
+        elif kind == "tool_result":
+            parts.append(ToolResultPart(block.get("tool_use_id") or "",
+                                        _result_content(block.get("content"), f"{where}.content"),
+                                        bool(block.get("is_error"))))
+        elif kind not in _DROPPED_BLOCKS:
+            raise ProtocolError(f"content block type {kind!r} cannot be translated for this model",
+                                f"{where}.type")
+    return parts
+
+
+def _image_from_source(source: dict, path: str) -> ImagePart:
+    if source.get("type") == "base64":
+        return ImagePart(source.get("media_type"), data=source.get("data") or "")
+    if source.get("type") == "url":
+        return ImagePart(None, url=source.get("url") or "")
+    raise ProtocolError("image source must be base64 or url to be translated", path)
+
+
+def _document_from_source(block: dict, path: str) -> Part:
+    source = block.get("source") or {}
+    kind = source.get("type")
+    if kind == "base64":
+        return FilePart(source.get("media_type") or "application/pdf", data=source.get("data") or "",
+                        filename=block.get("title"))
+    if kind == "url":
+        return FilePart("application/pdf", url=source.get("url") or "", filename=block.get("title"))
+    if kind == "text":
+        return TextPart(source.get("data") or "")
+    raise ProtocolError(f"document source type {kind!r} cannot be translated", f"{path}.type")
+
+
+def _result_content(content: object, path: str) -> list[TextPart | ImagePart]:
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [TextPart(content)]
+    out: list[TextPart | ImagePart] = []
+    for j, block in enumerate(content):
+        if block.get("type") == "text":
+            out.append(TextPart(block.get("text") or ""))
+        elif block.get("type") == "image":
+            out.append(_image_from_source(block.get("source") or {}, f"{path}[{j}].source"))
+        else:
+            raise ProtocolError("tool results can carry only text and images here", f"{path}[{j}].type")
+    return out
+
+
+def _tool_from_anthropic(tool: dict, path: str) -> ToolDef:
+    if tool.get("type") not in (None, "custom"):
+        raise ProtocolError(f"server tool {tool.get('type')!r} is only available on Anthropic models",
+                            f"{path}.type")
+    return ToolDef(tool.get("name") or "", tool.get("description"),
+                   tool.get("input_schema") or {"type": "object", "properties": {}})
+
+
+def _choice_from_anthropic(choice: object) -> ToolChoice | None:
+    if not isinstance(choice, dict):
+        return None
+    kind = choice.get("type")
+    if kind == "tool":
+        return ToolChoice("tool", choice.get("name"))
+    return ToolChoice({"auto": "auto", "any": "required", "none": "none"}.get(kind, "auto"))
+
+
+# --- canonical -> node request --------------------------------------------
+
+
+def request_to_messages(req: Request, model: str) -> dict:
+    """A canonical request as a Messages body for an Anthropic node."""
+    if req.response_format is not None:
+        raise ProtocolError("response_format cannot be translated for Anthropic models", "response_format")
+    messages = []
+    for i, msg in enumerate(req.messages):
+        blocks = [_block_to_anthropic(p, f"messages[{i}]") for p in msg.parts
+                  if not (isinstance(p, TextPart) and not p.text)]
+        if msg.role == "user":
+            # Anthropic wants a turn's tool_result blocks before its other content.
+            blocks.sort(key=lambda b: b["type"] != "tool_result")
+        if blocks:
+            messages.append({"role": msg.role, "content": blocks})
+    body: dict = {"model": model, "max_tokens": req.max_tokens or DEFAULT_MAX_TOKENS, "messages": messages}
+    if req.system:
+        body["system"] = req.system
+    if req.temperature is not None:
+        body["temperature"] = min(max(req.temperature, 0.0), 1.0)
+    if req.top_p is not None:
+        body["top_p"] = req.top_p
+    if req.top_k is not None:
+        body["top_k"] = req.top_k
+    if req.stop:
+        body["stop_sequences"] = req.stop
+    if req.tools:
+        body["tools"] = [_tool_to_anthropic(t) for t in req.tools]
+    choice = _choice_to_anthropic(req.tool_choice, req.parallel_tool_calls)
+    if choice is not None:
+        body["tool_choice"] = choice
+    if req.user:
+        body["metadata"] = {"user_id": req.user}
+    if req.stream:
+        body["stream"] = True
+    return body
+
+
+def _block_to_anthropic(part: Part, path: str) -> dict:
+    if isinstance(part, TextPart):
+        return {"type": "text", "text": part.text}
+    if isinstance(part, ImagePart):
+        return {"type": "image", "source": _source(part.media_type, part.data, part.url)}
+    if isinstance(part, FilePart):
+        block = {"type": "document", "source": _source(part.media_type, part.data, part.url)}
+        if part.filename:
+            block["title"] = part.filename
+        return block
+    if isinstance(part, ToolCallPart):
+        return {"type": "tool_use", "id": part.id, "name": part.name,
+                "input": json_object(part.arguments, f"{path}.tool_calls")}
+    content: list[dict] = [_block_to_anthropic(p, path) for p in part.content
+                           if not (isinstance(p, TextPart) and not p.text)]
+    block = {"type": "tool_result", "tool_use_id": part.tool_call_id, "content": content}
+    if part.is_error:
+        block["is_error"] = True
+    return block
+
+
+def _source(media_type: str | None, data: str | None, url: str | None) -> dict:
+    if url is not None:
+        return {"type": "url", "url": url}
+    return {"type": "base64", "media_type": media_type or "image/png", "data": data or ""}
+
+
+def _tool_to_anthropic(tool: ToolDef) -> dict:
+    out: dict = {"name": tool.name, "input_schema": tool.parameters}
+    if tool.description:
+        out["description"] = tool.description
+    return out
+
+
+def _choice_to_anthropic(choice: ToolChoice | None, parallel: bool | None) -> dict | None:
+    if choice is None:
+        return {"type": "auto", "disable_parallel_tool_use": True} if parallel is False else None
+    if choice.mode == "none":
+        return {"type": "none"}
+    out = ({"type": "tool", "name": choice.name} if choice.mode == "tool"
+           else {"type": "any" if choice.mode == "required" else "auto"})
+    if parallel is False:
+        out["disable_parallel_tool_use"] = True
+    return out
+
+
+# --- responses ------------------------------------------------------------
+
+
+def usage_from_anthropic(usage: dict | None) -> Usage:
+    if not usage:
+        return Usage()
+    cache_read = usage.get("cache_read_input_tokens") or 0
+    total_in = (usage.get("input_tokens") or 0) + cache_read + (usage.get("cache_creation_input_tokens") or 0)
+    return Usage(total_in, usage.get("output_tokens") or 0, cache_read)
+
+
+def usage_to_anthropic(usage: Usage) -> dict:
+    return {"input_tokens": usage.input_tokens - usage.cached_tokens, "output_tokens": usage.output_tokens,
+            "cache_read_input_tokens": usage.cached_tokens, "cache_creation_input_tokens": 0}
+
+
+def response_from_messages(body: dict) -> Response:
+    """A node's Messages response as a canonical :class:`Response`; thinking is dropped."""
+    parts: list[TextPart | ToolCallPart] = []
+    for block in body.get("content") or ():
+        kind = block.get("type")
+        if kind == "text":
+            parts.append(TextPart(block.get("text") or ""))
+        elif kind == "tool_use":
+            parts.append(ToolCallPart(block.get("id") or "", block.get("name") or "",
+                                      dumps(block.get("input") or {})))
+    stop = STOP_FROM_ANTHROPIC.get(body.get("stop_reason") or "end_turn", STOP_END)
+    return Response(parts, stop, usage_from_anthropic(body.get("usage")), body.get("stop_sequence"))
+
+
+def tool_input(arguments: str) -> dict:
+    """Arguments from a non-Anthropic model as the object a tool_use block needs.
+
+    Models behind OpenAI-compatible nodes occasionally emit invalid JSON; the
+    text is then kept under ``"arguments"`` rather than failing a paid reply.
+    """
+    if not arguments.strip():
+        return {}
+    try:
+        value = ujson.loads(arguments)
+    except ValueError:
+        return {"arguments": arguments}
+    return value if isinstance(value, dict) else {"arguments": value}
+
+
+def response_to_messages(resp: Response, model: str, request_id: str) -> dict:
+    """A canonical response as the client's Messages ``message`` object."""
+    content: list[dict] = []
+    for part in resp.parts:
+        if isinstance(part, TextPart):
+            content.append({"type": "text", "text": part.text})
+        else:
+            content.append({"type": "tool_use", "id": part.id, "name": part.name,
+                            "input": tool_input(part.arguments)})
+    return {
+        "id": "msg_" + request_id,
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": STOP_TO_ANTHROPIC.get(resp.stop_reason, "end_turn"),
+        "stop_sequence": resp.stop_sequence,
+        "usage": usage_to_anthropic(resp.usage),
+    }

@@ -1,0 +1,191 @@
+"""The one door the pipeline uses into protocol translation.
+
+Client protocols: ``chat``, ``responses``, ``messages``. Node protocols: those
+three plus ``gemini``. Every translation goes client -> canonical -> node and
+node -> canonical -> client (see ``canonical.py``); this module only picks the
+two halves. Same-protocol traffic never comes here: it is passed through.
+
+Deviations from the first sketch of this API, all additive:
+
+* ``translate_embeddings_response`` takes the client's request body as an
+  optional fourth argument: Gemini reports no token counts (usage is
+  estimated from the input text) and the OpenAI SDK asks for
+  ``encoding_format: base64`` by default.
+* ``StreamTranslator.upstream_error`` holds the message of an error the node
+  sent *inside* its stream (already rendered to the client as its protocol's
+  error event), so the pipeline can record the request as failed.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from gateway.protocols import anthropic, gemini, openai_chat, openai_responses
+from gateway.protocols.anthropic_stream import MessagesStreamParser, MessagesStreamRenderer
+from gateway.protocols.canonical import STREAM_END, ProtocolError, Request, Response, StreamError, Usage
+from gateway.protocols.error_bodies import client_error, parse_upstream_error
+from gateway.protocols.openai_chat_stream import ChatStreamParser, ChatStreamRenderer
+from gateway.protocols.openai_responses_stream import ResponsesStreamParser, ResponsesStreamRenderer
+from gateway.protocols.sse import SSEDecoder, SSEEvent
+from gateway.protocols.validate import validate_messages, validate_responses
+
+__all__ = [
+    "ProtocolError", "StreamTranslator", "Usage", "extract_usage", "translate_embeddings_request",
+    "translate_embeddings_response", "translate_error", "translate_request", "translate_response",
+    "validate_request",
+]
+
+_REQUEST_FROM: dict[str, Callable[[dict], Request]] = {
+    "chat": openai_chat.request_from_chat,
+    "responses": openai_responses.request_from_responses,
+    "messages": anthropic.request_from_messages,
+}
+_REQUEST_TO: dict[str, Callable[[Request, str], dict]] = {
+    "chat": openai_chat.request_to_chat,
+    "responses": openai_responses.request_to_responses,
+    "messages": anthropic.request_to_messages,
+    "gemini": gemini.request_to_gemini,
+}
+_RESPONSE_FROM: dict[str, Callable[[dict, str], Response]] = {
+    "chat": lambda body, _rid: openai_chat.response_from_chat(body),
+    "responses": lambda body, _rid: openai_responses.response_from_responses(body),
+    "messages": lambda body, _rid: anthropic.response_from_messages(body),
+    "gemini": gemini.response_from_gemini,
+}
+_RESPONSE_TO: dict[str, Callable[[Response, str, str], dict]] = {
+    "chat": openai_chat.response_to_chat,
+    "responses": openai_responses.response_to_responses,
+    "messages": anthropic.response_to_messages,
+}
+_USAGE: dict[str, Callable[[dict | None], Usage]] = {
+    "chat": openai_chat.usage_from_chat,
+    "responses": openai_responses.usage_from_responses,
+    "messages": anthropic.usage_from_anthropic,
+    "gemini": gemini.usage_from_gemini,
+}
+_PARSERS = {
+    "chat": ChatStreamParser,
+    "responses": ResponsesStreamParser,
+    "messages": MessagesStreamParser,
+    "gemini": gemini.GeminiStreamParser,
+}
+_RENDERERS = {
+    "chat": ChatStreamRenderer,
+    "responses": ResponsesStreamRenderer,
+    "messages": MessagesStreamRenderer,
+}
+
+
+def validate_request(client: str, body: dict) -> None:
+    """Deep validation of a "messages" or "responses" request; raises ProtocolError
+    with the field path. "chat" requests are validated by the pipeline."""
+    if client == "messages":
+        validate_messages(body)
+    elif client == "responses":
+        validate_responses(body)
+
+
+def translate_request(client: str, body: dict, node: str, upstream_model: str) -> dict:
+    """The body to send to a node speaking another protocol.
+
+    The body is rebuilt field by field, so gateway-only fields such as
+    ``fallback_models`` are never copied. Gemini's model belongs in the URL,
+    so its body has none.
+    """
+    return _REQUEST_TO[node](_REQUEST_FROM[client](body), upstream_model)
+
+
+def translate_response(node: str, body: dict, client: str, public_model: str,
+                       request_id: str) -> tuple[dict, Usage]:
+    """A non-streaming node reply as the client's reply, plus its usage."""
+    response = _RESPONSE_FROM[node](body, request_id)
+    return _RESPONSE_TO[client](response, public_model, request_id), response.usage
+
+
+def extract_usage(protocol: str, body: dict) -> Usage:
+    """Usage from a non-streaming reply of any protocol, or an OpenAI embeddings reply."""
+    if protocol == "embeddings":
+        usage = body.get("usage") or {}
+        return Usage(usage.get("prompt_tokens") or 0, 0, 0)
+    key = "usageMetadata" if protocol == "gemini" else "usage"
+    return _USAGE[protocol](body.get(key))
+
+
+def translate_error(node: str, status: int, body: bytes, client: str) -> dict:
+    """An upstream error body of any shape as the client protocol's error JSON,
+    keeping the upstream's message text."""
+    message, upstream_type, code, param = parse_upstream_error(status, body)
+    return client_error(client, status, message, upstream_type, code, param)
+
+
+def translate_embeddings_request(node: str, body: dict, upstream_model: str) -> dict:
+    """An OpenAI embeddings request for a Gemini node (``batchEmbedContents``)."""
+    if node != "gemini":
+        raise ValueError(f"no embeddings translation for node protocol {node!r}")
+    return gemini.embeddings_request(body, upstream_model)
+
+
+def translate_embeddings_response(node: str, body: dict, public_model: str,
+                                  request: dict | None = None) -> tuple[dict, Usage]:
+    """A Gemini ``batchEmbedContents`` reply as an OpenAI embeddings list.
+
+    ``request`` is the client's embeddings request: its input sizes the usage
+    estimate (characters / 4, rounded up) and its ``encoding_format`` picks
+    float lists or base64.
+    """
+    if node != "gemini":
+        raise ValueError(f"no embeddings translation for node protocol {node!r}")
+    return gemini.embeddings_response(body, public_model, request)
+
+
+class StreamTranslator:
+    """One streamed reply, node protocol in, client protocol out, sans-IO.
+
+    Three layers: ``SSEDecoder`` frames the node's bytes (split anywhere), a
+    parser turns each node event into canonical events, and a renderer turns
+    those into the client's SSE bytes, keeping whatever state its protocol's
+    closing events need.
+    """
+
+    __slots__ = ("_decoder", "_parser", "_renderer", "upstream_error")
+
+    def __init__(self, node: str, client: str, public_model: str, request_id: str, include_usage: bool) -> None:
+        self._renderer = _RENDERERS[client](public_model, request_id, include_usage)
+        self._parser = _PARSERS[node](request_id, self._handle)
+        self._decoder = SSEDecoder()
+        self.upstream_error: str | None = None
+
+    def _handle(self, event: object) -> None:
+        if type(event) is StreamError:
+            self.upstream_error = event.message
+        self._renderer.handle(event)
+
+    def feed(self, chunk: bytes) -> bytes:
+        """Node bytes (any split) -> client SSE bytes, possibly empty."""
+        for event in self._decoder.feed(chunk):
+            self._parse(event)
+        return self._renderer.take()
+
+    def _parse(self, event: SSEEvent) -> None:
+        try:
+            self._parser.parse(event)
+        except (ValueError, AttributeError):  # not JSON, or JSON of the wrong shape
+            self._handle(StreamError("upstream sent a malformed stream event", 502))
+
+    def finish(self) -> bytes:
+        """The node's stream ended: flush, then close the client's stream properly
+        even if the node never sent its own end (Gemini never does)."""
+        for event in self._decoder.flush():
+            self._parse(event)
+        self._renderer.handle(STREAM_END)
+        return self._renderer.take()
+
+    @property
+    def usage(self) -> Usage | None:
+        """Usage as the node reported it so far; None until it reports any."""
+        return self._parser.usage
+
+    @property
+    def output_chars(self) -> int:
+        """Characters of text and tool arguments sent to the client so far."""
+        return self._renderer.output_chars

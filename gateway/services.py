@@ -1,0 +1,53 @@
+"""The shared services one gateway process builds once and every request uses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.config import Config
+from gateway.ledger.ledger import Ledger
+from gateway.ledger.pricing import PriceTable
+from gateway.observability.logs import AccessLog
+from gateway.observability.metrics import Metrics
+from gateway.routing.router import Router
+from gateway.upstream.client import UpstreamClient
+from gateway.upstream.providers import NodeEndpoints
+
+
+@dataclass
+class Services:
+    config: Config
+    ledger: Ledger
+    prices: PriceTable
+    router: Router
+    client: UpstreamClient
+    endpoints: dict[str, NodeEndpoints]
+    metrics: Metrics
+    access_log: AccessLog | None
+    ready: bool = False
+    draining: bool = False
+
+    @classmethod
+    def build(cls, config: Config) -> "Services":
+        router = Router(config)
+        return cls(
+            config=config,
+            ledger=Ledger.open(config.state.dir, config.accounts),
+            prices=PriceTable.from_models(config.models),
+            router=router,
+            client=UpstreamClient(config.upstream.max_clients, config.upstream.queue_timeout_s),
+            endpoints={node.id: NodeEndpoints(node) for node in config.nodes},
+            metrics=Metrics(router.status),
+            access_log=AccessLog() if config.logging.access_log else None,
+        )
+
+    def apply(self, config: Config) -> None:
+        """Swap in a reloaded config: nodes, models and prices change together, open streams keep theirs."""
+        self.router.reload(config)
+        self.prices = PriceTable.from_models(config.models)
+        self.endpoints = {node.id: NodeEndpoints(node) for node in config.nodes}
+        self.config = config
+
+    async def close(self) -> None:
+        await self.client.close()
+        self.ledger.close()

@@ -1,0 +1,301 @@
+"""Pooled upstream HTTP over ``tornado.curl_httpclient``, taken apart where it must be.
+
+Tornado's curl client hands us a response only when a transfer ends, defers
+its callbacks, and cannot cancel. A gateway needs the opposite: the status
+before any byte is committed to the client, flow control, and an abort that
+reaches the upstream within milliseconds. So each transfer installs its own
+libcurl callbacks through ``prepare_curl_callback`` (called last when Tornado
+sets a handle up):
+
+* ``HEADERFUNCTION`` parses the status line itself (``getinfo`` is refused
+  inside callbacks) and resolves ``started()`` when the header block ends;
+* ``WRITEFUNCTION`` queues body bytes and returns ``WRITEFUNC_PAUSE`` above a
+  high-water mark, so a slow client stalls the upstream socket instead of
+  growing our memory; ``read()`` joins what queued into one chunk and resumes;
+* ``XFERINFOFUNCTION`` returns non-zero once an abort is requested. libcurl
+  does not call it while the socket is idle, so ``abort()`` kicks the handle
+  with pause/unpause, which makes libcurl run the transfer on the next loop
+  iteration (measured: the upstream sees the close within 1-2 ms).
+
+These callbacks run synchronously on the IOLoop thread inside curl's socket
+handling, so they may touch futures directly.
+
+Tornado's own queue in front of curl has no deadline (a request queued past
+its timeout still ran), so admission happens here: ``max_clients`` slots and
+a bounded wait for one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from typing import Any
+
+import pycurl
+from tornado.curl_httpclient import CurlAsyncHTTPClient
+from tornado.httpclient import HTTPRequest
+
+from gateway.config import Timeouts
+from gateway.upstream.exchange import Phase, UpstreamError
+
+HIGH_WATER_BYTES = 256 * 1024
+
+# libcurl error numbers (match on errno, never on message text: libcurl 8.19 reworded them)
+_CONNECT_ERRNOS = frozenset({5, 6, 7, 35, 60})  # proxy/host resolve, connect, TLS handshake, TLS verify
+_TIMEOUT_ERRNO = 28
+_ABORTED_ERRNOS = frozenset({23, 42})  # write error (our short write), callback abort
+
+
+class Overloaded(Exception):
+    """No transfer slot freed up within the queue deadline."""
+
+
+class _Admission:
+    """A counting semaphore whose waiters give up after a deadline."""
+
+    def __init__(self, slots: int) -> None:
+        self.free = slots
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    async def acquire(self, timeout_s: float) -> None:
+        if self.free > 0 and not self._waiters:
+            self.free -= 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), timeout_s)
+        except asyncio.TimeoutError:
+            if waiter.done():  # granted in the same instant it expired: keep the slot
+                return
+            waiter.cancel()
+            raise Overloaded() from None
+
+    def release(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the slot passes straight to the waiter
+                return
+        self.free += 1
+
+
+class UpstreamClient:
+    """The gateway's own curl client (never the process-wide default instance)."""
+
+    def __init__(self, max_clients: int, queue_timeout_s: float) -> None:
+        self._http = CurlAsyncHTTPClient(force_instance=True, max_clients=max_clients,
+                                         max_body_size=1 << 62)
+        self._admission = _Admission(max_clients)
+        self._active: set[CurlExchange] = set()
+        self.queue_timeout_s = queue_timeout_s
+
+    @property
+    def in_use(self) -> int:
+        return self._http.max_clients - self._admission.free
+
+    async def open(self, url: str, headers: dict[str, str], body: bytes, timeouts: Timeouts,
+                   method: str = "POST") -> "CurlExchange":
+        """Start one transfer; raises ``Overloaded`` when no slot frees up in time."""
+        await self._admission.acquire(self.queue_timeout_s)
+        exchange = CurlExchange(self._done, timeouts)
+        self._active.add(exchange)
+        request = HTTPRequest(
+            url, method=method, headers=headers, body=body if method == "POST" else None,
+            connect_timeout=timeouts.connect_timeout_s, request_timeout=timeouts.request_timeout_s,
+            decompress_response=False,  # relayed bytes stay as sent (curl/curl#16280)
+            follow_redirects=False, prepare_curl_callback=exchange._install,
+        )
+        exchange._start(self._http.fetch(request, raise_error=False))
+        return exchange
+
+    def _done(self, exchange: "CurlExchange") -> None:
+        self._active.discard(exchange)
+        self._admission.release()
+
+    async def close(self) -> None:
+        """Abort what is still running, let curl hand the handles back, then close the pool."""
+        for exchange in list(self._active):
+            exchange.abort("shutdown")
+        for _ in range(100):
+            if not self._active:
+                break
+            await asyncio.sleep(0.01)
+        self._http.close()
+
+
+class CurlExchange:
+    """One upstream transfer: status first, then body chunks under flow control."""
+
+    def __init__(self, on_done: Any, timeouts: Timeouts) -> None:
+        self.status = 0
+        self.headers: dict[str, str] = {}
+        self._on_finished = on_done
+        self._timeouts = timeouts
+        self._loop = asyncio.get_running_loop()
+        self._curl: pycurl.Curl | None = None
+        self._chunks: list[bytes] = []
+        self._buffered = 0
+        self._paused = False
+        self._headers_done = False
+        self._got_body = False
+        self._finished = False
+        self._error: UpstreamError | None = None
+        self._abort_reason: str | None = None
+        self._started: asyncio.Future[None] = self._loop.create_future()
+        self._waiter: asyncio.Future[None] | None = None
+        self._last_activity = self._loop.time()
+        self._timer: asyncio.TimerHandle | None = self._loop.call_later(
+            timeouts.first_byte_timeout_s, self._first_byte_expired)
+
+    # -- the pipeline's side ------------------------------------------------
+
+    async def started(self) -> None:
+        await self._started
+
+    async def read(self) -> bytes:
+        while not self._chunks:
+            if self._finished:
+                if self._error is not None:
+                    raise self._error
+                return b""
+            self._waiter = self._loop.create_future()
+            await self._waiter
+        chunks = self._chunks
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        self._chunks = []
+        self._buffered = 0
+        if self._paused and self._curl is not None:
+            self._paused = False
+            self._curl.pause(pycurl.PAUSE_CONT)  # libcurl redelivers the chunk it held
+        return data
+
+    async def read_all(self, limit: int) -> bytes:
+        parts: list[bytes] = []
+        size = 0
+        while chunk := await self.read():
+            size += len(chunk)
+            if size > limit:
+                self.abort("too_large")
+                raise UpstreamError(Phase.MID_STREAM, "too_large", f"body over {limit} bytes")
+            parts.append(chunk)
+        return b"".join(parts)
+
+    def abort(self, reason: str) -> None:
+        if self._finished or self._abort_reason is not None:
+            return
+        self._abort_reason = reason
+        if self._curl is not None:
+            # Kick: an idle transfer never calls the progress function on its own.
+            try:
+                self._curl.pause(pycurl.PAUSE_ALL)
+                self._curl.pause(pycurl.PAUSE_CONT)
+            except pycurl.error:
+                pass  # unpausing ran our write callback, which refused the data: the transfer is failing already
+
+    # -- libcurl's side -----------------------------------------------------
+
+    def _install(self, curl: pycurl.Curl) -> None:
+        self._curl = curl
+        curl.setopt(pycurl.HEADERFUNCTION, self._on_header)
+        curl.setopt(pycurl.WRITEFUNCTION, self._on_body)
+        curl.setopt(pycurl.NOPROGRESS, 0)
+        curl.setopt(pycurl.XFERINFOFUNCTION, self._on_progress)
+        if self._abort_reason is not None:  # aborted while queued
+            self._curl = None
+
+    def _on_header(self, line: bytes) -> None:
+        if line.startswith(b"HTTP/"):
+            parts = line.split(b" ", 2)
+            self.status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+            self.headers = {}
+        elif line in (b"\r\n", b"\n"):
+            if 100 <= self.status < 200:
+                return  # an interim response (100 Continue): the real one follows
+            self._headers_done = True
+            self._last_activity = self._loop.time()
+            self._rearm(self._timeouts.idle_timeout_s, self._idle_check)
+            if not self._started.done():
+                self._started.set_result(None)
+        else:
+            name, sep, value = line.partition(b":")
+            if sep:
+                self.headers[name.strip().lower().decode("latin-1")] = value.strip().decode("latin-1")
+
+    def _on_body(self, chunk: bytes) -> int | None:
+        if self._abort_reason is not None:
+            return 0  # a short write fails the transfer at once
+        if self._buffered >= HIGH_WATER_BYTES:
+            self._paused = True
+            return pycurl.WRITEFUNC_PAUSE
+        self._chunks.append(chunk)
+        self._buffered += len(chunk)
+        self._got_body = True
+        self._last_activity = self._loop.time()
+        self._wake()
+        return None
+
+    def _on_progress(self, *_: int) -> int:
+        return 1 if self._abort_reason is not None else 0
+
+    def _start(self, future: "asyncio.Future[Any]") -> None:
+        future.add_done_callback(self._on_done)
+
+    def _on_done(self, future: "asyncio.Future[Any]") -> None:
+        self._finished = True
+        self._curl = None  # the handle goes back to Tornado's pool now
+        self._on_finished(self)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        exc = future.exception()
+        if exc is not None:
+            self._error = self._classify(exc)
+        if not self._started.done():
+            if self._error is None:  # completed without a header block: treat as a reset
+                self._error = UpstreamError(Phase.FIRST_BYTE, "reset", "no response headers")
+            self._started.set_exception(self._error)
+            self._started.exception()  # retrieved here so an unawaited failure is not logged
+        self._wake()
+
+    def _classify(self, exc: BaseException) -> UpstreamError:
+        phase = Phase.MID_STREAM if self._got_body else Phase.FIRST_BYTE
+        errno = getattr(exc, "errno", None)
+        if self._abort_reason is not None and (errno in _ABORTED_ERRNOS or errno is None):
+            return UpstreamError(phase, self._abort_reason)
+        if errno in _CONNECT_ERRNOS:
+            return UpstreamError(Phase.CONNECT, "connect", str(exc))
+        if errno == _TIMEOUT_ERRNO:
+            return UpstreamError(phase, "timeout", "total request timeout")
+        return UpstreamError(phase, "reset", str(exc))
+
+    # -- timers -------------------------------------------------------------
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _rearm(self, delay: float, callback: Any) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._loop.call_later(delay, callback)
+
+    def _first_byte_expired(self) -> None:
+        self._timer = None
+        if not self._headers_done:
+            self.abort("timeout")
+
+    def _idle_check(self) -> None:
+        """One timer for the whole stream, re-armed lazily: no per-chunk timer churn."""
+        self._timer = None
+        if self._finished:
+            return
+        idle = self._loop.time() - self._last_activity
+        if self._paused or idle < self._timeouts.idle_timeout_s:
+            base = self._loop.time() if self._paused else self._last_activity
+            self._rearm(max(0.01, base + self._timeouts.idle_timeout_s - self._loop.time()), self._idle_check)
+        else:
+            self.abort("timeout")

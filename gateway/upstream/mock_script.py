@@ -1,0 +1,99 @@
+"""What a mock model says: deterministic replies, tool calls and usage.
+
+Shared by the in-process ``mock`` provider and ``bench/mock_upstream.py`` so
+that both behave alike whatever wire format carries the words. The rules:
+
+* with tools offered and no tool result yet, call the first tool with
+  arguments made from its JSON schema (a client can run it and answer);
+* after a tool result, answer with text that quotes the result;
+* otherwise echo the last user text, one token per word, ``tokens`` words
+  long (padding with counted words), capped by ``max_tokens``.
+
+Token counts are a fixed rule (about four characters a token) so tests can
+predict the bill exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import ujson
+
+DEFAULT_TOKENS = 12
+
+
+@dataclass(slots=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: str  # JSON text
+
+
+@dataclass(slots=True)
+class Script:
+    tokens: list[str]  # text pieces; each counts as one output token
+    tool_call: ToolCall | None
+    finish: str  # "stop", "length" or "tool_calls"
+    input_tokens: int
+
+    @property
+    def output_tokens(self) -> int:
+        if self.tool_call is not None:
+            return estimate_tokens(self.tool_call.name + self.tool_call.arguments)
+        return len(self.tokens)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.tokens)
+
+
+def estimate_tokens(text: str) -> int:
+    """About four characters a token, at least one for non-empty text."""
+    return (len(text) + 3) // 4
+
+
+def write_script(prompt_text: str, last_user_text: str, tools: list[dict[str, Any]], tool_result: str | None,
+                 max_tokens: int | None, tokens: int = DEFAULT_TOKENS) -> Script:
+    """Decide the reply. ``tools`` are ``{"name", "parameters"}`` dicts (JSON schema)."""
+    input_tokens = max(1, estimate_tokens(prompt_text))
+    if tool_result is not None:
+        words = ("The tool said: " + tool_result).split(" ")
+    elif tools:
+        tool = tools[0]
+        arguments = ujson.dumps(_sample_arguments(tool.get("parameters") or {}))
+        call = ToolCall("call_" + _short_hash(prompt_text), tool["name"], arguments)
+        return Script([], call, "tool_calls", input_tokens)
+    else:
+        words = (last_user_text or "Hello").split()
+        words = [w for w in words if w][:tokens] or ["Hello"]
+        filler = 1
+        while len(words) < tokens:
+            words.append(f"w{filler}")
+            filler += 1
+    pieces = [words[0]] + [" " + word for word in words[1:]]
+    finish = "stop"
+    if max_tokens is not None and len(pieces) > max_tokens:
+        pieces = pieces[:max_tokens]
+        finish = "length"
+    return Script(pieces, None, finish, input_tokens)
+
+
+def embedding(text: str, dim: int) -> list[float]:
+    """A deterministic unit-ish vector derived from the text."""
+    seed = sum(text.encode()) + len(text)
+    return [round(((seed * (i + 7)) % 1000) / 1000.0 - 0.5, 6) for i in range(dim)]
+
+
+def _sample_arguments(schema: dict[str, Any]) -> dict[str, Any]:
+    properties = schema.get("properties") or {}
+    required = schema.get("required") or list(properties)
+    samples = {"string": "Paris", "number": 1.5, "integer": 1, "boolean": True, "array": [], "object": {}}
+    return {name: samples.get((properties.get(name) or {}).get("type", "string"), "Paris") for name in required}
+
+
+def _short_hash(text: str) -> str:
+    value = 2166136261
+    for byte in text.encode()[-256:]:
+        value = ((value ^ byte) * 16777619) & 0xFFFFFFFF
+    return f"{value:08x}"
