@@ -7,6 +7,7 @@ port in a thread of their own, so they exercise the same code as production.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import time
 
@@ -32,6 +33,8 @@ class Server:
 
     def start(self, host: str | None = None, port: int | None = None) -> int:
         """Bind and serve on the current IOLoop; returns the bound port (0 picks a free one)."""
+        # Tornado logs malformed requests at INFO quoting the bad header, which may be a key.
+        logging.getLogger("tornado.general").setLevel(logging.WARNING)
         host = host or self.config.listen.host
         port = self.config.listen.port if port is None else port
         sockets = bind_sockets(port, host, family=socket.AF_INET, backlog=2048)

@@ -161,6 +161,7 @@ class Journal:
                 self._fd = -1
 
     def _open_next(self) -> None:
+        """Switch to ``journal-<next seq>.jsonl``; the older files are covered by the snapshot just written."""
         path = os.path.join(self.directory, f"journal-{self._seq + 1:016d}.jsonl")
         # O_TRUNC: a file of this name can only hold a torn fragment that recovery already dropped.
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
@@ -184,6 +185,7 @@ class Journal:
             self._stop.wait(self._interval)
 
     def _sync_once(self) -> None:
+        """One fsync under the fd lock, so a rotation cannot close the file under it."""
         with self._fd_lock:
             if self._fd < 0:
                 return

@@ -10,11 +10,13 @@ load like any other and never written anywhere in plaintext.
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, Sequence
 
+from gateway.config import normalize_model_id
 from gateway.ledger.money import nano_to_usd
 
 KEY_PREFIX = "sk-"
@@ -72,6 +74,25 @@ def key_prefix(api_key: str) -> str:
     their secret with 10 visible characters.
     """
     return api_key[:10] if len(api_key) >= 40 else api_key[:8]
+
+
+def check_key_options(models: Sequence[str] | None, limit_nano: int | None,
+                      expires_at: float | None) -> frozenset[str] | None:
+    """Validate a new key's options (ValueError says which); return the normalized model set.
+
+    An empty model list is refused rather than read as "no model allowed":
+    a key that can call nothing is always a mistake, and omitting the list
+    is how to allow every model.
+    """
+    if models is not None and (isinstance(models, str) or not models
+                               or not all(isinstance(m, str) and m for m in models)):
+        raise ValueError("models must be a non-empty list of model ids, or omitted for all models")
+    if limit_nano is not None and (not isinstance(limit_nano, int) or isinstance(limit_nano, bool) or limit_nano < 0):
+        raise ValueError(f"limit must be a non-negative number of nano-dollars, not {limit_nano!r}")
+    if expires_at is not None and (not isinstance(expires_at, (int, float)) or isinstance(expires_at, bool)
+                                   or not math.isfinite(expires_at)):
+        raise ValueError(f"expires_at must be a unix time, not {expires_at!r}")
+    return None if models is None else frozenset(normalize_model_id(m) for m in models)
 
 
 @dataclass(slots=True)

@@ -15,17 +15,17 @@ from __future__ import annotations
 import fcntl
 import hmac
 import itertools
-import math
 import os
 import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from gateway.config import Account, normalize_model_id
+from gateway.config import Account
 from gateway.ledger.errors import InsufficientBalance, KeyLimitExceeded, LedgerCorrupt, LedgerLocked, UnknownAccount
 from gateway.ledger.journal import Journal
-from gateway.ledger.keys import AuthStatus, KeyInfo, KeyRecord, generate_key, hash_key, key_prefix, new_key_id
+from gateway.ledger.keys import (AuthStatus, KeyInfo, KeyRecord, check_key_options, generate_key, hash_key, key_prefix,
+                                 new_key_id)
 from gateway.ledger.money import nano_to_usd, usd_to_nano
 from gateway.ledger.snapshot import write_snapshot
 from gateway.ledger.state import AccountState, LedgerState, recover
@@ -52,6 +52,7 @@ class Ledger:
 
     def __init__(self, directory: str, state: LedgerState, journal: Journal, usage: UsageLog,
                  clock: Callable[[], float], lock_fd: int) -> None:
+        """Private: ``Ledger.open`` builds the parts, recovering the state first."""
         self.directory = directory
         self._state = state
         self._journal = journal
@@ -77,18 +78,27 @@ class Ledger:
         try:
             state = recover(state_dir)
             write_snapshot(state_dir, state.to_snapshot())
-            usage = UsageLog(state_dir, usage_max_bytes)
             journal = Journal(state_dir, state.seq, fsync_interval_s)
         except BaseException:
             os.close(lock_fd)
             raise
+        try:
+            usage = UsageLog(state_dir, usage_max_bytes)
+        except BaseException:
+            journal.close()
+            os.close(lock_fd)
+            raise
         ledger = cls(state_dir, state, journal, usage, clock, lock_fd)
-        for account, balance in balances:
-            if account.id not in state.accounts:
-                ledger.create_account(account.id, balance)
-            for key in account.keys:
-                if hash_key(key) not in state.by_hash:
-                    ledger._add_key(account.id, key, "config", None, None, None)
+        try:
+            for account, balance in balances:
+                if account.id not in state.accounts:
+                    ledger.create_account(account.id, balance)
+                for key in account.keys:
+                    if hash_key(key) not in state.by_hash:
+                        ledger._add_key(account.id, key, "config", None, None, None)
+        except BaseException:
+            ledger.close()
+            raise
         return ledger
 
     # -- observability -------------------------------------------------------------
@@ -237,19 +247,10 @@ class Ledger:
         """
         self._account(account_id)
         _check_text(name, "key name", _MAX_TEXT)
-        if models is not None:
-            if isinstance(models, str) or not models or not all(isinstance(m, str) and m for m in models):
-                raise ValueError("models must be a non-empty list of model ids, or omitted for all models")
-        if limit_nano is not None and (not isinstance(limit_nano, int) or isinstance(limit_nano, bool)
-                                       or limit_nano < 0):
-            raise ValueError(f"limit must be a non-negative number of nano-dollars, not {limit_nano!r}")
-        if expires_at is not None and (not isinstance(expires_at, (int, float)) or isinstance(expires_at, bool)
-                                       or not math.isfinite(expires_at)):
-            raise ValueError(f"expires_at must be a unix time, not {expires_at!r}")
+        allowed = check_key_options(models, limit_nano, expires_at)
         plaintext = generate_key()
-        record = self._add_key(account_id, plaintext, name,
-                               None if models is None else frozenset(normalize_model_id(m) for m in models),
-                               limit_nano, None if expires_at is None else float(expires_at))
+        record = self._add_key(account_id, plaintext, name, allowed, limit_nano,
+                               None if expires_at is None else float(expires_at))
         return {"key_id": record.key_id, "key": plaintext, "account": account_id, **record.public()}
 
     def revoke_key(self, key_id: str) -> bool:
@@ -291,9 +292,11 @@ class Ledger:
         try:
             self.snapshot()
         finally:
-            self._journal.close()
-            self._usage.close()
-            os.close(self._lock_fd)
+            try:
+                self._journal.close()
+            finally:
+                self._usage.close()
+                os.close(self._lock_fd)
 
     # -- internals -----------------------------------------------------------------
 
@@ -312,12 +315,14 @@ class Ledger:
         return self._state.keys[key_id]
 
     def _account(self, account_id: str) -> AccountState:
+        """The account, or UnknownAccount (a KeyError the HTTP layer maps to 404)."""
         account = self._state.accounts.get(account_id)
         if account is None:
             raise UnknownAccount(f"no account {account_id!r}")
         return account
 
     def _balance(self, account: AccountState) -> dict[str, Any]:
+        """Amounts as the API shows them; available may be negative after an overrun."""
         return {"account": account.id, "balance_usd": nano_to_usd(account.balance_nano),
                 "reserved_usd": nano_to_usd(account.reserved_nano),
                 "available_usd": nano_to_usd(account.balance_nano - account.reserved_nano)}
@@ -335,6 +340,7 @@ def _lock(directory: str) -> int:
 
 
 def _check_text(value: Any, what: str, max_len: int) -> None:
+    """Ids, names and references end up in logs and JSON: no empties, no control characters."""
     if not isinstance(value, str) or not value or len(value) > max_len:
         raise ValueError(f"{what} must be a non-empty string of at most {max_len} characters")
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):

@@ -40,6 +40,7 @@ class UsageLog:
         self._failing = False
 
     def _load(self, path: str) -> None:
+        """Refill the index after a restart; unreadable lines (a torn tail) are skipped, not fatal."""
         try:
             with open(path, "rb") as handle:
                 lines = handle.read().split(b"\n")
@@ -58,6 +59,7 @@ class UsageLog:
             log.warning("skipped %d unreadable usage records in %s", bad, path)
 
     def _remember(self, record: dict[str, Any]) -> None:
+        """Index a record for queries; the deques drop the oldest beyond their bound."""
         account = record["account"]
         records = self._by_account.get(account)
         if records is None:
@@ -86,6 +88,7 @@ class UsageLog:
             self._failing = True
 
     def _rotate(self) -> None:
+        """Keep one predecessor file: usage history on disk is bounded to about 2 x ``max_bytes``."""
         self._file.close()
         os.replace(self.path, self.path + ".1")
         self._file = open(self.path, "ab", buffering=64 * 1024)

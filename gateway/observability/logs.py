@@ -21,7 +21,7 @@ ACCESS_FIELDS = ("request_id", "account", "key_id", "endpoint", "model", "node",
 
 class AccessLog:
     def __init__(self, stream: TextIO | None = None) -> None:
-        self._stream = stream or sys.stdout
+        self._stream = stream  # None: whatever sys.stdout is at write time
 
     def write(self, record: dict[str, Any]) -> None:
         line = {"ts": round(time.time(), 3), "kind": "access"}
@@ -29,8 +29,9 @@ class AccessLog:
             value = record.get(name)
             if value is not None:
                 line[name] = value
-        self._stream.write(ujson.dumps(line, escape_forward_slashes=False) + "\n")
-        self._stream.flush()
+        stream = self._stream or sys.stdout
+        stream.write(ujson.dumps(line, escape_forward_slashes=False) + "\n")
+        stream.flush()
 
 
 def log_event(event: str, **fields: Any) -> None:

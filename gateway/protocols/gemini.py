@@ -149,7 +149,8 @@ def response_from_gemini(body: dict, request_id: str) -> Response:
     for part in (candidate.get("content") or {}).get("parts") or ():
         if "functionCall" in part:
             call = part["functionCall"]
-            parts.append(ToolCallPart(call.get("id") or f"call_{request_id}_{len(parts)}", call.get("name") or "",
+            calls = sum(isinstance(p, ToolCallPart) for p in parts)  # ids match the stream parser's
+            parts.append(ToolCallPart(call.get("id") or f"call_{request_id}_{calls}", call.get("name") or "",
                                       dumps(call.get("args") or {})))
         elif part.get("text") and not part.get("thought"):
             parts.append(TextPart(part["text"]))

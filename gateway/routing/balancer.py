@@ -36,6 +36,8 @@ EXPLORE_SHARE = 0.05
 
 
 class Balancer(Protocol):
+    """What the router needs of a strategy: candidates in, one of them out."""
+
     def choose(self, candidates: Sequence[str]) -> str: ...
 
 

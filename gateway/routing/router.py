@@ -224,8 +224,12 @@ class Router:
         chosen.in_flight += 1
         return attempt
 
-    def _build(self, config: Config, reset_breakers: bool) -> None:
+    def _new_breaker(self, config: Config) -> Breaker:
         settings = config.circuit_breaker
+        return Breaker(settings.failure_threshold, settings.open_s, self._clock)
+
+    def _build(self, config: Config, reset_breakers: bool) -> None:
+        """Precompute routes and chains; reuse the _Pair of every surviving (node, model)."""
         pairs: dict[tuple[str, str], _Pair] = {}
         routes: dict[str, _Route] = {}
         for key, model in config.models.items():
@@ -240,11 +244,9 @@ class Router:
             for node in serving:
                 pair = self._pairs.get((node.id, key))
                 if pair is None:
-                    pair = _Pair(node, node.models[key], Breaker(settings.failure_threshold, settings.open_s,
-                                                                 self._clock), latency)
+                    pair = _Pair(node, node.models[key], self._new_breaker(config), latency)
                 elif reset_breakers:
-                    pair.breaker = Breaker(settings.failure_threshold, settings.open_s, self._clock)
-                    pair.probe = None
+                    pair.breaker, pair.probe = self._new_breaker(config), None
                 pair.node, pair.upstream_model, pair.latency = node, node.models[key], latency
                 pairs[(node.id, key)] = pair
                 route_pairs.append(pair)

@@ -13,7 +13,7 @@ import json
 import time
 
 import anthropic
-import httpx
+import httpx2 as httpx  # the SDKs installed here use the httpx2 fork
 import openai
 import pytest
 from openai.types.chat import ChatCompletionChunk
@@ -258,14 +258,10 @@ def test_messages_client_sdk_accumulates(node: str) -> None:
 
 @pytest.mark.parametrize("client", ["chat", "responses", "messages"])
 def test_finish_closes_a_stream_the_node_cut_short(client: str) -> None:
-    """No message_stop / [DONE] / response.completed from the node: finish() still closes properly."""
-    upstream = _anthropic_node()
-    cut = upstream.index(b"event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":2")
-    node = "messages" if client != "messages" else "chat"
-    if node == "chat":
-        upstream = _chat_node()
-        cut = upstream.index(b'data: {"id": "chatcmpl-up", "object": "chat.completion.chunk", "created": 1, '
-                             b'"model": "gpt-x", "choices": [{"index": 0, "delta": {"tool_calls"')
+    """The node dies after the text (no message_stop / [DONE]): finish() still closes the client's stream."""
+    node = "chat" if client == "messages" else "messages"
+    upstream = NODES[node]()
+    cut = upstream.rindex(b"\n\n", 0, upstream.index(b'"tool_use"' if node == "messages" else b'"tool_calls"')) + 2
     out, translator = _run(node, client, [upstream[:cut]])
     names = [e.event for e in SSEDecoder().feed(out)]
     if client == "messages":

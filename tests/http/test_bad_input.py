@@ -1,0 +1,119 @@
+"""Bad input: each gets the right status and a clear OpenAI-shaped error; the gateway keeps serving."""
+
+from __future__ import annotations
+
+import http.client
+import json
+
+import pytest
+
+from tests.conftest import DEMO_KEY, base_config
+
+AUTH = {"Authorization": f"Bearer {DEMO_KEY}", "Content-Type": "application/json"}
+GOOD = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+
+
+@pytest.fixture
+def gateway(start_gateway, tmp_path, capfd):
+    config = base_config(tmp_path / "state", [{"id": "m", "provider": "mock", "models": ["gpt-4o-mini",
+                                                                                       "claude-sonnet-4-6",
+                                                                                       "text-embedding-3-small"]}])
+    config["logging"] = {"access_log": True}
+    config["limits"] = {"max_body_bytes": 4096}
+    return start_gateway(config)
+
+
+def request(gateway, method: str, path: str, body: bytes | str | None, headers: dict[str, str]):
+    host, port = gateway.url.rsplit(":", 1)
+    conn = http.client.HTTPConnection("127.0.0.1", int(port), timeout=10)
+    conn.request(method, path, body, headers)
+    response = conn.getresponse()
+    data = response.read()
+    conn.close()
+    return response.status, json.loads(data) if data else None, response
+
+
+CASES = [
+    ("malformed JSON", "POST", "/v1/chat/completions", b'{"model": "gpt-4o-mini",', AUTH, 400, None),
+    ("array body", "POST", "/v1/chat/completions", b"[1, 2]", AUTH, 400, None),
+    ("string body", "POST", "/v1/chat/completions", b'"hello"', AUTH, 400, None),
+    ("missing model", "POST", "/v1/chat/completions", json.dumps({"messages": GOOD["messages"]}), AUTH, 400, "model"),
+    ("messages not a list", "POST", "/v1/chat/completions", json.dumps({**GOOD, "messages": "hi"}), AUTH, 400,
+     "messages"),
+    ("stream yes", "POST", "/v1/chat/completions", json.dumps({**GOOD, "stream": "yes"}), AUTH, 400, "stream"),
+    ("negative max_tokens", "POST", "/v1/chat/completions", json.dumps({**GOOD, "max_tokens": -5}), AUTH, 400,
+     "max_tokens"),
+    ("absurd max_tokens", "POST", "/v1/chat/completions", json.dumps({**GOOD, "max_tokens": 10**12}), AUTH, 400,
+     "max_tokens"),
+    ("fractional max_tokens", "POST", "/v1/chat/completions", json.dumps({**GOOD, "max_tokens": 1.5}), AUTH, 400,
+     "max_tokens"),
+    ("temperature out of range", "POST", "/v1/chat/completions", json.dumps({**GOOD, "temperature": 9}), AUTH, 400,
+     "temperature"),
+    ("body too large", "POST", "/v1/chat/completions",
+     json.dumps({**GOOD, "messages": [{"role": "user", "content": "x" * 5000}]}), AUTH, 413, None),
+    ("unknown path", "POST", "/v1/nothing-here", b"{}", AUTH, 404, None),
+    ("wrong method", "GET", "/v1/chat/completions", None, AUTH, 405, None),
+    ("missing key", "POST", "/v1/chat/completions", json.dumps(GOOD), {"Content-Type": "application/json"}, 401,
+     None),
+    ("unknown key", "POST", "/v1/chat/completions", json.dumps(GOOD),
+     {"Authorization": "Bearer sk-not-a-real-key-123456"}, 401, None),
+    ("model with control characters", "POST", "/v1/chat/completions",
+     json.dumps({**GOOD, "model": "gpt-4o-mini\u0007"}), AUTH, 400, "model"),
+    ("unknown model", "POST", "/v1/chat/completions", json.dumps({**GOOD, "model": "gpt-99"}), AUTH, 404, "model"),
+    ("embedding model on chat", "POST", "/v1/chat/completions",
+     json.dumps({**GOOD, "model": "text-embedding-3-small"}), AUTH, 400, "model"),
+    ("embeddings without input", "POST", "/v1/embeddings", json.dumps({"model": "text-embedding-3-small"}), AUTH,
+     400, "input"),
+    ("unknown fallback model", "POST", "/v1/chat/completions", json.dumps({**GOOD, "fallback_models": ["nope"]}),
+     AUTH, 404, "fallback_models"),
+]
+
+
+@pytest.mark.parametrize("name,method,path,body,headers,status,param", CASES, ids=[c[0] for c in CASES])
+def test_bad_input(gateway, capfd, name, method, path, body, headers, status, param):
+    got, payload, response = request(gateway, method, path, body, headers)
+    assert got == status
+    error = payload["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["message"]
+    if param is not None:
+        assert error["param"] == param
+    assert response.getheader("x-request-id")
+    assert response.getheader("x-infermesh-node")
+    # Still serving.
+    ok, reply, _ = request(gateway, "POST", "/v1/chat/completions", json.dumps(GOOD), AUTH)
+    assert ok == 200 and reply["choices"][0]["message"]["content"]
+    out, err = capfd.readouterr()
+    assert DEMO_KEY not in out + err and "sk-not-a-real-key" not in out + err
+    assert "hi" not in [line.get("prompt") for line in map(json.loads, filter(None, out.splitlines()))]
+
+
+def test_header_with_control_characters_is_refused_without_logging_it(gateway, capfd, caplog):
+    """Tornado refuses such a header while parsing HTTP (a bare 400, before any handler runs)."""
+    caplog.set_level("DEBUG")
+    status, payload, _ = request(gateway, "POST", "/v1/chat/completions", json.dumps(GOOD),
+                                 {"x-api-key": "sk-ctl-\x01\x02-secret-0000"})
+    assert status == 400 and payload is None
+    ok, _, _ = request(gateway, "POST", "/v1/chat/completions", json.dumps(GOOD), AUTH)
+    assert ok == 200
+    out, err = capfd.readouterr()
+    assert "sk-ctl" not in out + err + caplog.text
+
+
+def test_anthropic_endpoint_errors_are_anthropic_shaped(gateway):
+    status, payload, _ = request(gateway, "POST", "/v1/messages", b"{not json", {"x-api-key": DEMO_KEY})
+    assert status == 400
+    assert payload["type"] == "error" and payload["error"]["type"] == "invalid_request_error"
+    status, payload, _ = request(gateway, "POST", "/v1/messages", b"{}", {})
+    assert status == 401 and payload["error"]["type"] == "authentication_error"
+
+
+def test_access_log_has_no_secrets_or_text(gateway, capfd):
+    secret_prompt = "my-secret-prompt-text"
+    request(gateway, "POST", "/v1/chat/completions",
+            json.dumps({**GOOD, "messages": [{"role": "user", "content": secret_prompt}]}), AUTH)
+    out, _ = capfd.readouterr()
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    access = [line for line in lines if line.get("kind") == "access"]
+    assert access and access[-1]["status"] == 200 and access[-1]["account"] == "test"
+    assert secret_prompt not in out and "my-secret" not in out and DEMO_KEY not in out
