@@ -435,6 +435,8 @@ class _Reader:
                 if key not in models:
                     self.fail(f"{path}.models.{public}", "is not in the models catalogue")
                     continue
+                if provider == "anthropic" and models[key].kind == "embedding":
+                    self.fail(f"{path}.models.{public}", "anthropic nodes cannot serve embedding models")
                 node_models[key] = self.string(own, f"{path}.models.{public}", required=True)
                 if _has_control(node_models[key]) or "/.." in node_models[key]:
                     self.fail(f"{path}.models.{public}", "invalid node model id")

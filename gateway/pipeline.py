@@ -379,7 +379,7 @@ class Pipeline:
         else:
             if call.endpoint == "embeddings":
                 client_body, usage = translate.translate_embeddings_response(opened.node_protocol, upstream_body,
-                                                                             public_model)
+                                                                             public_model, call.body)
             else:
                 client_body, usage = translate.translate_response(opened.node_protocol, upstream_body, call.endpoint,
                                                                   public_model, call.channel.request_id)
@@ -427,6 +427,9 @@ class Pipeline:
                 tail = tap.finish()
                 if tail:
                     await channel.relay(tail)
+            upstream_error = getattr(tap, "upstream_error", None)
+            if upstream_error:  # the node reported an error inside its stream: the translator rendered it
+                outcome, status, call.error = Outcome.FAILURE, 502, upstream_error
         except UpstreamError as exc:
             outcome = Outcome.FAILURE
             status = 502

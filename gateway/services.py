@@ -26,6 +26,7 @@ class Services:
     access_log: AccessLog | None
     ready: bool = False
     draining: bool = False
+    inflight: int = 0  # model requests being handled; limits.max_inflight caps it
 
     @classmethod
     def build(cls, config: Config) -> "Services":

@@ -56,9 +56,18 @@ class ModelHandler(BaseHandler):
     async def post(self) -> None:
         if self._finished:
             return
+        services = self.services
+        if services.inflight >= services.config.limits.max_inflight:
+            self.send_error_json(GatewayError(ErrorKind.OVERLOADED, "the gateway is at its concurrency limit",
+                                              retry_after_s=1))
+            return
         raw = self._parts[0] if len(self._parts) == 1 else b"".join(self._parts)
         self._parts = []
-        await self.pipeline.handle(self.endpoint, self, raw, api_key_from(self), self.request.headers)
+        services.inflight += 1
+        try:
+            await self.pipeline.handle(self.endpoint, self, raw, api_key_from(self), self.request.headers)
+        finally:
+            services.inflight -= 1
 
     # -- Channel ---------------------------------------------------------------
 

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import ujson
 
-from gateway.protocols.anthropic import STOP_FROM_ANTHROPIC, STOP_TO_ANTHROPIC, usage_from_anthropic, usage_to_anthropic
+from gateway.protocols.anthropic import (
+    STOP_FROM_ANTHROPIC, STOP_TO_ANTHROPIC, usage_from_anthropic, usage_to_anthropic,
+)
 from gateway.protocols.canonical import (
     STOP_END, STOP_TOOL_USE, STREAM_END, Emit, Finish, StreamEnd, StreamError, StreamRenderer, TextDelta,
     ToolCallDelta, ToolCallStart, Usage, UsageUpdate, dumpb, dumps,
@@ -164,11 +166,9 @@ class MessagesStreamRenderer(StreamRenderer):
             self._start()
         self._close_block()
         stop = STOP_TOOL_USE if self._tool_blocks and self._stop == STOP_END else self._stop
-        usage = usage_to_anthropic(self._usage)
-        del usage["cache_creation_input_tokens"]
         self._event("message_delta", {"type": "message_delta", "delta": {
             "stop_reason": STOP_TO_ANTHROPIC.get(stop, "end_turn"), "stop_sequence": self._stop_sequence},
-            "usage": usage})
+            "usage": usage_to_anthropic(self._usage)})
         self._event("message_stop", {"type": "message_stop"})
         self.ended = True
 

@@ -186,6 +186,11 @@ class GeminiStreamParser:
         if error:
             emit(StreamError(error.get("message") or "upstream stream error", error.get("code") or 500))
             return
+        # Usage first: every chunk repeats the prompt count, so a Messages client's
+        # message_start (rendered with the first text) can carry the input tokens.
+        if body.get("usageMetadata"):
+            self.usage = usage_from_gemini(body["usageMetadata"])
+            emit(UsageUpdate(self.usage))
         candidate = (body.get("candidates") or [{}])[0]
         for part in (candidate.get("content") or {}).get("parts") or ():
             if "functionCall" in part:
@@ -196,9 +201,6 @@ class GeminiStreamParser:
                 emit(ToolCallDelta(key, dumps(call.get("args") or {})))
             elif part.get("text") and not part.get("thought"):
                 emit(TextDelta(part["text"]))
-        if body.get("usageMetadata"):
-            self.usage = usage_from_gemini(body["usageMetadata"])
-            emit(UsageUpdate(self.usage))
         stop = _finish(body, candidate)
         if stop is not None:
             emit(Finish(settle_stop(stop, self._calls > 0)))

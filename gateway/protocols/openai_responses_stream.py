@@ -77,8 +77,10 @@ class ResponsesStreamParser:
 class ResponsesStreamRenderer(StreamRenderer):
     """Canonical events -> Responses SSE for a Responses client.
 
-    Keeps the output items built so far (text and arguments accumulated) because
-    every ``.done`` event and the final ``response.completed`` repeat them whole.
+    Keeps the output items built so far because every ``.done`` event and the
+    final ``response.completed`` repeat them whole. Text and argument fragments
+    are collected in per-item lists and joined once when the item closes, so a
+    long reply costs linear, not quadratic, time.
     """
 
     def __init__(self, model: str, request_id: str, include_usage: bool) -> None:
@@ -89,6 +91,7 @@ class ResponsesStreamRenderer(StreamRenderer):
         self._seq = 0
         self._started = False
         self._items: list[dict] = []  # output items, in output_index order
+        self._fragments: list[list[str]] = []  # text or argument fragments of each item
         self._open: dict | None = None  # the item still receiving deltas
         self._open_index = 0
         self._tools: dict[int, int] = {}  # node key -> output_index
@@ -112,6 +115,7 @@ class ResponsesStreamRenderer(StreamRenderer):
         self._close_item()
         index = len(self._items)
         self._items.append(item)
+        self._fragments.append([])
         self._open = item
         self._open_index = index
         self._event({"type": "response.output_item.added", "output_index": index, "item": item})
@@ -123,6 +127,7 @@ class ResponsesStreamRenderer(StreamRenderer):
             return
         self._open = None
         index = self._open_index
+        self._join(index)
         item["status"] = "completed"
         if item["type"] == "message":
             part = item["content"][0]
@@ -133,6 +138,13 @@ class ResponsesStreamRenderer(StreamRenderer):
             self._event({"type": "response.function_call_arguments.done", "item_id": item["id"],
                          "output_index": index, "arguments": item["arguments"]})
         self._event({"type": "response.output_item.done", "output_index": index, "item": item})
+
+    def _join(self, index: int) -> None:
+        item, fragments = self._items[index], self._fragments[index]
+        if item["type"] == "message":
+            item["content"][0]["text"] = "".join(fragments)
+        else:
+            item["arguments"] = "".join(fragments)
 
     def on_text(self, event: TextDelta) -> None:
         item = self._open
@@ -146,7 +158,7 @@ class ResponsesStreamRenderer(StreamRenderer):
                          "content_index": 0, "part": {"type": "output_text", "text": "", "annotations": []}})
             item = self._open
         self.output_chars += len(event.text)
-        item["content"][0]["text"] += event.text
+        self._fragments[self._open_index].append(event.text)
         self._event({"type": "response.output_text.delta", "item_id": item["id"],
                      "output_index": self._open_index, "content_index": 0, "delta": event.text,
                      "logprobs": []})
@@ -163,7 +175,7 @@ class ResponsesStreamRenderer(StreamRenderer):
             return  # a fragment for a call the node never opened: nothing to attach it to
         item = self._items[index]
         self.output_chars += len(event.arguments)
-        item["arguments"] += event.arguments
+        self._fragments[index].append(event.arguments)
         self._event({"type": "response.function_call_arguments.delta", "item_id": item["id"],
                      "output_index": index, "delta": event.arguments})
 
@@ -177,6 +189,8 @@ class ResponsesStreamRenderer(StreamRenderer):
         if not self._started:
             self._start()
         self._close_item()
+        for index in self._tools.values():
+            self._join(index)  # fragments that arrived after their item closed
         stop = STOP_TOOL_USE if self._tools and self._stop == STOP_END else self._stop
         status = status_for(stop)
         # A node that never reported usage still yields a usage object: the SDK expects one.

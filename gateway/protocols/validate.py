@@ -91,7 +91,8 @@ def _validate_block(block: object, path: str, tool_ids: set[str]) -> None:
             _require(isinstance(content, list), "content must be a string or a list of blocks", f"{path}.content")
             for k, inner in enumerate(content):
                 _require(isinstance(inner, dict) and inner.get("type") in ("text", "image", "document", "search_result"),
-                         "tool_result content blocks must be text or images", f"{path}.content[{k}]")
+                         "tool_result content blocks must be text, image, document or search_result",
+                         f"{path}.content[{k}]")
     elif kind == "thinking":
         _require(_is_str(block.get("thinking")), "thinking is required", f"{path}.thinking")
     else:  # redacted_thinking

@@ -243,6 +243,8 @@ def test_messages_client_sdk_accumulates(node: str) -> None:
     events = SSEDecoder().feed(out)
     for event in events:
         assert adapter.validate_python(json.loads(event.data)).type == event.event
+    if node == "gemini":  # Gemini reports the prompt up front, so message_start already has it
+        assert json.loads(events[0].data)["message"]["usage"]["input_tokens"] == 20
     with _anthropic_client(out).messages.stream(model="m", max_tokens=10,
                                                 messages=[{"role": "user", "content": "hi"}]) as stream:
         final = stream.get_final_message()
