@@ -1,0 +1,134 @@
+"""The curl client against the real mock upstream: phases, timeouts, abort, admission."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+import pytest
+
+from gateway.config import Timeouts
+from gateway.upstream.client import Overloaded, UpstreamClient
+from gateway.upstream.exchange import Phase, UpstreamError
+
+BODY = b'{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}'
+HEADERS = {"Content-Type": "application/json"}
+FAST = Timeouts(connect_timeout_s=2, first_byte_timeout_s=2, idle_timeout_s=2, request_timeout_s=10)
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def fetch(url: str, timeouts: Timeouts = FAST, headers: dict[str, str] | None = None, client=None):
+    own = client is None
+    client = client or UpstreamClient(10, 1.0)
+    try:
+        exchange = await client.open(url, {**HEADERS, **(headers or {})}, BODY, timeouts)
+        await exchange.started()
+        body = await exchange.read_all(1 << 24)
+        return exchange, body
+    finally:
+        if own:
+            await client.close()
+
+
+def test_status_and_headers_before_body(upstream):
+    async def go():
+        client = UpstreamClient(10, 1.0)
+        exchange = await client.open(upstream.base("cl-status") + "/chat/completions", HEADERS, BODY, FAST)
+        await exchange.started()
+        status, ctype = exchange.status, exchange.headers.get("content-type")
+        first = await exchange.read()
+        rest = await exchange.read_all(1 << 20)
+        await client.close()
+        return status, ctype, first + rest
+
+    status, ctype, body = run(go())
+    assert status == 200 and ctype == "text/event-stream"
+    assert body.endswith(b"data: [DONE]\n\n")
+
+
+def test_error_status_is_not_an_exception(upstream):
+    exchange, body = run(fetch(upstream.base("cl-err") + "/chat/completions", headers={"x-mock-status": "503",
+                                                                                        "x-mock-retry-after": "7"}))
+    assert exchange.status == 503 and exchange.headers["retry-after"] == "7"
+    assert b"mock upstream error 503" in body
+
+
+def test_connection_refused_is_a_connect_failure():
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    with pytest.raises(UpstreamError) as caught:
+        run(fetch(f"http://127.0.0.1:{port}/v1/chat/completions"))
+    assert caught.value.phase is Phase.CONNECT and caught.value.reason == "connect"
+
+
+def test_first_byte_timeout(upstream):
+    timeouts = Timeouts(connect_timeout_s=2, first_byte_timeout_s=0.3, idle_timeout_s=5, request_timeout_s=10)
+    started = time.monotonic()
+    with pytest.raises(UpstreamError) as caught:
+        run(fetch(upstream.base("cl-fb") + "/chat/completions", timeouts, {"x-mock-fault": "hang"}))
+    assert caught.value.phase is Phase.FIRST_BYTE and caught.value.reason == "timeout"
+    assert time.monotonic() - started < 3
+
+
+def test_idle_timeout_inside_a_stream(upstream):
+    timeouts = Timeouts(connect_timeout_s=2, first_byte_timeout_s=2, idle_timeout_s=0.3, request_timeout_s=10)
+    with pytest.raises(UpstreamError) as caught:
+        run(fetch(upstream.base("cl-idle") + "/chat/completions", timeouts, {"x-mock-fault": "hang-mid"}))
+    assert caught.value.phase is Phase.MID_STREAM and caught.value.reason == "timeout"
+
+
+def test_reset_before_first_byte_and_mid_stream(upstream):
+    with pytest.raises(UpstreamError) as before:
+        run(fetch(upstream.base("cl-rb") + "/chat/completions", headers={"x-mock-fault": "reset-before"}))
+    assert before.value.phase is Phase.FIRST_BYTE and before.value.reason == "reset"
+    with pytest.raises(UpstreamError) as mid:
+        run(fetch(upstream.base("cl-rm") + "/chat/completions", headers={"x-mock-fault": "reset-mid"}))
+    assert mid.value.phase is Phase.MID_STREAM
+
+
+def test_abort_reaches_the_idle_upstream_quickly(upstream):
+    async def go():
+        client = UpstreamClient(10, 1.0)
+        exchange = await client.open(upstream.base("cl-abort") + "/chat/completions",
+                                     {**HEADERS, "x-mock-fault": "hang"}, BODY, FAST)
+        await asyncio.sleep(0.2)  # connected and waiting: the socket is idle
+        aborted = time.time()
+        exchange.abort("client_gone")
+        with pytest.raises(UpstreamError) as caught:
+            await exchange.started()
+        await client.close()
+        return aborted, caught.value.reason
+
+    aborted, reason = run(go())
+    assert reason == "client_gone"
+    deadline = time.monotonic() + 2
+    while upstream.stats("cl-abort")["closed_early"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert upstream.stats("cl-abort")["close_times"][-1] - aborted < 0.5
+
+
+def test_admission_waits_then_refuses_past_its_deadline(upstream):
+    async def go():
+        client = UpstreamClient(1, 0.2)
+        held = await client.open(upstream.base("cl-adm") + "/chat/completions",
+                                 {**HEADERS, "x-mock-fault": "hang"}, BODY, FAST)
+        with pytest.raises(Overloaded):
+            await client.open(upstream.base("cl-adm") + "/chat/completions", HEADERS, BODY, FAST)
+        waiting = asyncio.ensure_future(client.open(upstream.base("cl-adm2") + "/chat/completions", HEADERS, BODY,
+                                                    Timeouts(2, 2, 2, 10)))
+        await asyncio.sleep(0.05)
+        held.abort("done")  # frees the slot: the waiter gets it
+        second = await waiting
+        await second.started()
+        body = await second.read_all(1 << 20)
+        await client.close()
+        return body
+
+    body = run(go())
+    assert body.endswith(b"[DONE]\n\n")
