@@ -193,9 +193,9 @@ async def respond(conn: HTTPProtocol, request: Request, body: dict[str, Any], be
         headers = [("Retry-After", str(behaviour["retry_after"]))] if behaviour.get("retry_after") else []
         return send(conn, status, mock_wires.error_body(request.path, status), headers)
     tokens = int(behaviour.get("tokens", mock_wires.DEFAULT_TOKENS) or mock_wires.DEFAULT_TOKENS)
-    reply = handler(request.path, request.query, body, tokens)
+    reply = handler(request.path, request.query, body, tokens, request.headers)
     if reply.frames is None:
-        return send(conn, 200, reply.body)
+        return send(conn, reply.status, reply.body)
     conn.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n"
                b"transfer-encoding: chunked\r\n\r\n")
     delay = float(behaviour.get("chunk_delay_ms", 0) or 0) / 1000.0

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from tornado.web import Application
 
+from gateway.http.admin import NodesHandler, ReloadHandler
+from gateway.http.accounts import (AdminAccountsHandler, AdminCreditHandler, AdminKeyHandler, AdminKeysHandler,
+                                   AdminUsageHandler, BalanceHandler, UsageHandler)
 from gateway.http.base import NotFoundHandler
+from gateway.http.count_tokens import CountTokensHandler
 from gateway.http.handlers import (HealthHandler, MetricsHandler, ModelHandler, ModelsHandler, PricingHandler,
                                    ReadyHandler)
 from gateway.pipeline import Pipeline
@@ -25,6 +29,7 @@ def make_app(services: Services) -> Application:
         (path, ModelHandler, {**shared, "pipeline": pipeline, "endpoint": endpoint})
         for path, endpoint in MODEL_ENDPOINTS.items()
     ]
+    routes.append((r"/v1/messages/count_tokens", CountTokensHandler, shared))  # Anthropic token counting, unbilled
     routes += [
         (r"/v1/models", ModelsHandler, shared),
         (r"/v1/models/([^/]+)", ModelsHandler, shared),
@@ -32,6 +37,18 @@ def make_app(services: Services) -> Application:
         (r"/healthz", HealthHandler, shared),
         (r"/readyz", ReadyHandler, shared),
         (r"/metrics", MetricsHandler, shared),
+        (r"/admin/nodes", NodesHandler, shared),
+        (r"/admin/reload", ReloadHandler, shared),
+    ]
+    routes += [  # the ledger: a caller's own view (API key) and the admin API (admin token)
+        (r"/v1/balance", BalanceHandler, shared),
+        (r"/v1/usage", UsageHandler, shared),
+        (r"/admin/accounts", AdminAccountsHandler, shared),
+        (r"/admin/accounts/([^/]+)", AdminAccountsHandler, shared),
+        (r"/admin/accounts/([^/]+)/credit", AdminCreditHandler, shared),
+        (r"/admin/accounts/([^/]+)/keys", AdminKeysHandler, shared),
+        (r"/admin/keys/([^/]+)", AdminKeyHandler, shared),
+        (r"/admin/usage", AdminUsageHandler, shared),
     ]
     return Application(routes, default_handler_class=NotFoundHandler, default_handler_args=shared,
                        compress_response=False, log_function=_no_tornado_access_log)

@@ -21,6 +21,7 @@ from gateway.config import Model, normalize_model_id
 from gateway.errors import ErrorKind, GatewayError, error_body, stream_error_frame
 from gateway.ledger.ledger import AuthStatus, InsufficientBalance, KeyInfo, KeyLimitExceeded, Reservation
 from gateway.ledger.money import nano_to_usd
+from gateway.ledger.pricing import PriceTable
 from gateway.protocols import translate
 from gateway.protocols.canonical import ProtocolError, Usage
 from gateway.protocols.inspect import DEFAULT_OUTPUT_RESERVE, RequestFacts, inspect_request
@@ -29,6 +30,7 @@ from gateway.routing.router import Attempt, Outcome, Plan
 from gateway.services import Services
 from gateway.upstream.client import Overloaded
 from gateway.upstream.exchange import Exchange, UpstreamError
+from gateway.upstream.providers import NodeEndpoints
 from gateway.upstream.mock import open_mock
 
 MAX_ERROR_BODY = 1 << 20
@@ -91,6 +93,8 @@ class _Call:
     body: dict[str, Any] = field(default_factory=dict)
     headers: Mapping[str, str] = field(default_factory=dict)
     reservation: Reservation | None = None
+    prices: PriceTable | None = None  # the price table when the request began: a reload mid-stream changes nothing
+    endpoints: Mapping[str, NodeEndpoints] = field(default_factory=dict)
     attempts: int = 0
     node: str | None = None
     served_model: Model | None = None
@@ -144,7 +148,8 @@ class Pipeline:
             for fallback in fallbacks:
                 self._check_allowed(call.key, fallback)
         key = normalize_model_id(model.id)
-        estimate = services.prices.estimate_nano(key, facts.prompt_tokens_estimate,
+        call.prices, call.endpoints = services.prices, services.endpoints
+        estimate = call.prices.estimate_nano(key, facts.prompt_tokens_estimate,
                                                  facts.max_output_tokens or DEFAULT_OUTPUT_RESERVE)
         try:
             call.reservation = services.ledger.reserve(call.key, estimate)
@@ -229,6 +234,8 @@ class Pipeline:
         hedged = False
         try:
             while True:
+                if call.channel.closed:  # client gone: no new attempt (it would run, and bill, for nobody)
+                    return None
                 if not tasks:
                     attempt = plan.next()
                     if attempt is None:
@@ -256,6 +263,12 @@ class Pipeline:
                 task.cancel()
             if tasks:
                 await asyncio.wait(tasks)
+            for task in tasks:  # a loser that got its first byte in the same turn as the winner
+                if not task.cancelled() and task.exception() is None:
+                    loser = task.result()
+                    loser.exchange.abort("hedge_lost")
+                    self.services.router.report(loser.attempt, Outcome.CANCELLED)
+                    self._count_attempt(loser.attempt, Outcome.CANCELLED)
 
     def _start(self, call: _Call, plan: Plan, attempt: Attempt) -> "asyncio.Task[_Opened]":
         call.attempts += 1
@@ -307,6 +320,8 @@ class Pipeline:
             router.report(attempt, Outcome.CANCELLED)
             plan.note(attempt, exc.message)
             raise _AttemptFailed(Outcome.CLIENT_ERROR, exc.message) from None
+        except _ClientFault:
+            raise  # reported above, exactly once: the catch-all below would report it again
         except BaseException:
             router.report(attempt, Outcome.CANCELLED)
             raise
@@ -327,7 +342,7 @@ class Pipeline:
 
     async def _send(self, call: _Call, attempt: Attempt) -> tuple[Exchange, str]:
         """Build the node's request (pass-through or translated) and start it."""
-        endpoints = self.services.endpoints[attempt.node.id]
+        endpoints = call.endpoints[attempt.node.id]
         node_protocol = endpoints.protocol_for(call.endpoint)
         if node_protocol is None:
             raise ProtocolError(f"node cannot serve {call.endpoint}")
@@ -358,8 +373,9 @@ class Pipeline:
             if node_protocol == "chat" and call.facts.stream and not call.facts.include_usage:
                 out["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
             return out
-        if call.endpoint == "embeddings":
-            return translate.translate_embeddings_request(node_protocol, body, upstream_model)
+        if call.endpoint == "embeddings":  # node protocol "gemini_embeddings": the gemini translator
+            return translate.translate_embeddings_request(node_protocol.removesuffix("_embeddings"), body,
+                                                          upstream_model)
         return translate.translate_request(call.endpoint, body, node_protocol, upstream_model)
 
     # -- delivery -------------------------------------------------------------
@@ -378,8 +394,8 @@ class Pipeline:
             raise GatewayError(ErrorKind.UPSTREAM_FAILED, f"node {opened.attempt.node.id} sent a body that is not JSON")
         else:
             if call.endpoint == "embeddings":
-                client_body, usage = translate.translate_embeddings_response(opened.node_protocol, upstream_body,
-                                                                             public_model, call.body)
+                client_body, usage = translate.translate_embeddings_response(
+                    opened.node_protocol.removesuffix("_embeddings"), upstream_body, public_model, call.body)
             else:
                 client_body, usage = translate.translate_response(opened.node_protocol, upstream_body, call.endpoint,
                                                                   public_model, call.channel.request_id)
@@ -431,10 +447,10 @@ class Pipeline:
             if upstream_error:  # the node reported an error inside its stream: the translator rendered it
                 outcome, status, call.error = Outcome.FAILURE, 502, upstream_error
         except UpstreamError as exc:
-            outcome = Outcome.FAILURE
-            status = 502
-            call.error = _describe(exc)
-            if not channel.closed:
+            if not channel.closed:  # (when it is, this was our own abort after the client left)
+                outcome = Outcome.FAILURE
+                status = 502
+                call.error = _describe(exc)
                 error = GatewayError(ErrorKind.UPSTREAM_FAILED,
                                      f"the upstream stream failed: {_describe(exc)}")
                 await channel.relay(stream_error_frame(call.endpoint, error))
@@ -445,11 +461,16 @@ class Pipeline:
             exchange.abort("client_gone")
             status = 499
         usage = tap.usage
+        output = getattr(tap, "output_estimate", None)
+        if output is None:
+            output = (tap.output_chars + 3) // 4
         if usage is None:
-            output = getattr(tap, "output_estimate", None)
-            if output is None:
-                output = (tap.output_chars + 3) // 4
             usage = Usage(call.facts.prompt_tokens_estimate, output, 0)
+            call.estimated = True
+        elif status != 200 and usage.output_tokens < output:
+            # Cut off before the node's final count: Anthropic reports output_tokens=1 in message_start and
+            # the real number only in its last message_delta. Bill what was generated, not that early count.
+            usage = Usage(usage.input_tokens, output, usage.cached_tokens)
             call.estimated = True
         self._settle(call, opened.attempt, usage, status)
         channel.end()
@@ -464,7 +485,7 @@ class Pipeline:
         model_key = normalize_model_id(attempt.model.id)
         call.usage = usage
         call.status = status
-        call.cost_nano = services.prices.cost_nano(model_key, usage)
+        call.cost_nano = call.prices.cost_nano(model_key, usage)
         reservation, call.reservation = call.reservation, None
         services.ledger.settle(reservation, call.cost_nano, {
             "request_id": call.channel.request_id, "model": attempt.model.id, "node": attempt.node.id,
@@ -491,11 +512,15 @@ class Pipeline:
         self.services.metrics.child(self.services.metrics.requests, call.endpoint, call.model.id, "4xx").inc()
 
     def _all_failed(self, call: _Call, plan: Plan) -> None:
+        if call.channel.closed:  # the client left while we were failing over: nobody to answer
+            call.status = 499
+            call.error = "client closed the connection before any node answered"
+            return
         if not plan.tried:
             raise GatewayError(ErrorKind.OVERLOADED, f"no healthy node serves '{call.model.id}' right now; retry shortly",
                                retry_after_s=5)
         tried = "; ".join(f"{node} ({model}): {detail}" for node, model, detail in plan.tried)
-        timeouts = all("timeout" in detail for _, _, detail in plan.tried)
+        timeouts = all("timed out" in detail for _, _, detail in plan.tried)
         kind = ErrorKind.UPSTREAM_TIMEOUT if timeouts else ErrorKind.UPSTREAM_FAILED
         raise GatewayError(kind, f"every node failed for '{call.model.id}'. Tried: {tried}")
 

@@ -1,7 +1,18 @@
 """One running gateway: listen, snapshot on a timer, reload, drain.
 
-``gateway.py`` drives it from the command line; tests start it on a loopback
-port in a thread of their own, so they exercise the same code as production.
+``gateway.py`` drives it from the command line (signals, systemd
+notifications); tests start it on a loopback port in a thread of their own, so
+they exercise the same code as production.
+
+Draining (SIGTERM) keeps the listening socket open until the very end, on
+purpose: a request that arrives during the grace period gets a clean ``503``
+with ``Retry-After`` (and ``/readyz`` says 503) instead of a connection
+refused, which clients and load balancers cannot tell from a crash. Open
+requests and streams run to completion. When the grace period is over, the
+upstream exchanges still open are aborted (curl transfers end, and the relay
+writes the protocol's error event to the client), then whatever is left of
+the client connections is closed, the listener is closed, and the ledger writes
+its final snapshot.
 """
 
 from __future__ import annotations
@@ -10,26 +21,41 @@ import asyncio
 import logging
 import socket
 import time
+from typing import Callable
 
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
 from tornado.netutil import bind_sockets
 
 from gateway.app import make_app
-from gateway.config import Config, load_config
-from gateway.observability.logs import log_event
+from gateway.config import Config, ConfigError, load_config
+from gateway.observability.logs import AccessLog, log_event
 from gateway.services import Services
 
 DRAIN_GRACE_S = 30.0
+ABORT_WAIT_S = 1.0  # after the grace period: time for aborted streams to write their error event and settle
+POLL_S = 0.02
+
+
+def _no_notify(*states: str) -> bool:
+    return False
 
 
 class Server:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, notify: Callable[..., bool] = _no_notify) -> None:
+        """``notify`` sends systemd notifications (``Notifier.notify``); a no-op by default."""
         self.config = config
         self.services = Services.build(config)
+        # The journal's fsync thread reports each fsync; prometheus-client histograms are thread-safe.
+        self.services.ledger.on_fsync = self.services.metrics.fsync.observe
         self.port = 0
+        self.services.reload = self.reload
+        self._notify = notify
         self._http: HTTPServer | None = None
         self._snapshots: PeriodicCallback | None = None
+        self._hurry = asyncio.Event()
+        self._closed = False
+        self._client_closed = False
 
     def start(self, host: str | None = None, port: int | None = None) -> int:
         """Bind and serve on the current IOLoop; returns the bound port (0 picks a free one)."""
@@ -42,40 +68,147 @@ class Server:
         self._http = HTTPServer(make_app(self.services), xheaders=False, idle_connection_timeout=300,
                                 max_body_size=self.config.limits.max_body_bytes + 1)
         self._http.add_sockets(sockets)
-        self._snapshots = PeriodicCallback(self.services.ledger.snapshot,
-                                           self.config.state.snapshot_interval_s * 1000)
+        self._snapshots = PeriodicCallback(self._snapshot, self.config.state.snapshot_interval_s * 1000)
         self._snapshots.start()
         self.services.ready = True
         return self.port
 
-    def reload(self) -> bool:
-        """Re-read the config file; an invalid one is rejected and the running config kept."""
+    # -- snapshots -------------------------------------------------------------
+
+    def _snapshot(self) -> None:
+        """The periodic snapshot, timed and logged; a failure is logged and the gateway keeps serving."""
+        began = time.monotonic()
         try:
-            config = load_config(self.config.source)
-        except Exception as exc:  # ConfigError lists every problem; anything else is also a rejection
-            log_event("reload_rejected", problems=str(exc).splitlines())
-            return False
-        self.services.apply(config)
-        self.config = config
-        log_event("reloaded", nodes=len(config.nodes), models=len(config.models))
-        return True
+            self.services.ledger.snapshot()
+        except Exception as exc:
+            log_event("snapshot_failed", level="error", error=f"{type(exc).__name__}: {exc}")
+            return
+        elapsed = time.monotonic() - began
+        self.services.metrics.snapshot.observe(elapsed)
+        log_event("snapshot", seq=self.services.ledger.last_seq, duration_ms=round(elapsed * 1000, 1))
+
+    # -- reload ----------------------------------------------------------------
+
+    def reload(self) -> bool:
+        """Re-read the config file; nodes, models and prices change together, open streams keep going.
+
+        An invalid file is rejected (every problem logged in a ``reload_rejected``
+        event) and the running config kept. Only nodes, models, prices, routing,
+        breakers, limits, logging and the admin token take effect; ``listen``,
+        ``state`` and ``upstream`` need a restart (the event says so), and
+        accounts in the file are a bootstrap for an empty ledger, not reloaded.
+        """
+        metrics = self.services.metrics
+        self._notify("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
+        try:
+            try:
+                config = load_config(self.config.source)
+            except ConfigError as exc:
+                return self._reject(exc.problems)
+            except Exception as exc:  # anything else is a rejection too, never a crash
+                return self._reject([f"{self.config.source}: {type(exc).__name__}: {exc}"])
+            old = self.config
+            try:
+                self.services.apply(config)
+            except Exception as exc:
+                self.services.apply(old)  # put the running config back together
+                return self._reject([f"{self.config.source}: cannot apply: {type(exc).__name__}: {exc}"])
+            if config.logging.access_log != (self.services.access_log is not None):
+                self.services.access_log = AccessLog() if config.logging.access_log else None
+            self.config = config
+            self.services.reload_problems = []
+            metrics.reloads.labels("ok").inc()
+            metrics.reload_ok.set(1)
+            restart = [name for name in ("listen", "state", "upstream")
+                       if getattr(config, name) != getattr(old, name)]
+            fields: dict[str, object] = {"nodes": len(config.nodes), "models": len(config.models)}
+            if restart:
+                fields["restart_required"] = restart
+            log_event("reloaded", level="warning" if restart else "info", source=config.source, **fields)
+            return True
+        finally:
+            self._notify("READY=1", f"STATUS=serving on port {self.port}")
+
+    def _reject(self, problems: list[str]) -> bool:
+        self.services.reload_problems = list(problems)
+        self.services.metrics.reloads.labels("rejected").inc()
+        self.services.metrics.reload_ok.set(0)
+        log_event("reload_rejected", level="error", source=self.config.source, problems=problems,
+                  kept="the running config")
+        return False
+
+    # -- drain and stop --------------------------------------------------------
+
+    def hurry(self) -> None:
+        """End the grace period now (a second SIGTERM or Ctrl-C while draining)."""
+        self._hurry.set()
 
     async def drain(self, grace_s: float = DRAIN_GRACE_S) -> None:
-        """Stop taking requests, let open ones finish (up to ``grace_s``), snapshot, close."""
+        """Answer 503 to new requests, let open ones finish (up to ``grace_s``), then end them and close."""
         services = self.services
-        services.draining = True
-        log_event("draining")
-        if self._http is not None:
-            self._http.stop()
-        deadline = time.monotonic() + grace_s
-        while services.metrics.inflight._value.get() > 0 and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        metrics = services.metrics
+        services.draining = True  # /readyz and the model endpoints answer 503 from now on
+        self._notify("STOPPING=1", "STATUS=draining")
+        log_event("draining", inflight=metrics.inflight_now(), streams=metrics.streams_now(),
+                  grace_s=grace_s)
+        began = time.monotonic()
+        if not await self._wait_idle(began + grace_s):
+            left = metrics.inflight_now()
+            log_event("drain_timeout", level="warning", inflight=left, grace_s=grace_s)
+            # Aborting the upstream transfers makes each relay write its protocol's error event.
+            await self._close_client()
+            if not await self._wait_idle(time.monotonic() + ABORT_WAIT_S, hurry=False) and self._http is not None:
+                # Not upstream-bound (a mock node, a client that stopped reading): close the connections,
+                # which aborts their exchanges through the handlers' on_connection_close.
+                await self._close_connections()
+                await self._wait_idle(time.monotonic() + ABORT_WAIT_S, hurry=False)
+        log_event("drained", inflight=metrics.inflight_now(), duration_ms=round((time.monotonic() - began) * 1000))
         await self.close()
 
+    async def _wait_idle(self, deadline: float, hurry: bool = True) -> bool:
+        """True once no request is in flight; False at the deadline (or when hurried)."""
+        metrics = self.services.metrics
+        while metrics.inflight_now() > 0:
+            if time.monotonic() >= deadline or (hurry and self._hurry.is_set()):
+                return False
+            await asyncio.sleep(POLL_S)
+        return True
+
+    async def _close_connections(self) -> None:
+        if self._http is None:
+            return
+        try:
+            await asyncio.wait_for(self._http.close_all_connections(), ABORT_WAIT_S)
+        except asyncio.TimeoutError:
+            log_event("close_connections_timeout", level="warning")
+
+    async def _close_client(self) -> None:
+        """Abort the upstream transfers still open and close the curl pool, once (it cannot close twice).
+
+        This is ``Services.close`` in two steps, so the final snapshot can be timed and logged.
+        """
+        if not self._client_closed:
+            self._client_closed = True
+            await self.services.client.close()
+
     async def close(self) -> None:
+        """Stop listening, close connections, abort upstreams, final snapshot. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self.services.draining = True
         if self._snapshots is not None:
             self._snapshots.stop()
         if self._http is not None:
-            self._http.stop()
-        await self.services.close()
+            self._http.stop()  # the listener closes only now: until here, late requests got a 503
+            await self._close_connections()
+        await self._close_client()
+        began = time.monotonic()
+        try:
+            self.services.ledger.close()  # the final snapshot, then the journal and the state directory lock
+        except Exception as exc:
+            log_event("stopped", level="error", error=f"final snapshot failed: {type(exc).__name__}: {exc}")
+            raise
+        log_event("snapshot", final=True, seq=self.services.ledger.last_seq,
+                  duration_ms=round((time.monotonic() - began) * 1000, 1))
         log_event("stopped")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 
 from gateway.config import Config
 from gateway.ledger.ledger import Ledger
@@ -27,6 +28,8 @@ class Services:
     ready: bool = False
     draining: bool = False
     inflight: int = 0  # model requests being handled; limits.max_inflight caps it
+    reload: Callable[[], bool] | None = None  # set by the server: re-read the config file, True if applied
+    reload_problems: list[str] = field(default_factory=list)  # why the last reload was rejected
 
     @classmethod
     def build(cls, config: Config) -> "Services":

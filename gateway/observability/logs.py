@@ -1,5 +1,15 @@
 """One JSON line per request on stdout, and lifecycle events.
 
+Every line is one JSON object with ``ts`` (Unix seconds) and ``kind``:
+
+- ``access``: one per client request (``logging.access_log``, on by default);
+- ``event``: a lifecycle event with a ``level`` (``info``, ``warning``,
+  ``error``): ``started`` (with the address), ``reloaded`` /
+  ``reload_rejected``, ``draining``, ``drain_timeout``, ``snapshot``,
+  ``stopped``;
+- ``log``: a record from Python's ``logging`` (libraries, the ledger's
+  fsync thread), once ``install_json_logging`` routed it here.
+
 Never API keys, never prompt or completion text: the record is built from an
 explicit list of fields, not from the request. When the access log is off,
 ``AccessLog.write`` is never called at all (the caller holds ``None``), so it
@@ -8,6 +18,7 @@ costs nothing.
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from typing import Any, TextIO
@@ -34,8 +45,38 @@ class AccessLog:
         stream.flush()
 
 
-def log_event(event: str, **fields: Any) -> None:
-    """A lifecycle event (start, reload, drain, snapshot) as one JSON line."""
-    sys.stdout.write(ujson.dumps({"ts": round(time.time(), 3), "kind": "event", "event": event, **fields},
-                                 escape_forward_slashes=False) + "\n")
+def log_event(event: str, level: str = "info", **fields: Any) -> None:
+    """A lifecycle event (start, reload, drain, snapshot, stop) as one JSON line."""
+    line = {"ts": round(time.time(), 3), "kind": "event", "level": level, "event": event, **fields}
+    sys.stdout.write(ujson.dumps(line, escape_forward_slashes=False, reject_bytes=False) + "\n")
     sys.stdout.flush()
+
+
+class JsonLogHandler(logging.Handler):
+    """Python ``logging`` records as JSON lines on stdout, next to the events (one stream for journald)."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        super().__init__()
+        self._stream = stream
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line: dict[str, Any] = {"ts": round(record.created, 3), "kind": "log",
+                                    "level": record.levelname.lower(), "logger": record.name,
+                                    "message": record.getMessage()}
+            if record.exc_info:
+                line["exception"] = logging.Formatter().formatException(record.exc_info)
+            stream = self._stream or sys.stdout
+            stream.write(ujson.dumps(line, escape_forward_slashes=False, reject_bytes=False) + "\n")
+            stream.flush()
+        except Exception:  # logging must never raise into the caller
+            self.handleError(record)
+
+
+def install_json_logging(level: int = logging.WARNING) -> None:
+    """Route the root logger to ``JsonLogHandler``; for the gateway process, not for tests."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    root.addHandler(JsonLogHandler())
+    root.setLevel(level)

@@ -5,19 +5,37 @@ two gateways in one test process do not collide. Label children are cached
 in dicts, so the request path pays a dict lookup, not a label resolution.
 Labels are bounded: endpoint, model, node, status class, outcome; never keys
 or accounts.
+
+The families (all prefixed ``infermesh_``), and what a dashboard does with them:
+
+- ``requests_total{endpoint,model,status_class}``: traffic and error ratio;
+- ``request_duration_seconds{endpoint}``, ``time_to_first_token_seconds{endpoint}``
+  and ``gateway_overhead_seconds``: latency histograms (p50/p99);
+- ``upstream_attempts_total{node,outcome}``, ``failovers_total{model}``,
+  ``hedges_total{model}``, ``breaker_state{node,model}`` (read at scrape time);
+- ``inflight_requests``, ``inflight_streams``: gauges;
+- ``tokens_total{model,kind}``, ``cost_usd_total{model}``: usage and spend;
+- ``ledger_fsync_seconds`` (observed on the journal's fsync thread;
+  prometheus-client metrics are thread-safe), ``ledger_snapshot_seconds``;
+- ``config_reloads_total{result}``, ``config_last_reload_successful``;
+- plus the standard ``process_*`` (CPU, memory, fds) and ``python_*`` families.
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client import (CollectorRegistry, Counter, Gauge, GCCollector, Histogram, PlatformCollector,
+                               ProcessCollector)
 from prometheus_client.core import GaugeMetricFamily
 
 # LLM latencies span milliseconds (cached, embeddings) to minutes (long generations).
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)
+# Time to first token: mostly 0.1-5 s, so finer there for a useful p50/p99.
+TTFT_BUCKETS = (0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 7.5, 10, 20, 30, 60, 120)
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
 FSYNC_BUCKETS = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
+SNAPSHOT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 BREAKER_VALUES = {"closed": 0, "half_open": 1, "open": 2}
 
 
@@ -25,12 +43,14 @@ class Metrics:
     def __init__(self, breaker_states: Callable[[], list[dict[str, Any]]] | None = None) -> None:
         self.registry = registry = CollectorRegistry()
         ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        GCCollector(registry=registry)
         self.requests = Counter("infermesh_requests_total", "Client requests answered",
                                 ("endpoint", "model", "status_class"), registry=registry)
         self.duration = Histogram("infermesh_request_duration_seconds", "Whole request time",
                                   ("endpoint",), buckets=LATENCY_BUCKETS, registry=registry)
         self.ttft = Histogram("infermesh_time_to_first_token_seconds", "Time to the first streamed byte",
-                              ("endpoint",), buckets=LATENCY_BUCKETS, registry=registry)
+                              ("endpoint",), buckets=TTFT_BUCKETS, registry=registry)
         self.overhead = Histogram("infermesh_gateway_overhead_seconds",
                                   "Request time minus time spent waiting on upstreams",
                                   buckets=OVERHEAD_BUCKETS, registry=registry)
@@ -46,9 +66,26 @@ class Metrics:
         self.cost = Counter("infermesh_cost_usd_total", "USD billed", ("model",), registry=registry)
         self.fsync = Histogram("infermesh_ledger_fsync_seconds", "Journal fsync latency",
                                buckets=FSYNC_BUCKETS, registry=registry)
+        self.snapshot = Histogram("infermesh_ledger_snapshot_seconds", "Ledger snapshot write time",
+                                  buckets=SNAPSHOT_BUCKETS, registry=registry)
+        self.reloads = Counter("infermesh_config_reloads_total", "Config reloads by result (ok, rejected)",
+                               ("result",), registry=registry)
+        self.reload_ok = Gauge("infermesh_config_last_reload_successful",
+                               "1 if the last config reload was applied (or none was tried), 0 if rejected",
+                               registry=registry)
+        self.reload_ok.set(1)
+        for result in ("ok", "rejected"):
+            self.reloads.labels(result)  # both series exist from the start, so rate() sees the first one
         self._children: dict[tuple[Any, ...], Any] = {}
         if breaker_states is not None:
             registry.register(_BreakerCollector(breaker_states))
+
+    def inflight_now(self) -> int:
+        """Requests in progress right now (streams included): what a drain waits for."""
+        return int(self.inflight._value.get())
+
+    def streams_now(self) -> int:
+        return int(self.streams._value.get())
 
     def child(self, metric: Any, *labels: str) -> Any:
         """The label child for these values, resolved once and then cached."""

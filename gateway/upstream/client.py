@@ -86,13 +86,14 @@ class UpstreamClient:
     def __init__(self, max_clients: int, queue_timeout_s: float) -> None:
         self._http = CurlAsyncHTTPClient(force_instance=True, max_clients=max_clients,
                                          max_body_size=1 << 62)
+        self._max_clients = max_clients  # CurlAsyncHTTPClient keeps no such attribute
         self._admission = _Admission(max_clients)
         self._active: set[CurlExchange] = set()
         self.queue_timeout_s = queue_timeout_s
 
     @property
     def in_use(self) -> int:
-        return self._http.max_clients - self._admission.free
+        return self._max_clients - self._admission.free
 
     async def open(self, url: str, headers: dict[str, str], body: bytes, timeouts: Timeouts,
                    method: str = "POST") -> "CurlExchange":

@@ -18,6 +18,7 @@ from typing import Any
 import ujson
 
 from gateway.config import Node
+from gateway.upstream.exchange import Phase, UpstreamError
 from gateway.upstream.mock_script import DEFAULT_TOKENS, Script, embedding, estimate_tokens, write_script
 
 
@@ -110,16 +111,20 @@ class MockExchange:
         self._frames = frames
         self._next = 0
         self._delay_s = delay_s
-        self._aborted = False
+        self._aborted: str | None = None
 
     async def started(self) -> None:
         return None
 
     async def read(self) -> bytes:
-        if self._aborted or self._next >= len(self._frames):
+        if self._aborted is not None:
+            raise UpstreamError(Phase.MID_STREAM, self._aborted)
+        if self._next >= len(self._frames):
             return b""
         if self._delay_s and self._next > 0:
             await asyncio.sleep(self._delay_s)
+            if self._aborted is not None:
+                raise UpstreamError(Phase.MID_STREAM, self._aborted)
         frame = self._frames[self._next]
         self._next += 1
         return frame
@@ -128,7 +133,7 @@ class MockExchange:
         return b"".join(self._frames)
 
     def abort(self, reason: str) -> None:
-        self._aborted = True
+        self._aborted = reason
 
 
 def open_mock(node: Node, node_protocol: str, body: dict[str, Any], request_id: str) -> MockExchange:

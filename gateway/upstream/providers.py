@@ -67,3 +67,8 @@ class NodeEndpoints:
         else:
             url = self._paths[node_protocol]
         return Target(url, self.headers)
+
+    def count_tokens_target(self) -> Target | None:
+        """Anthropic's exact ``/v1/messages/count_tokens`` for this node; None for other providers."""
+        url = self._paths.get("count_tokens") if self.node.provider == "anthropic" else None
+        return Target(url, self.headers) if url else None

@@ -21,6 +21,7 @@ def demo_config(tmp_path: Path) -> dict:
     config = yaml.safe_load((ROOT / "conf" / "gateway.yaml").read_text())
     config["state"]["dir"] = str(tmp_path / "state")
     config["listen"]["port"] = 0
+    config["logging"] = {"access_log": False}  # keep test output clean; the access log is tested elsewhere
     return config
 
 

@@ -1,0 +1,342 @@
+"""The ledger over HTTP: a caller's own balance and usage, and the admin API for accounts and keys.
+
+Client side (API key): ``GET /v1/balance``, ``GET /v1/usage``.
+Admin side (admin token, see admin.py): accounts, credits, keys, usage.
+
+Amounts go out as decimal strings (``nano_to_usd``) and come in as decimal
+strings or JSON numbers; JSON numbers are parsed as ``Decimal``, never as
+binary floats, so ``0.1`` means exactly ten cents. Every request field is
+checked here and a bad one answers 400 naming it; unknown fields are refused
+too, because a misspelt ``limit_usd`` must not create an unlimited key.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from decimal import Decimal
+from typing import Any
+
+from gateway.errors import ErrorKind, GatewayError
+from gateway.http.admin import AdminHandler
+from gateway.http.base import BaseHandler, api_key_from
+from gateway.ledger.errors import UnknownAccount
+from gateway.ledger.keys import AuthStatus, KeyInfo
+from gateway.ledger.money import nano_to_usd, usd_to_nano
+
+MAX_ADMIN_BODY = 64 * 1024
+MAX_AMOUNT_USD = Decimal(1_000_000_000)  # per account creation, credit or key limit
+MAX_USAGE_LIMIT = 1000
+DEFAULT_USAGE_LIMIT = 100
+MAX_UNIX_TIME = 253402300799  # 9999-12-31T23:59:59Z
+
+_DECIMAL_TEXT = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+_ACCOUNT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}")
+
+
+def _invalid(message: str, param: str | None = None) -> GatewayError:
+    return GatewayError(ErrorKind.INVALID_REQUEST, message, param)
+
+
+def _not_found(message: str) -> GatewayError:
+    return GatewayError(ErrorKind.NOT_FOUND, message)
+
+
+# -- parsing and validation ---------------------------------------------------------
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number")
+
+
+def parse_body(raw: bytes, allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A JSON object with only ``allowed`` fields and every ``required`` one; numbers as Decimal/int."""
+    if len(raw) > MAX_ADMIN_BODY:
+        raise GatewayError(ErrorKind.PAYLOAD_TOO_LARGE, f"the request body is over {MAX_ADMIN_BODY} bytes")
+    if not raw.strip():
+        raise _invalid("the request body must be a JSON object")
+    try:
+        body = json.loads(raw, parse_float=Decimal, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise _invalid(f"the request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise _invalid("the request body must be a JSON object")
+    unknown = sorted(set(body) - set(allowed))
+    if unknown:
+        raise _invalid(f"unknown field '{unknown[0]}'; allowed: {', '.join(allowed)}", unknown[0])
+    for name in required:
+        if body.get(name) is None:
+            raise _invalid(f"'{name}' is required", name)
+    return body
+
+
+def parse_amount(value: Any, param: str, *, allow_zero: bool = False) -> int:
+    """USD as a decimal string or JSON number -> nano-dollars; positive, <= 9 decimals, bounded."""
+    if isinstance(value, bool) or value is None:
+        raise _invalid(f"'{param}' must be a decimal amount in USD such as \"12.50\"", param)
+    if isinstance(value, str):
+        text = value.strip()
+        if not _DECIMAL_TEXT.fullmatch(text):
+            raise _invalid(f"'{param}' must be a non-negative decimal amount in USD such as \"12.50\", "
+                           f"not {value[:40]!r}", param)
+        amount = Decimal(text)
+    elif isinstance(value, int):
+        amount = Decimal(value)
+    elif isinstance(value, Decimal):
+        amount = value
+    else:
+        raise _invalid(f"'{param}' must be a decimal amount in USD such as \"12.50\"", param)
+    if not amount.is_finite():
+        raise _invalid(f"'{param}' must be a finite amount", param)
+    if amount < 0 or (amount == 0 and not allow_zero):
+        raise _invalid(f"'{param}' must be {'zero or more' if allow_zero else 'more than zero'}", param)
+    if amount > MAX_AMOUNT_USD:
+        raise _invalid(f"'{param}' must be at most {MAX_AMOUNT_USD} USD", param)
+    try:
+        return usd_to_nano(amount)
+    except ValueError:
+        raise _invalid(f"'{param}' has more than 9 decimal places (a nano-dollar is the smallest unit)",
+                       param) from None
+
+
+def parse_text(value: Any, param: str, max_len: int) -> str:
+    if not isinstance(value, str) or not value or len(value) > max_len:
+        raise _invalid(f"'{param}' must be a non-empty string of at most {max_len} characters", param)
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise _invalid(f"'{param}' must not contain control characters", param)
+    return value
+
+
+def parse_unix_time(value: Any, param: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
+        raise _invalid(f"'{param}' must be a unix time in seconds (a number)", param)
+    if not Decimal(value).is_finite() or not 0 < value <= MAX_UNIX_TIME:
+        raise _invalid(f"'{param}' must be a unix time in seconds between 1 and {MAX_UNIX_TIME}", param)
+    return float(value)
+
+
+# -- shared handler behaviour ----------------------------------------------------------
+
+
+class _LedgerMixin:
+    """Query-string parsing shared by the client and admin handlers."""
+
+    def _query(self, allowed: tuple[str, ...]) -> dict[str, str]:
+        args = self.request.query_arguments  # type: ignore[attr-defined]
+        unknown = sorted(set(args) - set(allowed))
+        if unknown:
+            raise _invalid(f"unknown query parameter '{unknown[0]}'; allowed: {', '.join(allowed)}", unknown[0])
+        result = {}
+        for name, values in args.items():
+            if len(values) != 1:
+                raise _invalid(f"query parameter '{name}' given more than once", name)
+            result[name] = values[0].decode("utf-8", "replace")
+        return result
+
+    def _usage_window(self, query: dict[str, str]) -> tuple[int, float | None]:
+        limit = DEFAULT_USAGE_LIMIT
+        if "limit" in query:
+            text = query["limit"].strip()
+            if not text.isdigit() or not text.isascii() or not 1 <= int(text) <= MAX_USAGE_LIMIT:
+                raise _invalid(f"'limit' must be an integer from 1 to {MAX_USAGE_LIMIT}", "limit")
+            limit = int(text)
+        since = None
+        if "since" in query:
+            text = query["since"].strip()
+            if not _DECIMAL_TEXT.fullmatch(text) or float(text) > MAX_UNIX_TIME:
+                raise _invalid("'since' must be a unix time in seconds (a non-negative number)", "since")
+            since = float(text)
+        return limit, since
+
+
+class _ClientHandler(_LedgerMixin, BaseHandler):
+    """An API-key caller looking at its own account."""
+
+    def _caller(self) -> KeyInfo:
+        api_key = api_key_from(self)  # type: ignore[arg-type]
+        if not api_key:
+            raise GatewayError(ErrorKind.AUTHENTICATION, "missing API key: send 'Authorization: Bearer <key>' "
+                                                         "or 'x-api-key: <key>'", code="invalid_api_key")
+        status, key = self.services.ledger.authenticate(api_key)
+        if status is not AuthStatus.OK or key is None:
+            reason = {AuthStatus.REVOKED: "this API key has been revoked",
+                      AuthStatus.EXPIRED: "this API key has expired"}.get(status, "invalid API key")
+            raise GatewayError(ErrorKind.AUTHENTICATION, reason, code="invalid_api_key")
+        return key
+
+
+class BalanceHandler(_ClientHandler):
+    """``GET /v1/balance``: ``{"account", "balance_usd", "reserved_usd", "available_usd"}``."""
+
+    def get(self) -> None:
+        try:
+            self._query(())
+            key = self._caller()
+            self.send_json(200, self.services.ledger.balance(key.account_id))
+        except GatewayError as error:
+            self.send_error_json(error)
+
+
+class UsageHandler(_ClientHandler):
+    """``GET /v1/usage?limit=&since=``: the caller's account's records, newest first."""
+
+    def get(self) -> None:
+        try:
+            key = self._caller()
+            limit, since = self._usage_window(self._query(("limit", "since")))
+            self.send_json(200, {"data": self.services.ledger.usage(key.account_id, limit, since)})
+        except GatewayError as error:
+            self.send_error_json(error)
+
+
+# -- admin -------------------------------------------------------------------------------
+
+
+class _AdminLedgerHandler(_LedgerMixin, AdminHandler):
+    """Admin handlers of the ledger; ``AdminHandler.prepare`` has checked the admin token."""
+
+    def _body(self, allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> dict[str, Any]:
+        return parse_body(self.request.body, allowed, required)
+
+    def _answer(self, status: int, payload: Any) -> None:
+        self.send_json(status, payload)  # AdminHandler.send_json marks it no-store
+
+
+class AdminAccountsHandler(_AdminLedgerHandler):
+    """``GET /admin/accounts``, ``GET /admin/accounts/{id}``, ``POST /admin/accounts``."""
+
+    def get(self, account_id: str | None = None) -> None:
+        ledger = self.services.ledger
+        try:
+            self._query(())
+            if account_id is None:
+                self._answer(200, {"data": ledger.accounts()})
+                return
+            try:
+                self._answer(200, ledger.account(account_id))
+            except UnknownAccount:
+                raise _not_found(f"no account '{account_id}'") from None
+        except GatewayError as error:
+            self.send_error_json(error)
+
+    def post(self, account_id: str | None = None) -> None:
+        ledger = self.services.ledger
+        try:
+            if account_id is not None:
+                raise GatewayError(ErrorKind.METHOD_NOT_ALLOWED, "POST /admin/accounts creates an account; "
+                                                                 "the id goes in the body")
+            body = self._body(("id", "balance_usd"), ("id",))
+            new_id = body["id"]
+            if not isinstance(new_id, str) or not _ACCOUNT_ID.fullmatch(new_id):
+                raise _invalid("'id' must be 1 to 128 characters of letters, digits and . _ @ : - "
+                               "(starting with a letter or digit)", "id")
+            balance = 0 if body.get("balance_usd") is None else parse_amount(body["balance_usd"], "balance_usd",
+                                                                              allow_zero=True)
+            try:
+                ledger.account(new_id)
+            except UnknownAccount:
+                pass
+            else:
+                self.send_json(409, _conflict(f"account '{new_id}' already exists"))
+                return
+            self._answer(201, ledger.create_account(new_id, balance))
+        except GatewayError as error:
+            self.send_error_json(error)
+
+
+class AdminCreditHandler(_AdminLedgerHandler):
+    """``POST /admin/accounts/{id}/credit {amount_usd, reference}``: applied once per reference."""
+
+    def post(self, account_id: str) -> None:
+        ledger = self.services.ledger
+        try:
+            body = self._body(("amount_usd", "reference"), ("amount_usd", "reference"))
+            amount = parse_amount(body["amount_usd"], "amount_usd")
+            reference = parse_text(body["reference"], "reference", 256)
+            try:
+                applied = ledger.credit(account_id, amount, reference)
+                balance = ledger.balance(account_id)
+            except UnknownAccount:
+                raise _not_found(f"no account '{account_id}'") from None
+            except ValueError as exc:
+                raise _invalid(str(exc)) from None
+            self._answer(200, {"applied": applied, "reference": reference, "amount_usd": nano_to_usd(amount),
+                               **balance})
+        except GatewayError as error:
+            self.send_error_json(error)
+
+
+class AdminKeysHandler(_AdminLedgerHandler):
+    """``POST /admin/accounts/{id}/keys {name, models?, limit_usd?, expires_at?}``: the plaintext, once."""
+
+    def post(self, account_id: str) -> None:
+        ledger = self.services.ledger
+        try:
+            body = self._body(("name", "models", "limit_usd", "expires_at"), ("name",))
+            name = parse_text(body["name"], "name", 128)
+            models = self._models(body.get("models"))
+            limit = None if body.get("limit_usd") is None else parse_amount(body["limit_usd"], "limit_usd")
+            expires_at = None if body.get("expires_at") is None else parse_unix_time(body["expires_at"],
+                                                                                     "expires_at")
+            try:
+                created = ledger.create_key(account_id, name, models, limit, expires_at)
+            except UnknownAccount:
+                raise _not_found(f"no account '{account_id}'") from None
+            except ValueError as exc:
+                raise _invalid(str(exc)) from None
+            self._answer(201, created)
+        except GatewayError as error:
+            self.send_error_json(error)
+
+    def _models(self, value: Any) -> list[str] | None:
+        """Public model ids, aliases resolved through the catalogue; None allows every model."""
+        if value is None:
+            return None
+        if not isinstance(value, list) or not value or len(value) > 1000:
+            raise _invalid("'models' must be a non-empty list of model ids, or omitted to allow every model",
+                           "models")
+        resolved = []
+        for index, model_id in enumerate(value):
+            param = f"models[{index}]"
+            if not isinstance(model_id, str) or not model_id:
+                raise _invalid(f"'{param}' must be a model id", param)
+            model = self.services.config.find_model(model_id)
+            if model is None:
+                raise _invalid(f"'{param}': the model '{model_id[:128]}' does not exist", param)
+            resolved.append(model.id)
+        return resolved
+
+
+class AdminKeyHandler(_AdminLedgerHandler):
+    """``DELETE /admin/keys/{key_id}``: revoke now (idempotent); 404 for an unknown key."""
+
+    def delete(self, key_id: str) -> None:
+        try:
+            self._query(())
+            if not self.services.ledger.revoke_key(key_id):
+                raise _not_found(f"no key '{key_id[:64]}'")
+            self._answer(200, {"key_id": key_id, "revoked": True})
+        except GatewayError as error:
+            self.send_error_json(error)
+
+
+class AdminUsageHandler(_AdminLedgerHandler):
+    """``GET /admin/usage?account=&limit=&since=``: every account's records (or one's), newest first."""
+
+    def get(self) -> None:
+        try:
+            query = self._query(("account", "limit", "since"))
+            limit, since = self._usage_window(query)
+            account = query.get("account") or None
+            try:
+                data = self.services.ledger.usage(account, limit, since)
+            except UnknownAccount:
+                raise _not_found(f"no account '{account}'") from None
+            self._answer(200, {"data": data})
+        except GatewayError as error:
+            self.send_error_json(error)
+
+
+def _conflict(message: str) -> dict[str, Any]:
+    return {"error": {"message": message, "type": "invalid_request_error", "param": "id",
+                      "code": "account_exists"}}

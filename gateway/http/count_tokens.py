@@ -1,0 +1,180 @@
+"""``POST /v1/messages/count_tokens``: Anthropic's token counting (Claude Code calls it).
+
+The request is an Anthropic Messages request without ``max_tokens``; the
+answer is ``{"input_tokens": N}``, errors in Anthropic's shape. It is free:
+nothing is reserved or charged.
+
+The model is routed like a generation request (same catalogue, aliases, key
+restrictions, breakers and balancer). Then:
+
+* the chosen node is ``anthropic``: the request is forwarded to the node's
+  own ``<base_url>/v1/messages/count_tokens`` with only the model id rewritten
+  and the client's ``anthropic-version``/``anthropic-beta`` headers, and the
+  node's exact answer is relayed (``x-infermesh-node`` names it). An upstream
+  400/413/422 is the client's fault and is returned as sent;
+* any other node (OpenAI-compatible, Gemini, mock), or an Anthropic node that
+  cannot be reached or fails: a documented estimate, marked with
+  ``x-infermesh-estimated: true``: :func:`estimate_input_tokens`, the
+  ``gateway.upstream.mock_script.estimate_tokens`` rule (about four characters
+  a token, rounded up) over the text of the system prompt, every message
+  (text, tool-call names and JSON inputs, tool-result text, thinking text;
+  images and documents count nothing) and every tool (name, description and
+  JSON schema), joined by newlines; at least 1.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ujson
+
+from gateway.config import normalize_model_id
+from gateway.errors import ErrorKind, GatewayError
+from gateway.http.base import BaseHandler, api_key_from
+from gateway.ledger.ledger import AuthStatus
+from gateway.protocols.canonical import ProtocolError
+from gateway.protocols.inspect import inspect_request
+from gateway.routing.router import Outcome
+from gateway.upstream.client import Overloaded
+from gateway.upstream.exchange import UpstreamError
+from gateway.upstream.mock_script import estimate_tokens
+
+MAX_ANSWER_BYTES = 1 << 20
+CLIENT_FAULT_STATUSES = frozenset({400, 413, 422})
+FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")
+
+
+def _block_texts(content: Any, out: list[str]) -> None:
+    if isinstance(content, str):
+        out.append(content)
+        return
+    if not isinstance(content, list):
+        return
+    for block in content:
+        if not isinstance(block, dict):
+            continue
+        kind = block.get("type")
+        if kind == "text" and isinstance(block.get("text"), str):
+            out.append(block["text"])
+        elif kind == "tool_use":
+            out.append(str(block.get("name") or ""))
+            out.append(ujson.dumps(block.get("input") or {}, ensure_ascii=False))
+        elif kind == "tool_result":
+            _block_texts(block.get("content"), out)
+        elif kind == "thinking" and isinstance(block.get("thinking"), str):
+            out.append(block["thinking"])
+
+
+def estimate_input_tokens(body: dict[str, Any]) -> int:
+    """The estimate answered when no Anthropic node can count exactly (see the module docstring)."""
+    texts: list[str] = []
+    _block_texts(body.get("system"), texts)
+    for message in body.get("messages") or ():
+        if isinstance(message, dict):
+            _block_texts(message.get("content"), texts)
+    for tool in body.get("tools") or ():
+        if isinstance(tool, dict):
+            texts.append(str(tool.get("name") or ""))
+            if isinstance(tool.get("description"), str):
+                texts.append(tool["description"])
+            if tool.get("input_schema") is not None:
+                texts.append(ujson.dumps(tool["input_schema"], ensure_ascii=False, escape_forward_slashes=False))
+    return max(1, estimate_tokens("\n".join(t for t in texts if t)))
+
+
+class CountTokensHandler(BaseHandler):
+    protocol = "messages"  # errors in Anthropic's shape
+
+    async def post(self) -> None:
+        try:
+            await self._count()
+        except GatewayError as error:
+            if not self._finished:
+                self.send_error_json(error)
+
+    async def _count(self) -> None:
+        services = self.services
+        if services.draining:
+            raise GatewayError(ErrorKind.OVERLOADED, "the gateway is shutting down", retry_after_s=5)
+        raw = self.request.body
+        limit = services.config.limits.max_body_bytes
+        if len(raw) > limit:
+            raise GatewayError(ErrorKind.PAYLOAD_TOO_LARGE, f"the request body is over {limit} bytes")
+        api_key = api_key_from(self)
+        if not api_key:
+            raise GatewayError(ErrorKind.AUTHENTICATION, "missing API key: send 'x-api-key: <key>' or "
+                                                         "'Authorization: Bearer <key>'")
+        status, key = services.ledger.authenticate(api_key)
+        if status is not AuthStatus.OK or key is None:
+            raise GatewayError(ErrorKind.AUTHENTICATION, "invalid API key", code="invalid_api_key")
+        try:
+            body = ujson.loads(raw)
+        except ValueError as exc:
+            raise GatewayError(ErrorKind.INVALID_REQUEST, f"the request body is not valid JSON: {exc}") from None
+        try:
+            facts = inspect_request("count_tokens", body, len(raw))
+        except ProtocolError as exc:
+            raise GatewayError(ErrorKind.INVALID_REQUEST, exc.message, exc.param) from None
+        model = services.config.find_model(facts.model)
+        if model is None:
+            raise GatewayError(ErrorKind.NOT_FOUND, f"the model '{facts.model}' does not exist", "model")
+        if model.kind == "embedding":
+            raise GatewayError(ErrorKind.INVALID_REQUEST, f"the model '{facts.model}' is an embedding model", "model")
+        if key.models is not None and normalize_model_id(model.id) not in key.models:
+            raise GatewayError(ErrorKind.PERMISSION, f"this key may not use the model '{model.id}'", "model")
+
+        attempt = services.router.plan(model).next()
+        outcome = Outcome.CANCELLED  # no verdict unless an Anthropic node was actually asked
+        try:
+            target = services.endpoints[attempt.node.id].count_tokens_target() if attempt is not None else None
+            if target is not None:
+                outcome = await self._forward(attempt, target, body)
+                if self._finished:
+                    return
+        finally:
+            if attempt is not None:
+                services.router.report(attempt, outcome)
+        self.set_header("x-infermesh-estimated", "true")
+        self.send_json(200, {"input_tokens": estimate_input_tokens(body)})
+
+    async def _forward(self, attempt: Any, target: Any, body: dict[str, Any]) -> Outcome:
+        """Ask the Anthropic node; answer from it and return SUCCESS, or return without answering."""
+        out = dict(body)
+        out.pop("fallback_models", None)
+        out["model"] = attempt.upstream_model
+        headers = dict(target.headers)
+        for name in FORWARDED_HEADERS:
+            value = self.request.headers.get(name)
+            if value:
+                headers[name] = value
+        payload = ujson.dumps(out, ensure_ascii=False, escape_forward_slashes=False).encode()
+        try:
+            exchange = await self.services.client.open(target.url, headers, payload, attempt.node.timeouts)
+        except Overloaded:
+            return Outcome.CANCELLED
+        try:
+            await exchange.started()
+            answer = await exchange.read_all(MAX_ANSWER_BYTES)
+        except UpstreamError:
+            exchange.abort("failed")
+            return Outcome.FAILURE
+        status = exchange.status
+        if status in CLIENT_FAULT_STATUSES:
+            self._relay(status, answer, attempt.node.id)
+            return Outcome.CLIENT_ERROR
+        if status != 200:
+            return Outcome.FAILURE if status >= 500 or status == 429 else Outcome.CANCELLED
+        try:
+            counted = ujson.loads(answer)
+        except ValueError:
+            return Outcome.FAILURE
+        if not isinstance(counted, dict) or not isinstance(counted.get("input_tokens"), int):
+            return Outcome.FAILURE
+        self._relay(200, answer, attempt.node.id)
+        return Outcome.SUCCESS
+
+    def _relay(self, status: int, answer: bytes, node_id: str) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.set_header("x-infermesh-node", node_id)
+        self.finish(answer)
