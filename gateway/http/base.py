@@ -37,7 +37,9 @@ class BaseHandler(RequestHandler):
 
     def initialize(self, services: Services, **kwargs: Any) -> None:
         self.services = services
+        # Tornado sets default headers before initialize(): replace that id with the one the pipeline records.
         self.request_id = new_request_id()
+        self.set_header("x-request-id", self.request_id)
 
     def set_default_headers(self) -> None:
         self.set_header("x-request-id", getattr(self, "request_id", "") or new_request_id())

@@ -1,0 +1,268 @@
+"""The ledger survives ``kill -9``: ``python gateway.py`` as a real process, killed under load, restarted.
+
+What a client can rely on after a crash: every response it received in full
+was charged (the charge is journaled before the response ends), and nothing
+was charged that no request caused. Requests in flight at the kill may or may
+not have been charged, each at most once. Credits are applied once per
+reference, before and after a restart.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from gateway.ledger.money import usd_to_nano
+from tests.conftest import ROOT, base_config
+
+ADMIN_TOKEN = "admin-token-for-durability-tests-0123456789"
+KEY = "sk-durability-000000000000000000"
+INITIAL_USD = "1000"
+BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "keep my money safe"}], "max_tokens": 8}
+
+
+class GatewayProcess:
+    """``python gateway.py --config PATH --port 0``, stdout and stderr captured in files."""
+
+    def __init__(self, config_path: Path, log_dir: Path, run: int) -> None:
+        self.stdout_path = log_dir / f"gateway-{run}.out"
+        self.stderr_path = log_dir / f"gateway-{run}.err"
+        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
+            self.proc = subprocess.Popen([sys.executable, str(ROOT / "gateway.py"), "--config", str(config_path),
+                                          "--host", "127.0.0.1", "--port", "0"], cwd=str(ROOT), stdout=out,
+                                         stderr=err)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            for line in self.stdout_path.read_text(errors="replace").splitlines():
+                if line.startswith("Infer Mesh listening on http://"):
+                    self.port = int(line.split()[4].rsplit(":", 1)[1])
+                    return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.02)
+        self.proc.kill()
+        raise RuntimeError(f"gateway did not start: {self.stderr_path.read_text(errors='replace')[-2000:]}")
+
+    def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None,
+                ) -> tuple[int, Any, http.client.HTTPResponse]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=20)
+        conn.request(method, path, None if body is None else json.dumps(body),
+                     {"Content-Type": "application/json", **(headers or {})})
+        response = conn.getresponse()
+        data = response.read()
+        conn.close()
+        return response.status, json.loads(data) if data and data[:1] in b"{[" else data, response
+
+    def admin(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        status, parsed, _ = self.request(method, path, body, {"Authorization": f"Bearer {ADMIN_TOKEN}"})
+        return status, parsed
+
+    def balance_nano(self, key: str = KEY) -> int:
+        status, body, _ = self.request("GET", "/v1/balance", headers={"Authorization": f"Bearer {key}"})
+        assert status == 200, body
+        assert body["reserved_usd"] == "0.000000"
+        return usd_to_nano(body["balance_usd"])
+
+    def chat_cost_nano(self, stream: bool) -> int:
+        """One request, read in full; its cost from the header (non-streaming) or the usage record."""
+        status, body, response = self.request("POST", "/v1/chat/completions", {**BODY, "stream": stream},
+                                              {"Authorization": f"Bearer {KEY}"})
+        assert status == 200
+        if not stream:
+            return usd_to_nano(response.headers["x-infermesh-cost-usd"])
+        assert body.rstrip().endswith(b"data: [DONE]")
+        status, usage, _ = self.request("GET", "/v1/usage?limit=1", headers={"Authorization": f"Bearer {KEY}"})
+        return usd_to_nano(usage["data"][0]["cost_usd"])
+
+    def kill9(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+@pytest.fixture
+def launch(upstream, tmp_path, request):
+    """``launch(**config overrides)`` -> a started gateway process; every one is stopped after the test."""
+    name = "durable-" + request.node.name
+    upstream.control(name, first_byte_ms=5, chunk_delay_ms=2)  # requests take a few ms: some are in flight
+    nodes = [{"id": "up", "provider": "openai", "base_url": upstream.base(name), "api_key": "sk-upstream",
+              "models": {"gpt-4o-mini": "up-model"}}]
+    config = base_config(tmp_path / "state", nodes, admin={"token": ADMIN_TOKEN},
+                         state={"dir": str(tmp_path / "state"), "snapshot_interval_s": 0.2},
+                         logging={"access_log": True},
+                         accounts=[{"id": "durable", "balance_usd": INITIAL_USD, "keys": [KEY]}])
+    config["models"] = {"gpt-4o-mini": config["models"]["gpt-4o-mini"]}
+    config_path = tmp_path / "gateway.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    started: list[GatewayProcess] = []
+
+    def start() -> GatewayProcess:
+        process = GatewayProcess(config_path, tmp_path, len(started))
+        started.append(process)
+        return process
+
+    start.state_dir = tmp_path / "state"  # type: ignore[attr-defined]
+    start.started = started  # type: ignore[attr-defined]
+    yield start
+    for process in started:
+        process.stop()
+
+
+class Load:
+    """A few client threads, each sending requests back to back on its own connection until told to stop.
+
+    ``completed`` counts responses read in full (200, the whole body); ``broken``
+    counts requests cut off by the kill (at most one per thread, plus possibly
+    one refused connection per thread): those are the ones that may or may not
+    have been charged.
+    """
+
+    def __init__(self, port: int, threads: int = 4) -> None:
+        self.port = port
+        self.stop = threading.Event()
+        self.completed = {False: 0, True: 0}
+        self.broken = 0
+        self.unexpected: list[str] = []
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._run, args=(i % 2 == 1,)) for i in range(threads)]
+        for thread in self._threads:
+            thread.start()
+
+    def _run(self, stream: bool) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        body = json.dumps({**BODY, "stream": stream})
+        headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+        while not self.stop.is_set():
+            try:
+                conn.request("POST", "/v1/chat/completions", body, headers)
+                response = conn.getresponse()
+                data = response.read()
+            except (OSError, http.client.HTTPException):
+                with self._lock:
+                    self.broken += 1
+                return
+            with self._lock:
+                if response.status == 200 and (not stream or data.rstrip().endswith(b"data: [DONE]")):
+                    self.completed[stream] += 1
+                else:
+                    self.unexpected.append(f"{response.status} {data[:200]!r}")
+                    return
+
+    def join(self) -> None:
+        self.stop.set()
+        for thread in self._threads:
+            thread.join(15)
+        assert not any(thread.is_alive() for thread in self._threads)
+
+
+def test_kill_9_under_load_loses_no_settled_charge(launch):
+    rng = random.Random(0x1ED6E5)
+    gateway = launch()
+    cost = {False: gateway.chat_cost_nano(stream=False), True: gateway.chat_cost_nano(stream=True)}
+    assert cost[False] > 0 and cost[True] > 0
+    expected = usd_to_nano(INITIAL_USD) - cost[False] - cost[True]
+    assert gateway.balance_nano() == expected
+    total_completed = 0
+    for _ in range(5):
+        load = Load(gateway.port)
+        time.sleep(rng.uniform(0.1, 0.9))
+        gateway.kill9()
+        load.join()
+        assert not load.unexpected, load.unexpected[:3]
+        assert sum(load.completed.values()) > 0  # the kill really happened under load
+        total_completed += sum(load.completed.values())
+        gateway = launch()  # the same state directory
+        balance = gateway.balance_nano()
+        charged_in_full = load.completed[False] * cost[False] + load.completed[True] * cost[True]
+        most = expected - charged_in_full  # every response a client read in full was charged
+        least = most - load.broken * max(cost.values())  # plus, at most, each request cut off by the kill
+        assert least <= balance <= most, (least, balance, most, load.completed, load.broken)
+        expected = balance
+    assert total_completed > 20
+    # With nothing in flight at the kill, the balance is exact to the nano-dollar.
+    for index in range(6):
+        expected -= gateway.chat_cost_nano(stream=index % 2 == 1)
+    gateway.kill9()
+    gateway = launch()
+    assert gateway.balance_nano() == expected
+    # The key's own spend was replayed the same way as the balance.
+    status, account = gateway.admin("GET", "/admin/accounts/durable")
+    assert usd_to_nano(account["keys"][0]["spent_usd"]) == usd_to_nano(INITIAL_USD) - expected
+    # And a clean stop (SIGTERM: drain, final snapshot) agrees too.
+    gateway.stop()
+    assert gateway.proc.returncode == 0
+    assert launch().balance_nano() == expected
+
+
+def test_credit_applied_once_across_restarts(launch):
+    gateway = launch()
+    initial = gateway.balance_nano()
+    first = gateway.admin("POST", "/admin/accounts/durable/credit", {"amount_usd": "25.5", "reference": "wire-1"})
+    assert first[0] == 200 and first[1]["applied"] is True
+    again = gateway.admin("POST", "/admin/accounts/durable/credit", {"amount_usd": "25.5", "reference": "wire-1"})
+    assert again[0] == 200 and again[1]["applied"] is False
+    time.sleep(0.5)  # a snapshot (every 0.2 s) now holds wire-1
+    second = gateway.admin("POST", "/admin/accounts/durable/credit", {"amount_usd": "0.000000001",
+                                                                       "reference": "wire-2"})
+    assert second[1]["applied"] is True  # wire-2 is only in the journal when the process dies
+    expected = initial + usd_to_nano("25.5") + 1
+    assert gateway.balance_nano() == expected
+    gateway.kill9()
+    for restart in ("kill -9", "SIGTERM"):
+        gateway = launch()
+        assert gateway.balance_nano() == expected, restart
+        for reference, amount in (("wire-1", "25.5"), ("wire-2", "0.000000001")):
+            status, body = gateway.admin("POST", "/admin/accounts/durable/credit",
+                                         {"amount_usd": amount, "reference": reference})
+            assert status == 200 and body["applied"] is False, (restart, reference)
+            assert usd_to_nano(body["balance_usd"]) == expected
+        gateway.stop()
+
+
+def test_created_key_is_not_on_disk_or_in_logs_after_a_crash(launch):
+    gateway = launch()
+    status, _ = gateway.admin("POST", "/admin/accounts", {"id": "fresh", "balance_usd": "1"})
+    assert status == 201
+    status, created = gateway.admin("POST", "/admin/accounts/fresh/keys", {"name": "ci"})
+    assert status == 201
+    key = created["key"]
+    auth = {"Authorization": f"Bearer {key}"}
+    assert gateway.request("POST", "/v1/chat/completions", BODY, auth)[0] == 200
+    assert gateway.request("POST", "/v1/chat/completions", {**BODY, "stream": True}, auth)[0] == 200
+    assert gateway.request("GET", "/v1/usage", None, auth)[0] == 200
+    assert gateway.request("POST", "/v1/chat/completions", {**BODY, "model": "nope"}, auth)[0] == 404
+    gateway.kill9()  # no final snapshot: the key exists only in the journal
+    gateway = launch()
+    assert gateway.balance_nano(key) < usd_to_nano("1")  # the key survived the crash (as a hash)
+    gateway.admin("DELETE", f"/admin/keys/{created['key_id']}")
+    assert gateway.request("GET", "/v1/balance", None, auth)[0] == 401
+    gateway.stop()
+    state_files = [path for path in Path(launch.state_dir).rglob("*") if path.is_file()]
+    assert any(path.name.startswith("journal-") for path in state_files)
+    logs = [process.stdout_path for process in launch.started] + [process.stderr_path for process in launch.started]
+    assert '"kind":"access"' in logs[0].read_text()
+    for path in state_files + logs:
+        data = path.read_bytes()
+        assert key.encode() not in data, f"{path.name} holds the key"
+        assert KEY.encode() not in data, f"{path.name} holds the config key"
+    assert os.stat(launch.state_dir).st_mode & 0o077 == 0  # the state directory is private
