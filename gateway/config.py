@@ -52,6 +52,7 @@ class Admin:
 class Limits:
     max_body_bytes: int = 8 * 1024 * 1024
     max_inflight: int = 10000
+    stream_heartbeat_s: float = 10.0  # a silent stream gets a ping this often (0: never)
 
 
 @dataclass(frozen=True)
@@ -325,9 +326,11 @@ class _Reader:
                         self.number(listen_raw.get("port"), "listen.port", 8080, int, 0, 65535))
         admin_raw = self.mapping(top.get("admin"), "admin", ("token",))
         admin = Admin(self.string(admin_raw.get("token"), "admin.token", ""))
-        limits_raw = self.mapping(top.get("limits"), "limits", ("max_body_bytes", "max_inflight"))
+        limits_raw = self.mapping(top.get("limits"), "limits", ("max_body_bytes", "max_inflight", "stream_heartbeat_s"))
         limits = Limits(self.number(limits_raw.get("max_body_bytes"), "limits.max_body_bytes", Limits.max_body_bytes, int, 1024),
-                        self.number(limits_raw.get("max_inflight"), "limits.max_inflight", Limits.max_inflight, int, 1))
+                        self.number(limits_raw.get("max_inflight"), "limits.max_inflight", Limits.max_inflight, int, 1),
+                        self.number(limits_raw.get("stream_heartbeat_s"), "limits.stream_heartbeat_s",
+                                    Limits.stream_heartbeat_s, float, 0))
         state_raw = self.mapping(top.get("state"), "state", ("dir", "snapshot_interval_s"))
         state = State(self.string(state_raw.get("dir"), "state.dir", "data"),
                       self.number(state_raw.get("snapshot_interval_s"), "state.snapshot_interval_s", 30.0, float, 0.1))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from tornado.ioloop import IOLoop
+
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tornado.iostream import StreamClosedError
 from tornado.web import stream_request_body
@@ -28,6 +30,8 @@ class ModelHandler(BaseHandler):
         self._parts: list[bytes] = []
         self._size = 0
         self._too_large = False
+        self._heartbeat: object | None = None
+        self._wrote = False
 
     def prepare(self) -> None:
         limit = self.services.config.limits.max_body_bytes
@@ -91,11 +95,29 @@ class ModelHandler(BaseHandler):
         self.set_header("Content-Type", "text/event-stream")
         self.set_header("Cache-Control", "no-cache")
         self.set_header("X-Accel-Buffering", "no")  # nginx in front must not buffer the stream
+        interval = self.services.config.limits.stream_heartbeat_s
+        if interval > 0:
+            self._heartbeat = IOLoop.current().call_later(interval, self._beat, interval)
+
+    def _beat(self, interval: float) -> None:
+        """Keep a silent stream alive (proxies and clients time out idle connections).
+
+        One timer per stream checks a flag that ``relay`` sets, so relaying a
+        chunk costs no clock read or timer churn.
+        """
+        if self.closed or self._finished:
+            return
+        if not self._wrote:
+            self.write(_PING_MESSAGES if self.protocol == "messages" else _PING_COMMENT)
+            self.flush().add_done_callback(lambda f: f.exception())
+        self._wrote = False
+        self._heartbeat = IOLoop.current().call_later(interval, self._beat, interval)
 
     async def relay(self, data: bytes) -> bool:
         """Write and wait for the socket to drain: backpressure reaches the upstream through us."""
         if self.closed:
             return False
+        self._wrote = True
         self.write(data)
         try:
             await self.flush()
@@ -105,11 +127,18 @@ class ModelHandler(BaseHandler):
         return not self.closed
 
     def end(self) -> None:
+        if self._heartbeat is not None:
+            IOLoop.current().remove_timeout(self._heartbeat)
+            self._heartbeat = None
         if not self.closed and not self._finished:
             try:
                 self.finish()
             except StreamClosedError:
                 self.on_connection_close()
+
+
+_PING_MESSAGES = b'event: ping\ndata: {"type": "ping"}\n\n'  # what Anthropic itself sends
+_PING_COMMENT = b": ping\n\n"  # an SSE comment: OpenAI clients skip it
 
 
 class ModelsHandler(BaseHandler):
