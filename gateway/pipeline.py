@@ -20,6 +20,7 @@ import ujson
 from gateway.config import Model, normalize_model_id
 from gateway.errors import ErrorKind, GatewayError, error_body, stream_error_frame
 from gateway.ledger.ledger import AuthStatus, InsufficientBalance, KeyInfo, KeyLimitExceeded, Reservation
+from gateway.ledger.keys import MANAGEMENT_KEY_REFUSED
 from gateway.ledger.money import nano_to_usd
 from gateway.ledger.pricing import PriceTable
 from gateway.protocols import translate
@@ -123,12 +124,13 @@ class Pipeline:
         except GatewayError as error:
             self._fail(call, error)
         finally:
+            channel.on_close(None)  # the callback holds the call: drop it, or call <-> handler is a cycle
             metrics.inflight.dec()
             self._record(call)
 
     async def _run(self, call: _Call, raw: bytes, api_key: str | None) -> None:
         services = self.services
-        call.key = self._authenticate(api_key)
+        call.key = await self._authenticate(api_key)
         try:
             body = ujson.loads(raw)
         except ValueError as exc:
@@ -152,7 +154,7 @@ class Pipeline:
         estimate = call.prices.estimate_nano(key, facts.prompt_tokens_estimate,
                                                  facts.max_output_tokens or DEFAULT_OUTPUT_RESERVE)
         try:
-            call.reservation = services.ledger.reserve(call.key, estimate)
+            call.reservation = await services.ledger.reserve(call.key, estimate, call.channel.request_id)
         except InsufficientBalance:
             raise GatewayError(ErrorKind.INSUFFICIENT_BALANCE, "your balance is exhausted; top up to continue",
                                code="insufficient_quota") from None
@@ -163,20 +165,22 @@ class Pipeline:
             await self._route(call, services.router.plan(model, fallbacks))
         finally:
             if call.reservation is not None:  # not settled: nothing was delivered
-                services.ledger.release(call.reservation)
+                await services.ledger.release(call.reservation)
                 call.reservation = None
 
     # -- before routing -------------------------------------------------------
 
-    def _authenticate(self, api_key: str | None) -> KeyInfo:
+    async def _authenticate(self, api_key: str | None) -> KeyInfo:
         if not api_key:
             raise GatewayError(ErrorKind.AUTHENTICATION, "missing API key: send 'Authorization: Bearer <key>' "
                                                          "or 'x-api-key: <key>'")
-        status, key = self.services.ledger.authenticate(api_key)
+        status, key = await self.services.ledger.authenticate(api_key)
         if status is not AuthStatus.OK or key is None:
             reason = {AuthStatus.REVOKED: "this API key has been revoked",
                       AuthStatus.EXPIRED: "this API key has expired"}.get(status, "invalid API key")
             raise GatewayError(ErrorKind.AUTHENTICATION, reason, code="invalid_api_key")
+        if key.is_management:
+            raise GatewayError(ErrorKind.PERMISSION, MANAGEMENT_KEY_REFUSED, code="management_key")
         return key
 
     def _resolve_model(self, model_id: str, endpoint: str, param: str) -> Model:
@@ -215,7 +219,7 @@ class Pipeline:
             if call.facts.stream and call.endpoint != "embeddings":
                 outcome = await self._deliver_stream(call, opened)
             else:
-                outcome = self._deliver_whole(call, opened)
+                outcome = await self._deliver_whole(call, opened)
         finally:
             self.services.router.report(opened.attempt, outcome, opened.ttfb_s)
             self._count_attempt(opened.attempt, outcome)
@@ -229,7 +233,9 @@ class Pipeline:
         the model's ``hedge_after_ms``; the first to answer wins and the other
         is aborted.
         """
-        hedge_s = call.model.hedge_after_ms / 1000.0 if call.model.hedge_after_ms else None
+        if not call.model.hedge_after_ms:
+            return await self._in_turn(call, plan)
+        hedge_s = call.model.hedge_after_ms / 1000.0
         tasks: dict[asyncio.Task[_Opened], Attempt] = {}
         hedged = False
         try:
@@ -242,7 +248,7 @@ class Pipeline:
                         return None
                     tasks[self._start(call, plan, attempt)] = attempt
                     hedged = False
-                timeout = hedge_s if hedge_s is not None and not hedged else None
+                timeout = None if hedged else hedge_s
                 done, _ = await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 if not done:
                     hedged = True
@@ -269,6 +275,19 @@ class Pipeline:
                     loser.exchange.abort("hedge_lost")
                     self.services.router.report(loser.attempt, Outcome.CANCELLED)
                     self._count_attempt(loser.attempt, Outcome.CANCELLED)
+
+    async def _in_turn(self, call: _Call, plan: Plan) -> _Opened | None:
+        """No hedging: one attempt at a time, awaited directly (no Task, no asyncio.wait per request)."""
+        while not call.channel.closed:  # client gone: no new attempt (it would run, and bill, for nobody)
+            attempt = plan.next()
+            if attempt is None:
+                return None
+            call.attempts += 1
+            try:
+                return await self._open(call, plan, attempt)
+            except _AttemptFailed:
+                continue
+        return None
 
     def _start(self, call: _Call, plan: Plan, attempt: Attempt) -> "asyncio.Task[_Opened]":
         call.attempts += 1
@@ -380,7 +399,7 @@ class Pipeline:
 
     # -- delivery -------------------------------------------------------------
 
-    def _deliver_whole(self, call: _Call, opened: _Opened) -> Outcome:
+    async def _deliver_whole(self, call: _Call, opened: _Opened) -> Outcome:
         services = self.services
         try:
             upstream_body = ujson.loads(opened.first)
@@ -403,7 +422,7 @@ class Pipeline:
         if usage is None:
             usage = Usage(call.facts.prompt_tokens_estimate, max(1, len(opened.first) // 4), 0)
             call.estimated = True
-        self._settle(call, opened.attempt, usage, 200)
+        await self._settle(call, opened.attempt, usage, 200)  # charged before the response is sent
         channel = call.channel
         channel.set_header("x-infermesh-node", opened.attempt.node.id)
         channel.set_header("x-infermesh-attempts", str(call.attempts))
@@ -472,29 +491,33 @@ class Pipeline:
             # the real number only in its last message_delta. Bill what was generated, not that early count.
             usage = Usage(usage.input_tokens, output, usage.cached_tokens)
             call.estimated = True
-        self._settle(call, opened.attempt, usage, status)
+        await self._settle(call, opened.attempt, usage, status, deferrable=True)  # already delivered
         channel.end()
         metrics.child(metrics.requests, call.endpoint, opened.attempt.model.id, f"{status // 100}xx").inc()
         return outcome
 
     # -- settle and record ----------------------------------------------------
 
-    def _settle(self, call: _Call, attempt: Attempt, usage: Usage, status: int) -> None:
-        """Charge the actual cost at the prices of the model that served it, journaled now."""
+    async def _settle(self, call: _Call, attempt: Attempt, usage: Usage, status: int, deferrable: bool = False) -> None:
+        """Charge the actual cost at the prices of the model that served it, journaled now.
+
+        ``deferrable``: the output has been delivered (a stream), so a shared ledger that is unreachable
+        right now queues the charge instead of failing; a whole response is not sent unless it is charged.
+        """
         services = self.services
         model_key = normalize_model_id(attempt.model.id)
         call.usage = usage
         call.status = status
         call.cost_nano = call.prices.cost_nano(model_key, usage)
         reservation, call.reservation = call.reservation, None
-        services.ledger.settle(reservation, call.cost_nano, {
+        await services.ledger.settle(reservation, call.cost_nano, {
             "request_id": call.channel.request_id, "model": attempt.model.id, "node": attempt.node.id,
             "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
             "cached_tokens": usage.cached_tokens, "estimated": call.estimated, "status": status,
             "latency_ms": round((time.monotonic() - call.started) * 1000, 1),
             "ttft_ms": None if call.ttfb_s is None else round(call.ttfb_s * 1000, 1),
             "endpoint": call.endpoint, "stream": call.facts.stream, "created_at": time.time(),
-        })
+        }, deferrable=deferrable)
         metrics = services.metrics
         metrics.child(metrics.tokens, attempt.model.id, "input").inc(usage.input_tokens)
         metrics.child(metrics.tokens, attempt.model.id, "output").inc(usage.output_tokens)

@@ -13,6 +13,7 @@ from tornado.web import stream_request_body
 from gateway.errors import ErrorKind, GatewayError
 from gateway.http.base import BaseHandler, api_key_from
 from gateway.ledger.ledger import AuthStatus
+from gateway.ledger.keys import MANAGEMENT_KEY_REFUSED
 from gateway.pipeline import Pipeline
 
 
@@ -75,7 +76,7 @@ class ModelHandler(BaseHandler):
 
     # -- Channel ---------------------------------------------------------------
 
-    def on_close(self, callback: Callable[[], Any]) -> None:
+    def on_close(self, callback: Callable[[], Any] | None) -> None:
         self._on_close = callback
 
     def on_connection_close(self) -> None:
@@ -144,8 +145,13 @@ _PING_COMMENT = b": ping\n\n"  # an SSE comment: OpenAI clients skip it
 class ModelsHandler(BaseHandler):
     """``GET /v1/models[/{id}]``: the catalogue, each entry with its prices."""
 
-    def get(self, model_id: str | None = None) -> None:
-        if self._authenticated() is None:
+    async def get(self, model_id: str | None = None) -> None:
+        try:
+            info = await self._authenticated()
+        except GatewayError as error:  # the shared ledger is unreachable: 503, fail closed
+            self.send_error_json(error)
+            return
+        if info is None:
             return
         config = self.services.config
         if model_id is None:
@@ -158,12 +164,15 @@ class ModelsHandler(BaseHandler):
             return
         self.send_json(200, _model_entry(model))
 
-    def _authenticated(self) -> Any:
+    async def _authenticated(self) -> Any:
         key = api_key_from(self)
-        status, info = self.services.ledger.authenticate(key) if key else (None, None)
+        status, info = await self.services.ledger.authenticate(key) if key else (None, None)
         if status is not AuthStatus.OK:
             self.send_error_json(GatewayError(ErrorKind.AUTHENTICATION, "missing or invalid API key",
                                               code="invalid_api_key"))
+            return None
+        if info.is_management:
+            self.send_error_json(GatewayError(ErrorKind.PERMISSION, MANAGEMENT_KEY_REFUSED, code="management_key"))
             return None
         return info
 
@@ -196,6 +205,10 @@ class ReadyHandler(BaseHandler):
         if services.draining or not services.ready:
             self.set_header("Retry-After", "5")
             self.send_json(503, {"status": "draining" if services.draining else "starting"})
+            return
+        if not services.ledger.available:  # the shared ledger (Redis) is unreachable: billed requests get 503
+            self.set_header("Retry-After", "2")
+            self.send_json(503, {"status": "ledger_unavailable", "ledger": services.ledger.kind})
             return
         self.send_json(200, {"status": "ready"})
 

@@ -303,23 +303,34 @@ class StreamRenderer:
     translator ``take``s it, so one upstream chunk yields one bytes object.
     """
 
+    _dispatch: dict[type, Callable[..., None]] = {}
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        """Build the dispatch table once per class, of plain functions.
+
+        A per-instance table of bound methods would make every renderer a
+        reference cycle (instance -> table -> method -> instance), left for the
+        cyclic garbage collector once per streamed request.
+        """
+        super().__init_subclass__(**kwargs)
+        cls._dispatch = {
+            TextDelta: cls.on_text,
+            ToolCallStart: cls.on_tool_start,
+            ToolCallDelta: cls.on_tool_delta,
+            UsageUpdate: cls.on_usage,
+            Finish: cls.on_finish,
+            StreamEnd: cls.on_end,
+            StreamError: cls.on_error,
+        }
+
     def __init__(self) -> None:
         self._out: list[bytes] = []
         self.output_chars = 0
         self.ended = False
-        self._dispatch: dict[type, Callable] = {
-            TextDelta: self.on_text,
-            ToolCallStart: self.on_tool_start,
-            ToolCallDelta: self.on_tool_delta,
-            UsageUpdate: self.on_usage,
-            Finish: self.on_finish,
-            StreamEnd: self.on_end,
-            StreamError: self.on_error,
-        }
 
     def handle(self, event: StreamEvent) -> None:
         if not self.ended:
-            self._dispatch[type(event)](event)
+            self._dispatch[type(event)](self, event)
 
     def take(self) -> bytes:
         if not self._out:

@@ -138,6 +138,21 @@ def translate_embeddings_response(node: str, body: dict, public_model: str,
     return gemini.embeddings_response(body, public_model, request)
 
 
+class _Sink:
+    """Where the parser delivers canonical events: to the renderer, noting an upstream error."""
+
+    __slots__ = ("_renderer", "error")
+
+    def __init__(self, renderer: object) -> None:
+        self._renderer = renderer
+        self.error: str | None = None
+
+    def __call__(self, event: object) -> None:
+        if type(event) is StreamError:
+            self.error = event.message  # type: ignore[attr-defined]
+        self._renderer.handle(event)  # type: ignore[attr-defined]
+
+
 class StreamTranslator:
     """One streamed reply, node protocol in, client protocol out, sans-IO.
 
@@ -147,18 +162,21 @@ class StreamTranslator:
     closing events need.
     """
 
-    __slots__ = ("_decoder", "_parser", "_renderer", "upstream_error")
+    __slots__ = ("_decoder", "_parser", "_renderer", "_sink")
 
     def __init__(self, node: str, client: str, public_model: str, request_id: str, include_usage: bool) -> None:
         self._renderer = _RENDERERS[client](public_model, request_id, include_usage)
-        self._parser = _PARSERS[node](request_id, self._handle)
+        self._sink = _Sink(self._renderer)  # not a bound method of ours: that would be a reference cycle
+        self._parser = _PARSERS[node](request_id, self._sink)
         self._decoder = SSEDecoder()
-        self.upstream_error: str | None = None
+
+    @property
+    def upstream_error(self) -> str | None:
+        """The error the node reported inside its stream, if it did (already rendered for the client)."""
+        return self._sink.error
 
     def _handle(self, event: object) -> None:
-        if type(event) is StreamError:
-            self.upstream_error = event.message
-        self._renderer.handle(event)
+        self._sink(event)
 
     def feed(self, chunk: bytes) -> bytes:
         """Node bytes (any split) -> client SSE bytes, possibly empty."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import random
 import time
+import weakref
 from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
@@ -81,10 +82,16 @@ class _Route:
 
 @dataclass(frozen=True, eq=False, slots=True)
 class _Issued(Attempt):
-    """An Attempt as handed out: it remembers its pair and plan so report() needs no lookup."""
+    """An Attempt as handed out: it remembers its pair and plan so report() needs no lookup.
+
+    The plan is held weakly: the plan keeps its reported attempts, and a strong
+    reference back would make every request a reference cycle that only the
+    cyclic garbage collector frees (measured: full collections of 35-78 ms
+    every half second under load).
+    """
 
     pair: _Pair
-    plan: Plan
+    plan: "weakref.ReferenceType[Plan]"
 
 
 class Router:
@@ -145,7 +152,9 @@ class Router:
             breaker.release()
         if retry_after_s:
             pair.blocked_until = max(pair.blocked_until, self._clock() + retry_after_s)
-        attempt.plan._reported.append((attempt, outcome))
+        plan = attempt.plan()
+        if plan is not None:
+            plan._reported.append((attempt, outcome))
 
     def reload(self, config: Config) -> None:
         """Adopt new nodes, models and weights, keeping what was learned about surviving pairs.
@@ -217,7 +226,7 @@ class Router:
             if not names:
                 return None
             chosen = route.by_node[route.chooser.choose(names)]
-        attempt = _Issued(chosen.node, route.model, chosen.upstream_model, is_fallback, chosen, plan)
+        attempt = _Issued(chosen.node, route.model, chosen.upstream_model, is_fallback, chosen, weakref.ref(plan))
         if probe:
             chosen.breaker.allow()  # claims the probe slot
             chosen.probe = attempt
@@ -273,7 +282,7 @@ class Plan:
     distinct nodes per model, then the next model of the chain.
     """
 
-    __slots__ = ("_router", "_primary", "_chain", "_index", "_made", "_used", "_reported", "_notes")
+    __slots__ = ("_router", "_primary", "_chain", "_index", "_made", "_used", "_reported", "_notes", "__weakref__")
 
     def __init__(self, router: Router, primary: _Route | None, chain: tuple[_Route, ...]) -> None:
         self._router = router

@@ -146,8 +146,8 @@ class CurlExchange:
         self._started: asyncio.Future[None] = self._loop.create_future()
         self._waiter: asyncio.Future[None] | None = None
         self._last_activity = self._loop.time()
-        self._timer: asyncio.TimerHandle | None = self._loop.call_later(
-            timeouts.first_byte_timeout_s, self._first_byte_expired)
+        # One timer per exchange: it guards the first byte, then turns into the idle check.
+        self._timer: asyncio.TimerHandle | None = self._loop.call_later(timeouts.first_byte_timeout_s, self._on_timer)
 
     # -- the pipeline's side ------------------------------------------------
 
@@ -215,7 +215,8 @@ class CurlExchange:
                 return  # an interim response (100 Continue): the real one follows
             self._headers_done = True
             self._last_activity = self._loop.time()
-            self._rearm(self._timeouts.idle_timeout_s, self._idle_check)
+            if self._timeouts.idle_timeout_s < self._timeouts.first_byte_timeout_s:
+                self._rearm(self._timeouts.idle_timeout_s)  # else the first-byte timer checks idleness when it fires
             if not self._started.done():
                 self._started.set_result(None)
         else:
@@ -279,24 +280,27 @@ class CurlExchange:
             if not waiter.done():
                 waiter.set_result(None)
 
-    def _rearm(self, delay: float, callback: Any) -> None:
+    def _rearm(self, delay: float) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        self._timer = self._loop.call_later(delay, callback)
+        self._timer = self._loop.call_later(delay, self._on_timer)
 
-    def _first_byte_expired(self) -> None:
-        self._timer = None
-        if not self._headers_done:
-            self.abort("timeout")
+    def _on_timer(self) -> None:
+        """First-byte deadline before the headers; afterwards the idle check, re-armed lazily.
 
-    def _idle_check(self) -> None:
-        """One timer for the whole stream, re-armed lazily: no per-chunk timer churn."""
+        Relaying a chunk only stores a timestamp; the timer compares against
+        it when it fires, so a stream costs no timer churn per chunk.
+        """
         self._timer = None
         if self._finished:
             return
-        idle = self._loop.time() - self._last_activity
-        if self._paused or idle < self._timeouts.idle_timeout_s:
-            base = self._loop.time() if self._paused else self._last_activity
-            self._rearm(max(0.01, base + self._timeouts.idle_timeout_s - self._loop.time()), self._idle_check)
+        if not self._headers_done:
+            self.abort("timeout")
+            return
+        now = self._loop.time()
+        base = now if self._paused else self._last_activity  # a paused transfer waits on our client, not upstream
+        remaining = base + self._timeouts.idle_timeout_s - now
+        if remaining > 0:
+            self._rearm(max(0.01, remaining))
         else:
             self.abort("timeout")
