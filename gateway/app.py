@@ -8,6 +8,8 @@ from gateway.http.admin import NodesHandler, ReloadHandler
 from gateway.http.accounts import (AdminAccountsHandler, AdminCreditHandler, AdminKeyHandler, AdminKeysHandler,
                                    AdminUsageHandler, BalanceHandler, UsageHandler)
 from gateway.http.base import NotFoundHandler
+from gateway.http.console import ConsoleHandler
+from gateway.http.keys import KeyHandler, KeysHandler, UsageSummaryHandler
 from gateway.http.count_tokens import CountTokensHandler
 from gateway.http.handlers import (HealthHandler, MetricsHandler, ModelHandler, ModelsHandler, PricingHandler,
                                    ReadyHandler)
@@ -49,6 +51,13 @@ def make_app(services: Services) -> Application:
         (r"/admin/accounts/([^/]+)/keys", AdminKeysHandler, shared),
         (r"/admin/keys/([^/]+)", AdminKeyHandler, shared),
         (r"/admin/usage", AdminUsageHandler, shared),
+    ]
+    routes += [  # the console (docs/console.md): static page + self-service keys (management key) and usage summary
+        (r"/console/?", ConsoleHandler, shared),
+        (r"/console/static/([^/]+)", ConsoleHandler, shared),
+        (r"/v1/keys", KeysHandler, shared),
+        (r"/v1/keys/([^/]+)", KeyHandler, shared),
+        (r"/v1/usage/summary", UsageSummaryHandler, shared),
     ]
     return Application(routes, default_handler_class=NotFoundHandler, default_handler_args=shared,
                        compress_response=False, log_function=_no_tornado_access_log)

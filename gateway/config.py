@@ -59,6 +59,10 @@ class Limits:
 class State:
     dir: str = "data"
     snapshot_interval_s: float = 30.0
+    backend: str = "embedded"  # embedded (one process, files in dir) | redis (several processes/machines)
+    redis_url: str = ""  # redis://, rediss:// or unix://; required with backend redis
+    redis_prefix: str = "infermesh:"  # every Redis key of this gateway starts with it
+    reservation_ttl_s: float = 60.0  # redis: a crashed gateway's holds are released after this (live ones renew)
 
 
 @dataclass(frozen=True)
@@ -331,9 +335,9 @@ class _Reader:
                         self.number(limits_raw.get("max_inflight"), "limits.max_inflight", Limits.max_inflight, int, 1),
                         self.number(limits_raw.get("stream_heartbeat_s"), "limits.stream_heartbeat_s",
                                     Limits.stream_heartbeat_s, float, 0))
-        state_raw = self.mapping(top.get("state"), "state", ("dir", "snapshot_interval_s"))
-        state = State(self.string(state_raw.get("dir"), "state.dir", "data"),
-                      self.number(state_raw.get("snapshot_interval_s"), "state.snapshot_interval_s", 30.0, float, 0.1))
+        state_raw = self.mapping(top.get("state"), "state", ("dir", "snapshot_interval_s", "backend", "redis_url",
+                                                             "redis_prefix", "reservation_ttl_s"))
+        state = self.state(state_raw)
         upstream_raw = self.mapping(top.get("upstream"), "upstream",
                                     ("max_clients", "queue_timeout_s") + _TIMEOUT_KEYS)
         default_timeouts = self.timeouts(upstream_raw, "upstream", Timeouts())
@@ -357,6 +361,23 @@ class _Reader:
         if self.problems:
             return None
         return Config(listen, admin, limits, state, upstream, routing, breaker, logging_, nodes, models, accounts)
+
+    def state(self, raw: dict[str, Any]) -> State:
+        backend = self.choice(raw.get("backend"), "state.backend", "embedded", STATE_BACKENDS)
+        redis_url = self.string(raw.get("redis_url"), "state.redis_url", "").strip()
+        if backend == "redis":
+            if not redis_url:
+                self.fail("state.redis_url", "is required with state.backend: redis (e.g. redis://127.0.0.1:6379/0)")
+            elif not redis_url.startswith(REDIS_URL_SCHEMES):
+                self.fail("state.redis_url", f"must start with {', '.join(REDIS_URL_SCHEMES)}, "
+                                             f"not {redis_url.split(':', 1)[0]!r}")
+        prefix = self.string(raw.get("redis_prefix"), "state.redis_prefix", "infermesh:")
+        if not prefix or len(prefix) > 64 or _has_control(prefix) or " " in prefix:
+            self.fail("state.redis_prefix", "must be 1 to 64 characters without spaces or control characters")
+        return State(self.string(raw.get("dir"), "state.dir", "data"),
+                     self.number(raw.get("snapshot_interval_s"), "state.snapshot_interval_s", 30.0, float, 0.1),
+                     backend, redis_url, prefix,
+                     self.number(raw.get("reservation_ttl_s"), "state.reservation_ttl_s", 60.0, float, 1, 86400))
 
     def timeouts(self, raw: dict[str, Any], path: str, base: Timeouts) -> Timeouts:
         values = {key: self.number(raw.get(key), _join(path, key), getattr(base, key), float, 0.001)
@@ -488,6 +509,8 @@ class _Reader:
         return tuple(accounts)
 
 
+STATE_BACKENDS = ("embedded", "redis")
+REDIS_URL_SCHEMES = ("redis://", "rediss://", "unix://")
 _TIMEOUT_KEYS = ("connect_timeout_s", "first_byte_timeout_s", "idle_timeout_s", "request_timeout_s")
 
 

@@ -29,6 +29,7 @@ from tornado.netutil import bind_sockets
 
 from gateway.app import make_app
 from gateway.config import Config, ConfigError, load_config
+from gateway.ledger.backend import EmbeddedBackend
 from gateway.observability.logs import AccessLog, log_event
 from gateway.services import Services
 
@@ -46,8 +47,11 @@ class Server:
         """``notify`` sends systemd notifications (``Notifier.notify``); a no-op by default."""
         self.config = config
         self.services = Services.build(config)
-        # The journal's fsync thread reports each fsync; prometheus-client histograms are thread-safe.
-        self.services.ledger.on_fsync = self.services.metrics.fsync.observe
+        ledger = self.services.ledger
+        if isinstance(ledger, EmbeddedBackend):
+            # The journal's fsync thread reports each fsync; prometheus-client histograms are thread-safe.
+            ledger.ledger.on_fsync = self.services.metrics.fsync.observe
+        self._ledger_started: asyncio.Task[None] | None = None
         self.port = 0
         self.services.reload = self.reload
         self._notify = notify
@@ -57,21 +61,35 @@ class Server:
         self._closed = False
         self._client_closed = False
 
-    def start(self, host: str | None = None, port: int | None = None) -> int:
-        """Bind and serve on the current IOLoop; returns the bound port (0 picks a free one)."""
+    def start(self, host: str | None = None, port: int | None = None, reuse_port: bool = False) -> int:
+        """Bind and serve on the current IOLoop; returns the bound port (0 picks a free one).
+
+        ``reuse_port``: ``--workers N``, each worker binds its own SO_REUSEPORT socket after the fork and
+        the kernel spreads connections evenly between them.
+        """
         # Tornado logs malformed requests at INFO quoting the bad header, which may be a key.
         logging.getLogger("tornado.general").setLevel(logging.WARNING)
         host = host or self.config.listen.host
         port = self.config.listen.port if port is None else port
-        sockets = bind_sockets(port, host, family=socket.AF_INET, backlog=2048)
+        sockets = bind_sockets(port, host, family=socket.AF_INET, backlog=2048, reuse_port=reuse_port)
         self.port = sockets[0].getsockname()[1]
         self._http = HTTPServer(make_app(self.services), xheaders=False, idle_connection_timeout=300,
                                 max_body_size=self.config.limits.max_body_bytes + 1)
         self._http.add_sockets(sockets)
-        self._snapshots = PeriodicCallback(self._snapshot, self.config.state.snapshot_interval_s * 1000)
-        self._snapshots.start()
+        if isinstance(self.services.ledger, EmbeddedBackend):  # Redis persists on its own: no snapshot timer
+            self._snapshots = PeriodicCallback(self._snapshot, self.config.state.snapshot_interval_s * 1000)
+            self._snapshots.start()
+        elif self._ledger_started is None:
+            self._ledger_started = asyncio.ensure_future(self.services.ledger.start())
         self.services.ready = True
         return self.port
+
+    async def start_ledger(self) -> None:
+        """Connect the shared ledger (Redis) and add config accounts; if Redis is down the gateway still
+        starts, answers 503 to billed requests and ``/readyz``, and picks up once Redis answers."""
+        if self._ledger_started is None:
+            self._ledger_started = asyncio.ensure_future(self.services.ledger.start())
+        await self._ledger_started
 
     # -- snapshots -------------------------------------------------------------
 
@@ -204,11 +222,13 @@ class Server:
             await self._close_connections()
         await self._close_client()
         began = time.monotonic()
+        ledger = self.services.ledger
         try:
-            self.services.ledger.close()  # the final snapshot, then the journal and the state directory lock
+            await ledger.close()  # embedded: the final snapshot, then the journal and the state directory lock
         except Exception as exc:
             log_event("stopped", level="error", error=f"final snapshot failed: {type(exc).__name__}: {exc}")
             raise
-        log_event("snapshot", final=True, seq=self.services.ledger.last_seq,
-                  duration_ms=round((time.monotonic() - began) * 1000, 1))
+        if isinstance(ledger, EmbeddedBackend):
+            log_event("snapshot", final=True, seq=ledger.last_seq,
+                      duration_ms=round((time.monotonic() - began) * 1000, 1))
         log_event("stopped")

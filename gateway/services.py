@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from gateway.config import Config
-from gateway.ledger.ledger import Ledger
+from gateway.ledger.backend import build_backend
 from gateway.ledger.pricing import PriceTable
 from gateway.observability.logs import AccessLog
 from gateway.observability.metrics import Metrics
@@ -18,7 +18,7 @@ from gateway.upstream.providers import NodeEndpoints
 @dataclass
 class Services:
     config: Config
-    ledger: Ledger
+    ledger: Any  # a LedgerBackend (gateway/ledger/backend.py): EmbeddedBackend or RedisBackend
     prices: PriceTable
     router: Router
     client: UpstreamClient
@@ -36,7 +36,7 @@ class Services:
         router = Router(config)
         return cls(
             config=config,
-            ledger=Ledger.open(config.state.dir, config.accounts),
+            ledger=build_backend(config),
             prices=PriceTable.from_models(config.models),
             router=router,
             client=UpstreamClient(config.upstream.max_clients, config.upstream.queue_timeout_s),
@@ -54,4 +54,4 @@ class Services:
 
     async def close(self) -> None:
         await self.client.close()
-        self.ledger.close()
+        await self.ledger.close()

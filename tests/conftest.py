@@ -8,6 +8,7 @@ sockets against it exactly as users do.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import subprocess
 import sys
@@ -106,7 +107,10 @@ class RunningGateway:
 
 
 async def _as_coroutine(fn: Callable[[], Any]) -> Any:
-    return fn()
+    result = fn()
+    if inspect.isawaitable(result):  # the ledger backends are async (gateway/ledger/backend.py)
+        result = await result
+    return result
 
 
 def base_config(state_dir: Path, nodes: list[dict[str, Any]], **overrides: Any) -> dict[str, Any]:

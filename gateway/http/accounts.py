@@ -152,12 +152,12 @@ class _LedgerMixin:
 class _ClientHandler(_LedgerMixin, BaseHandler):
     """An API-key caller looking at its own account."""
 
-    def _caller(self) -> KeyInfo:
+    async def _caller(self) -> KeyInfo:
         api_key = api_key_from(self)  # type: ignore[arg-type]
         if not api_key:
             raise GatewayError(ErrorKind.AUTHENTICATION, "missing API key: send 'Authorization: Bearer <key>' "
                                                          "or 'x-api-key: <key>'", code="invalid_api_key")
-        status, key = self.services.ledger.authenticate(api_key)
+        status, key = await self.services.ledger.authenticate(api_key)
         if status is not AuthStatus.OK or key is None:
             reason = {AuthStatus.REVOKED: "this API key has been revoked",
                       AuthStatus.EXPIRED: "this API key has expired"}.get(status, "invalid API key")
@@ -168,11 +168,11 @@ class _ClientHandler(_LedgerMixin, BaseHandler):
 class BalanceHandler(_ClientHandler):
     """``GET /v1/balance``: ``{"account", "balance_usd", "reserved_usd", "available_usd"}``."""
 
-    def get(self) -> None:
+    async def get(self) -> None:
         try:
             self._query(())
-            key = self._caller()
-            self.send_json(200, self.services.ledger.balance(key.account_id))
+            key = await self._caller()
+            self.send_json(200, await self.services.ledger.balance(key.account_id))
         except GatewayError as error:
             self.send_error_json(error)
 
@@ -180,11 +180,11 @@ class BalanceHandler(_ClientHandler):
 class UsageHandler(_ClientHandler):
     """``GET /v1/usage?limit=&since=``: the caller's account's records, newest first."""
 
-    def get(self) -> None:
+    async def get(self) -> None:
         try:
-            key = self._caller()
+            key = await self._caller()
             limit, since = self._usage_window(self._query(("limit", "since")))
-            self.send_json(200, {"data": self.services.ledger.usage(key.account_id, limit, since)})
+            self.send_json(200, {"data": await self.services.ledger.usage(key.account_id, limit, since)})
         except GatewayError as error:
             self.send_error_json(error)
 
@@ -205,21 +205,21 @@ class _AdminLedgerHandler(_LedgerMixin, AdminHandler):
 class AdminAccountsHandler(_AdminLedgerHandler):
     """``GET /admin/accounts``, ``GET /admin/accounts/{id}``, ``POST /admin/accounts``."""
 
-    def get(self, account_id: str | None = None) -> None:
+    async def get(self, account_id: str | None = None) -> None:
         ledger = self.services.ledger
         try:
             self._query(())
             if account_id is None:
-                self._answer(200, {"data": ledger.accounts()})
+                self._answer(200, {"data": await ledger.accounts()})
                 return
             try:
-                self._answer(200, ledger.account(account_id))
+                self._answer(200, await ledger.account(account_id))
             except UnknownAccount:
                 raise _not_found(f"no account '{account_id}'") from None
         except GatewayError as error:
             self.send_error_json(error)
 
-    def post(self, account_id: str | None = None) -> None:
+    async def post(self, account_id: str | None = None) -> None:
         ledger = self.services.ledger
         try:
             if account_id is not None:
@@ -233,13 +233,18 @@ class AdminAccountsHandler(_AdminLedgerHandler):
             balance = 0 if body.get("balance_usd") is None else parse_amount(body["balance_usd"], "balance_usd",
                                                                               allow_zero=True)
             try:
-                ledger.account(new_id)
+                await ledger.account(new_id)
             except UnknownAccount:
                 pass
             else:
                 self.send_json(409, _conflict(f"account '{new_id}' already exists"))
                 return
-            self._answer(201, ledger.create_account(new_id, balance))
+            try:
+                created = await ledger.create_account(new_id, balance)
+            except ValueError:  # created meanwhile (another gateway sharing the ledger)
+                self.send_json(409, _conflict(f"account '{new_id}' already exists"))
+                return
+            self._answer(201, created)
         except GatewayError as error:
             self.send_error_json(error)
 
@@ -247,15 +252,15 @@ class AdminAccountsHandler(_AdminLedgerHandler):
 class AdminCreditHandler(_AdminLedgerHandler):
     """``POST /admin/accounts/{id}/credit {amount_usd, reference}``: applied once per reference."""
 
-    def post(self, account_id: str) -> None:
+    async def post(self, account_id: str) -> None:
         ledger = self.services.ledger
         try:
             body = self._body(("amount_usd", "reference"), ("amount_usd", "reference"))
             amount = parse_amount(body["amount_usd"], "amount_usd")
             reference = parse_text(body["reference"], "reference", 256)
             try:
-                applied = ledger.credit(account_id, amount, reference)
-                balance = ledger.balance(account_id)
+                applied = await ledger.credit(account_id, amount, reference)
+                balance = await ledger.balance(account_id)
             except UnknownAccount:
                 raise _not_found(f"no account '{account_id}'") from None
             except ValueError as exc:
@@ -267,19 +272,25 @@ class AdminCreditHandler(_AdminLedgerHandler):
 
 
 class AdminKeysHandler(_AdminLedgerHandler):
-    """``POST /admin/accounts/{id}/keys {name, models?, limit_usd?, expires_at?}``: the plaintext, once."""
+    """``POST /admin/accounts/{id}/keys {name, models?, limit_usd?, expires_at?, kind?}``: the plaintext, once.
 
-    def post(self, account_id: str) -> None:
+    ``kind`` is ``"api"`` (default, an ``sk-`` key) or ``"management"`` (an ``mk-`` console key; docs/console.md).
+    """
+
+    async def post(self, account_id: str) -> None:
         ledger = self.services.ledger
         try:
-            body = self._body(("name", "models", "limit_usd", "expires_at"), ("name",))
+            body = self._body(("name", "models", "limit_usd", "expires_at", "kind"), ("name",))
+            kind = "api" if body.get("kind") is None else body["kind"]
+            if kind not in ("api", "management"):
+                raise _invalid("'kind' must be \"api\" or \"management\"", "kind")
             name = parse_text(body["name"], "name", 128)
             models = self._models(body.get("models"))
             limit = None if body.get("limit_usd") is None else parse_amount(body["limit_usd"], "limit_usd")
             expires_at = None if body.get("expires_at") is None else parse_unix_time(body["expires_at"],
                                                                                      "expires_at")
             try:
-                created = ledger.create_key(account_id, name, models, limit, expires_at)
+                created = await ledger.create_key(account_id, name, models, limit, expires_at, kind=kind)
             except UnknownAccount:
                 raise _not_found(f"no account '{account_id}'") from None
             except ValueError as exc:
@@ -310,10 +321,10 @@ class AdminKeysHandler(_AdminLedgerHandler):
 class AdminKeyHandler(_AdminLedgerHandler):
     """``DELETE /admin/keys/{key_id}``: revoke now (idempotent); 404 for an unknown key."""
 
-    def delete(self, key_id: str) -> None:
+    async def delete(self, key_id: str) -> None:
         try:
             self._query(())
-            if not self.services.ledger.revoke_key(key_id):
+            if not await self.services.ledger.revoke_key(key_id):
                 raise _not_found(f"no key '{key_id[:64]}'")
             self._answer(200, {"key_id": key_id, "revoked": True})
         except GatewayError as error:
@@ -323,13 +334,13 @@ class AdminKeyHandler(_AdminLedgerHandler):
 class AdminUsageHandler(_AdminLedgerHandler):
     """``GET /admin/usage?account=&limit=&since=``: every account's records (or one's), newest first."""
 
-    def get(self) -> None:
+    async def get(self) -> None:
         try:
             query = self._query(("account", "limit", "since"))
             limit, since = self._usage_window(query)
             account = query.get("account") or None
             try:
-                data = self.services.ledger.usage(account, limit, since)
+                data = await self.services.ledger.usage(account, limit, since)
             except UnknownAccount:
                 raise _not_found(f"no account '{account}'") from None
             self._answer(200, {"data": data})

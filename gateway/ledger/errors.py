@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from gateway.errors import ErrorKind, GatewayError
+
 
 class InsufficientBalance(Exception):
     """The account has nothing left to reserve: answer 402."""
@@ -29,3 +31,16 @@ class UnknownAccount(KeyError):
     def __str__(self) -> str:
         # KeyError's str() is the repr of its argument (quotes); messages read better plain.
         return str(self.args[0]) if self.args else "unknown account"
+
+
+
+class LedgerUnavailable(GatewayError):
+    """The shared ledger (Redis) cannot be reached: fail closed with 503 and Retry-After, never serve free.
+
+    A ``GatewayError`` (kind OVERLOADED), so every handler's ``except GatewayError``
+    already answers it in the client protocol's own error shape.
+    """
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(ErrorKind.OVERLOADED, "the billing ledger is unreachable; retry shortly", retry_after_s=2)
+        self.detail = detail

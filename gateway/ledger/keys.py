@@ -1,5 +1,11 @@
 """API keys: generation, hashing, and the per-key record the ledger keeps.
 
+Two kinds of key (``KeyRecord.kind``): ``api`` keys (``sk-``) call models;
+``management`` keys (``mk-``) sign in to the console and manage their
+account's API keys, and never call models (the request path refuses them).
+The kind is durable: journaled with the key and kept in snapshots; a record
+written before kinds existed reads back as ``api``.
+
 Keys are stored only as SHA-256 hex digests. A plain (unkeyed) hash is
 enough because generated keys carry 256 random bits, so a leaked snapshot
 cannot be brute-forced back to a key; a keyed HMAC would add a secret file
@@ -20,6 +26,16 @@ from gateway.config import normalize_model_id
 from gateway.ledger.money import nano_to_usd
 
 KEY_PREFIX = "sk-"
+MANAGEMENT_KEY_PREFIX = "mk-"
+
+API_KEY = "api"
+MANAGEMENT_KEY = "management"
+KEY_KINDS = (API_KEY, MANAGEMENT_KEY)
+_KIND_PREFIX = {API_KEY: KEY_PREFIX, MANAGEMENT_KEY: MANAGEMENT_KEY_PREFIX}
+# The 403 a management key gets on every model endpoint (chat, responses, messages, embeddings,
+# count_tokens, /v1/models): said once here so every endpoint says the same.
+MANAGEMENT_KEY_REFUSED = ("management keys cannot call models: this is an account management key (mk-) for the "
+                          "console and /v1/keys; create an API key (sk-) there and call models with it")
 
 
 class AuthStatus(str, Enum):
@@ -46,15 +62,27 @@ class KeyInfo:
     revoked: bool
     spent_nano: int
     last_used_at: float | None
+    kind: str = API_KEY  # "api" calls models; "management" only manages its account (see module doc)
+
+    @property
+    def is_management(self) -> bool:
+        return self.kind == MANAGEMENT_KEY
 
     def allows(self, model_key: str) -> bool:
         """Whether this key may call the model (normalized id, aliases already resolved)."""
         return self.models is None or model_key in self.models
 
 
-def generate_key() -> str:
-    """A new secret key: ``sk-`` and 32 random bytes, urlsafe base64 (43 chars)."""
-    return KEY_PREFIX + secrets.token_urlsafe(32)
+def generate_key(kind: str = API_KEY) -> str:
+    """A new secret key: ``sk-`` (``mk-`` for a management key) and 32 random bytes, urlsafe base64 (43 chars)."""
+    return _KIND_PREFIX[kind] + secrets.token_urlsafe(32)
+
+
+def check_kind(kind: object) -> str:
+    """``kind`` if it is one of KEY_KINDS, else ValueError."""
+    if not isinstance(kind, str) or kind not in KEY_KINDS:
+        raise ValueError(f"key kind must be one of {', '.join(KEY_KINDS)}, not {kind!r}")
+    return kind
 
 
 def new_key_id() -> str:
@@ -112,11 +140,13 @@ class KeyRecord:
     spent_nano: int = 0
     last_used_at: float | None = None
     reserved_nano: int = 0
+    kind: str = API_KEY
 
     def info(self) -> KeyInfo:
         """Freeze the current state for the request that just authenticated."""
         return KeyInfo(self.key_id, self.account_id, self.name, self.prefix, self.models, self.limit_nano,
-                       self.expires_at, self.created_at, self.revoked, self.spent_nano, self.last_used_at)
+                       self.expires_at, self.created_at, self.revoked, self.spent_nano, self.last_used_at,
+                       self.kind)
 
     def public(self) -> dict[str, Any]:
         """The admin API's view: amounts as USD strings, never the hash."""
@@ -124,6 +154,7 @@ class KeyRecord:
             "key_id": self.key_id,
             "name": self.name,
             "prefix": self.prefix,
+            "kind": self.kind,
             "models": None if self.models is None else sorted(self.models),
             "limit_usd": None if self.limit_nano is None else nano_to_usd(self.limit_nano),
             "spent_usd": nano_to_usd(self.spent_nano),
@@ -148,11 +179,15 @@ class KeyRecord:
             "revoked": self.revoked,
             "spent_nano": self.spent_nano,
             "last_used_at": self.last_used_at,
+            "kind": self.kind,
         }
 
     @classmethod
     def from_state(cls, data: dict[str, Any]) -> KeyRecord:
-        """Inverse of ``to_state``; KeyError/TypeError on a malformed record (the caller names the file)."""
+        """Inverse of ``to_state``; KeyError/TypeError/ValueError on a malformed record (the caller names the file).
+
+        A record without ``kind`` (written before key kinds existed) is an ``api`` key.
+        """
         models = data["models"]
         return cls(
             key_id=str(data["key_id"]),
@@ -167,4 +202,5 @@ class KeyRecord:
             revoked=bool(data["revoked"]),
             spent_nano=int(data["spent_nano"]),
             last_used_at=None if data["last_used_at"] is None else float(data["last_used_at"]),
+            kind=check_kind(data.get("kind", API_KEY)),
         )

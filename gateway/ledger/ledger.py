@@ -24,8 +24,8 @@ from typing import Any, Callable, Sequence
 from gateway.config import Account
 from gateway.ledger.errors import InsufficientBalance, KeyLimitExceeded, LedgerCorrupt, LedgerLocked, UnknownAccount
 from gateway.ledger.journal import Journal
-from gateway.ledger.keys import (AuthStatus, KeyInfo, KeyRecord, check_key_options, generate_key, hash_key, key_prefix,
-                                 new_key_id)
+from gateway.ledger.keys import (API_KEY, MANAGEMENT_KEY, AuthStatus, KeyInfo, KeyRecord, check_key_options, check_kind,
+                                 generate_key, hash_key, key_prefix, new_key_id)
 from gateway.ledger.money import nano_to_usd, usd_to_nano
 from gateway.ledger.snapshot import write_snapshot
 from gateway.ledger.state import AccountState, LedgerState, recover
@@ -239,18 +239,25 @@ class Ledger:
         return self._balance(self._account(account_id))
 
     def create_key(self, account_id: str, name: str, models: Sequence[str] | None = None,
-                   limit_nano: int | None = None, expires_at: float | None = None) -> dict[str, Any]:
+                   limit_nano: int | None = None, expires_at: float | None = None,
+                   kind: str = API_KEY) -> dict[str, Any]:
         """Make a key; the result is the only place its plaintext ever appears.
 
         ``models`` are public model ids, normalized here (aliases must be
-        resolved by the caller, who has the catalogue).
+        resolved by the caller, who has the catalogue). ``kind`` is ``api``
+        (an ``sk-`` key that calls models) or ``management`` (an ``mk-`` key
+        for the console, which never calls models: so it takes no model list
+        and no spend limit).
         """
         self._account(account_id)
         _check_text(name, "key name", _MAX_TEXT)
+        check_kind(kind)
+        if kind == MANAGEMENT_KEY and (models is not None or limit_nano is not None):
+            raise ValueError("a management key cannot call models, so it takes no 'models' and no 'limit_usd'")
         allowed = check_key_options(models, limit_nano, expires_at)
-        plaintext = generate_key()
+        plaintext = generate_key(kind)
         record = self._add_key(account_id, plaintext, name, allowed, limit_nano,
-                               None if expires_at is None else float(expires_at))
+                               None if expires_at is None else float(expires_at), kind)
         return {"key_id": record.key_id, "key": plaintext, "account": account_id, **record.public()}
 
     def revoke_key(self, key_id: str) -> bool:
@@ -305,12 +312,12 @@ class Ledger:
         self._state.apply(self._journal.append(op, fields))
 
     def _add_key(self, account_id: str, plaintext: str, name: str, models: frozenset[str] | None,
-                 limit_nano: int | None, expires_at: float | None) -> KeyRecord:
+                 limit_nano: int | None, expires_at: float | None, kind: str = API_KEY) -> KeyRecord:
         key_id = new_key_id()
         while key_id in self._state.keys:
             key_id = new_key_id()
         record = KeyRecord(key_id, account_id, hash_key(plaintext), name, key_prefix(plaintext), models,
-                           limit_nano, expires_at, self._clock())
+                           limit_nano, expires_at, self._clock(), kind=kind)
         self._commit("key", {"key": record.to_state()})
         return self._state.keys[key_id]
 

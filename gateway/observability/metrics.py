@@ -19,10 +19,20 @@ The families (all prefixed ``infermesh_``), and what a dashboard does with them:
   prometheus-client metrics are thread-safe), ``ledger_snapshot_seconds``;
 - ``config_reloads_total{result}``, ``config_last_reload_successful``;
 - plus the standard ``process_*`` (CPU, memory, fds) and ``python_*`` families.
+
+Several processes (``--workers N``, gateway/workers.py): the supervisor sets
+``PROMETHEUS_MULTIPROC_DIR`` before forking, every worker's metrics are then
+written to files there, and ``registry`` (what ``/metrics`` renders) is a
+``MultiProcessCollector`` over them: one scrape of any worker shows the sum
+of all, under the same names. Gauges of in-flight work are summed over live
+workers; ``breaker_state`` is the answering worker's own view (each worker
+keeps its own breakers); the ``process_*``/``python_*`` families are
+single-process only and left out.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any, Callable, Iterable
 
 from prometheus_client import (CollectorRegistry, Counter, Gauge, GCCollector, Histogram, PlatformCollector,
@@ -41,10 +51,17 @@ BREAKER_VALUES = {"closed": 0, "half_open": 1, "open": 2}
 
 class Metrics:
     def __init__(self, breaker_states: Callable[[], list[dict[str, Any]]] | None = None) -> None:
-        self.registry = registry = CollectorRegistry()
-        ProcessCollector(registry=registry)
-        PlatformCollector(registry=registry)
-        GCCollector(registry=registry)
+        registry = CollectorRegistry()  # where this gateway's metrics are defined
+        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        if self.multiprocess:
+            from prometheus_client import multiprocess
+            self.registry = CollectorRegistry()  # what /metrics shows: every worker's files, aggregated
+            multiprocess.MultiProcessCollector(self.registry)
+        else:
+            self.registry = registry
+            ProcessCollector(registry=registry)
+            PlatformCollector(registry=registry)
+            GCCollector(registry=registry)
         self.requests = Counter("infermesh_requests_total", "Client requests answered",
                                 ("endpoint", "model", "status_class"), registry=registry)
         self.duration = Histogram("infermesh_request_duration_seconds", "Whole request time",
@@ -60,8 +77,10 @@ class Metrics:
                                  ("model",), registry=registry)
         self.hedges = Counter("infermesh_hedges_total", "Hedged second attempts started",
                               ("model",), registry=registry)
-        self.inflight = Gauge("infermesh_inflight_requests", "Requests in progress", registry=registry)
-        self.streams = Gauge("infermesh_inflight_streams", "Streams being relayed", registry=registry)
+        self.inflight = Gauge("infermesh_inflight_requests", "Requests in progress", registry=registry,
+                              multiprocess_mode="livesum")
+        self.streams = Gauge("infermesh_inflight_streams", "Streams being relayed", registry=registry,
+                             multiprocess_mode="livesum")
         self.tokens = Counter("infermesh_tokens_total", "Tokens billed", ("model", "kind"), registry=registry)
         self.cost = Counter("infermesh_cost_usd_total", "USD billed", ("model",), registry=registry)
         self.fsync = Histogram("infermesh_ledger_fsync_seconds", "Journal fsync latency",
@@ -72,13 +91,13 @@ class Metrics:
                                ("result",), registry=registry)
         self.reload_ok = Gauge("infermesh_config_last_reload_successful",
                                "1 if the last config reload was applied (or none was tried), 0 if rejected",
-                               registry=registry)
+                               registry=registry, multiprocess_mode="livemin")
         self.reload_ok.set(1)
         for result in ("ok", "rejected"):
             self.reloads.labels(result)  # both series exist from the start, so rate() sees the first one
         self._children: dict[tuple[Any, ...], Any] = {}
         if breaker_states is not None:
-            registry.register(_BreakerCollector(breaker_states))
+            self.registry.register(_BreakerCollector(breaker_states))
 
     def inflight_now(self) -> int:
         """Requests in progress right now (streams included): what a drain waits for."""

@@ -1,0 +1,227 @@
+"""Self-service key management and usage aggregates, the JSON API behind the console (docs/console.md).
+
+* ``GET /v1/keys``: the caller's account's keys (API and management, revoked ones too);
+* ``POST /v1/keys {name, models?, limit_usd?, expires_at?}``: a new API key (``sk-``), plaintext shown once;
+* ``DELETE /v1/keys/{key_id}``: revoke one of the account's own keys (another account's -> 404);
+* ``GET /v1/usage/summary?bucket=hour|day&since=``: spend and tokens per time bucket and model.
+
+The ``/v1/keys`` endpoints need a management key (``mk-``): an API key gets
+403, a missing/unknown/revoked/expired key 401. ``/v1/usage/summary`` takes
+either kind, like ``/v1/usage`` and ``/v1/balance``.
+
+Credentials are read from the ``Authorization: Bearer`` (or ``x-api-key``)
+header only. No cookie is ever set or read and no CORS header is ever sent,
+so another site can neither make a browser send the credential (CSRF) nor
+read an answer: there is nothing ambient to forge with.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from typing import Any
+
+from gateway.config import Config
+from gateway.errors import ErrorKind, GatewayError
+from gateway.http.accounts import _LedgerMixin, parse_amount, parse_body, parse_text, parse_unix_time
+from gateway.http.base import BaseHandler, api_key_from
+from gateway.ledger.keys import API_KEY, MANAGEMENT_KEY, AuthStatus, KeyInfo
+from gateway.ledger.money import nano_to_usd, usd_to_nano
+
+MAX_ACTIVE_KEYS = 100  # per account, created self-service: a leaked management key cannot flood the journal
+SUMMARY_BUCKETS = {"hour": 3600, "day": 86400}
+SUMMARY_DEFAULT_SPAN = {"hour": 48 * 3600, "day": 30 * 86400}
+SUMMARY_MAX_RECORDS = 10_000  # the ledger keeps this many recent records per account in memory
+MAX_BUCKETS = 2000
+
+
+def _invalid(message: str, param: str | None = None) -> GatewayError:
+    return GatewayError(ErrorKind.INVALID_REQUEST, message, param)
+
+
+def resolve_models(config: Config, value: Any) -> list[str] | None:
+    """Public model ids, aliases resolved through the catalogue; None allows every model."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value or len(value) > 1000:
+        raise _invalid("'models' must be a non-empty list of model ids, or omitted to allow every model", "models")
+    resolved = []
+    for index, model_id in enumerate(value):
+        param = f"models[{index}]"
+        if not isinstance(model_id, str) or not model_id:
+            raise _invalid(f"'{param}' must be a model id", param)
+        model = config.find_model(model_id)
+        if model is None:
+            raise _invalid(f"'{param}': the model '{model_id[:128]}' does not exist", param)
+        resolved.append(model.id)
+    return resolved
+
+
+async def _settled(value: Any) -> Any:
+    """The ledger as the app sees it may be the embedded (synchronous) one or an async backend: accept both."""
+    return await value if inspect.isawaitable(value) else value
+
+
+class _SelfServiceHandler(_LedgerMixin, BaseHandler):
+    """The caller's own account; answers are never cached (one of them holds a new key's plaintext).
+
+    Uses only the ledger operations every backend has: authenticate, account, create_key, revoke_key, usage.
+    """
+
+    def set_default_headers(self) -> None:
+        super().set_default_headers()
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("X-Content-Type-Options", "nosniff")
+
+    async def _caller(self) -> KeyInfo:
+        """The caller's key, either kind; 401 when it is missing, unknown, revoked or expired."""
+        api_key = api_key_from(self)
+        if not api_key:
+            raise GatewayError(ErrorKind.AUTHENTICATION, "missing key: send 'Authorization: Bearer <key>'",
+                               code="invalid_api_key")
+        status, key = await _settled(self.services.ledger.authenticate(api_key))
+        if status is not AuthStatus.OK or key is None:
+            reason = {AuthStatus.REVOKED: "this key has been revoked",
+                      AuthStatus.EXPIRED: "this key has expired"}.get(status, "invalid key")
+            raise GatewayError(ErrorKind.AUTHENTICATION, reason, code="invalid_api_key")
+        return key
+
+    async def _manager(self) -> KeyInfo:
+        """The caller's key, which must be a management key (401 without a valid key, 403 for an API key)."""
+        key = await self._caller()
+        if key.kind != MANAGEMENT_KEY:
+            raise GatewayError(ErrorKind.PERMISSION, "API keys cannot manage keys: sign in with a management key "
+                                                     "(mk-), which the operator creates with the admin API",
+                               code="management_key_required")
+        return key
+
+    async def _keys(self, account_id: str) -> list[dict[str, Any]]:
+        """Every key of the account (revoked ones too), oldest first."""
+        return list((await _settled(self.services.ledger.account(account_id)))["keys"])
+
+
+class KeysHandler(_SelfServiceHandler):
+    """``GET /v1/keys`` and ``POST /v1/keys``."""
+
+    async def get(self) -> None:
+        try:
+            self._query(())
+            key = await self._manager()
+            self.send_json(200, {"object": "list", "account": key.account_id, "current_key_id": key.key_id,
+                                 "data": await self._keys(key.account_id)})
+        except GatewayError as error:
+            self.send_error_json(error)
+
+    async def post(self) -> None:
+        ledger = self.services.ledger
+        try:
+            self._query(())
+            key = await self._manager()
+            body = parse_body(self.request.body, ("name", "models", "limit_usd", "expires_at", "kind"), ("name",))
+            kind = body.get("kind")
+            if kind is not None and kind != API_KEY:
+                if kind == MANAGEMENT_KEY:
+                    raise GatewayError(ErrorKind.PERMISSION, "management keys can only be created by the operator "
+                                                             "(admin API); here you can create API keys",
+                                       "kind", code="management_key_creation")
+                raise _invalid("'kind' must be \"api\" or omitted", "kind")
+            name = parse_text(body["name"], "name", 128)
+            models = resolve_models(self.services.config, body.get("models"))
+            limit = None if body.get("limit_usd") is None else parse_amount(body["limit_usd"], "limit_usd")
+            expires_at = (None if body.get("expires_at") is None
+                          else parse_unix_time(body["expires_at"], "expires_at"))
+            active = sum(1 for k in await self._keys(key.account_id)
+                         if not k["revoked"] and k.get("kind", API_KEY) == API_KEY)
+            if active >= MAX_ACTIVE_KEYS:
+                raise _invalid(f"this account already has {active} active API keys (the most allowed is "
+                               f"{MAX_ACTIVE_KEYS}); revoke some first")
+            try:
+                created = await _settled(ledger.create_key(key.account_id, name, models, limit, expires_at,
+                                                           kind=API_KEY))
+            except ValueError as exc:
+                raise _invalid(str(exc)) from None
+            self.send_json(201, created)
+        except GatewayError as error:
+            self.send_error_json(error)
+
+
+class KeyHandler(_SelfServiceHandler):
+    """``DELETE /v1/keys/{key_id}``: revoke now (idempotent); 404 for an unknown key or another account's.
+
+    The caller may revoke any key of its own account, management keys included,
+    even the one it signed in with (``signed_out`` is then true): that is how a
+    leaked management key is killed without waiting for the operator.
+    """
+
+    async def delete(self, key_id: str) -> None:
+        try:
+            self._query(())
+            key = await self._manager()
+            if not any(k["key_id"] == key_id for k in await self._keys(key.account_id)):
+                raise GatewayError(ErrorKind.NOT_FOUND, f"no key '{key_id[:64]}' in this account")
+            if not await _settled(self.services.ledger.revoke_key(key_id)):
+                raise GatewayError(ErrorKind.NOT_FOUND, f"no key '{key_id[:64]}' in this account")
+            self.send_json(200, {"key_id": key_id, "revoked": True, "signed_out": key_id == key.key_id})
+        except GatewayError as error:
+            self.send_error_json(error)
+
+
+class UsageSummaryHandler(_SelfServiceHandler):
+    """``GET /v1/usage/summary?bucket=hour|day&since=``: totals per (bucket start, model), oldest first.
+
+    Buckets are aligned to UTC (``start`` is a unix time divisible by 3600 or
+    86400). ``since`` defaults to 48 hours (hourly) or 30 days (daily) ago.
+    The source is the ledger's usage records, at most the newest
+    ``SUMMARY_MAX_RECORDS`` of the account; ``truncated`` says that older
+    records in the window may not be counted. Either kind of key may ask.
+    """
+
+    async def get(self) -> None:
+        try:
+            query = self._query(("bucket", "since"))
+            key = await self._caller()
+            bucket = query.get("bucket", "day")
+            if bucket not in SUMMARY_BUCKETS:
+                raise _invalid("'bucket' must be 'hour' or 'day'", "bucket")
+            width = SUMMARY_BUCKETS[bucket]
+            now = time.time()
+            _, since = self._usage_window({"since": query["since"]} if "since" in query else {})
+            if since is None:
+                since = now - SUMMARY_DEFAULT_SPAN[bucket]
+            first = int(since // width) * width
+            if (now - first) / width > MAX_BUCKETS:
+                raise _invalid(f"that is more than {MAX_BUCKETS} {bucket}s; use a later 'since' or "
+                               f"bucket=day", "since")
+            records = await _settled(self.services.ledger.usage(key.account_id, SUMMARY_MAX_RECORDS, since))
+            self.send_json(200, {"account": key.account_id, "bucket": bucket, "bucket_seconds": width,
+                                 "since": since, "until": now, "first_bucket": first,
+                                 "records": len(records), "truncated": len(records) >= SUMMARY_MAX_RECORDS,
+                                 "data": summarize(records, width)})
+        except GatewayError as error:
+            self.send_error_json(error)
+
+
+def summarize(records: list[dict[str, Any]], width: int) -> list[dict[str, Any]]:
+    """Group usage records by (bucket start, model): requests, tokens and exact cost."""
+    groups: dict[tuple[int, str], dict[str, Any]] = {}
+    for record in records:
+        start = int(float(record.get("created_at") or 0) // width) * width
+        model = str(record.get("model") or "?")
+        group = groups.get((start, model))
+        if group is None:
+            group = groups[(start, model)] = {"start": start, "model": model, "requests": 0, "input_tokens": 0,
+                                              "output_tokens": 0, "cached_tokens": 0, "cost_nano": 0}
+        group["requests"] += 1
+        for field in ("input_tokens", "output_tokens", "cached_tokens"):
+            value = record.get(field)
+            group[field] += value if isinstance(value, int) else 0
+        try:
+            group["cost_nano"] += usd_to_nano(str(record.get("cost_usd") or "0"))
+        except (TypeError, ValueError):
+            pass
+    rows = []
+    for (start, model) in sorted(groups):
+        group = groups[(start, model)]
+        group["cost_usd"] = nano_to_usd(group.pop("cost_nano"))
+        rows.append(group)
+    return rows

@@ -1,0 +1,202 @@
+"""The Lua scripts of the Redis ledger: each money operation is one atomic script.
+
+Redis runs a script to completion before any other command, so "read the
+balance, decide, write the hold" cannot interleave with another gateway's
+reserve: there is no read-then-write race to lose money in.
+
+Layout (``P`` is ``state.redis_prefix``; amounts are integer nano-dollars as strings):
+
+* ``P acct:{id}``        hash  balance, reserved, created_at
+* ``P accounts``         set   of account ids
+* ``P acct:{id}:keys``   list  of key ids, in creation order
+* ``P key:{key_id}``     hash  state (JSON: KeyRecord.to_state's static fields, ``kind`` included),
+                               account, hash, limit ('' = none), revoked (0/1), spent, reserved, last_used_at
+* ``P hash:{sha256}``    string key id (the authentication index; keys are stored hashed only)
+* ``P credits``          hash  reference -> JSON {account, nano, at} (applied once per reference)
+* ``P resv:{rid}``       hash  account, key, amount: one in-flight request's hold
+* ``P resv``             zset  rid -> expiry (Redis server time, ms): renewed by the live gateway,
+                               purged (hold given back) once expired, i.e. when its gateway died
+* ``P settled:{rid}``    string, expires after a week: the settle of ``rid`` happened (idempotence)
+* ``P usage``, ``P usage:{account}``  lists of usage records (JSON), newest first, trimmed
+* ``P events``           pub/sub channel: ``revoke <hash>``, ``key <hash>``, ``account <id>``
+
+Scripts compute keys from the prefix they are given (standalone Redis or a
+Sentinel-managed primary; Redis Cluster is not supported). Time is
+``redis.call('TIME')``, one clock for every gateway machine. Lua numbers are
+doubles: balances compare exactly up to 2^53 nano-dollars (about $9M per
+account); the stored values are 64-bit integers that HINCRBY adds exactly.
+"""
+
+from __future__ import annotations
+
+_COMMON = r"""
+local P = ARGV[1]
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function int(x) return string.format('%d', x) end
+local function add(key, field, amount)  -- amount: an integer string; HINCRBY refuses '-0'
+  if amount ~= '0' and amount ~= '-0' then redis.call('HINCRBY', key, field, amount) end
+end
+local function neg(amount)
+  if string.sub(amount, 1, 1) == '-' then return string.sub(amount, 2) end
+  return '-' .. amount
+end
+local function drop_hold(rid)
+  local resv = P .. 'resv:' .. rid
+  local r = redis.call('HMGET', resv, 'account', 'key', 'amount')
+  redis.call('ZREM', P .. 'resv', rid)
+  if not r[1] then return false end
+  add(P .. 'acct:' .. r[1], 'reserved', neg(r[3]))
+  add(P .. 'key:' .. r[2], 'reserved', neg(r[3]))
+  redis.call('DEL', resv)
+  return true
+end
+local function purge(now, limit)
+  local expired = redis.call('ZRANGEBYSCORE', P .. 'resv', '-inf', now, 'LIMIT', 0, limit)
+  for _, rid in ipairs(expired) do drop_hold(rid) end
+  return #expired
+end
+"""
+
+# ARGV: P, rid, account, key_id, estimate, ttl_ms -> {1, amount} | {-1} no balance | {-2} key limit
+#       | {-3} no account | {-4} key revoked or gone | {-5} rid already settled
+RESERVE = _COMMON + r"""
+local rid, account, key_id = ARGV[2], ARGV[3], ARGV[4]
+local now = now_ms()
+purge(now, 100)
+local resv = P .. 'resv:' .. rid
+local existing = redis.call('HGET', resv, 'amount')
+if existing then return {1, existing} end  -- a retried reserve: the same hold, not a second one
+if redis.call('EXISTS', P .. 'settled:' .. rid) == 1 then return {-5} end
+local acct = P .. 'acct:' .. account
+local a = redis.call('HMGET', acct, 'balance', 'reserved')
+if not a[1] then return {-3} end
+local key = P .. 'key:' .. key_id
+local k = redis.call('HMGET', key, 'revoked', 'limit', 'spent', 'reserved')
+if not k[1] or k[1] == '1' then return {-4} end
+local available = tonumber(a[1]) - tonumber(a[2])
+if available <= 0 then return {-1, a[1], a[2]} end
+local amount = math.max(tonumber(ARGV[5]), 0)
+if amount > available then amount = available end
+if k[2] and k[2] ~= '' then
+  local remaining = tonumber(k[2]) - tonumber(k[3]) - tonumber(k[4])
+  if remaining <= 0 then return {-2, k[2]} end
+  if amount > remaining then amount = remaining end
+end
+local s = int(amount)
+add(acct, 'reserved', s)
+add(key, 'reserved', s)
+redis.call('HSET', resv, 'account', account, 'key', key_id, 'amount', s)
+redis.call('ZADD', P .. 'resv', now + tonumber(ARGV[6]), rid)
+return {1, s}
+"""
+
+# ARGV: P, rid, account, key_id, cost, at, record_json, settled_ttl_s, per_account_max, overall_max
+#   -> 1 charged | 0 already settled (a retry: nothing charged twice)
+SETTLE = _COMMON + r"""
+local rid, account, key_id, cost = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local marker = P .. 'settled:' .. rid
+if redis.call('EXISTS', marker) == 1 then return 0 end
+drop_hold(rid)
+local key = P .. 'key:' .. key_id
+add(P .. 'acct:' .. account, 'balance', neg(cost))
+add(key, 'spent', cost)
+redis.call('HSET', key, 'last_used_at', ARGV[6])
+redis.call('SET', marker, '1', 'EX', tonumber(ARGV[8]))
+redis.call('LPUSH', P .. 'usage:' .. account, ARGV[7])
+redis.call('LTRIM', P .. 'usage:' .. account, 0, tonumber(ARGV[9]) - 1)
+redis.call('LPUSH', P .. 'usage', ARGV[7])
+redis.call('LTRIM', P .. 'usage', 0, tonumber(ARGV[10]) - 1)
+return 1
+"""
+
+# ARGV: P, rid -> 1 released | 0 nothing held (already settled, released or expired)
+RELEASE = _COMMON + r"""
+if drop_hold(ARGV[2]) then return 1 end
+return 0
+"""
+
+# ARGV: P, ttl_ms, rid... -> number renewed (live reservations of this gateway)
+RENEW = _COMMON + r"""
+local expiry = now_ms() + tonumber(ARGV[2])
+local renewed = 0
+for i = 3, #ARGV do
+  renewed = renewed + redis.call('ZADD', P .. 'resv', 'XX', 'CH', expiry, ARGV[i])
+end
+return renewed
+"""
+
+# ARGV: P, limit -> number of expired holds given back
+PURGE = _COMMON + r"""
+return purge(now_ms(), tonumber(ARGV[2]))
+"""
+
+# ARGV: P, account... -> per account {balance, reserved} or {} when unknown (expired holds purged first)
+BALANCES = _COMMON + r"""
+purge(now_ms(), 1000)
+local out = {}
+for i = 2, #ARGV do
+  local a = redis.call('HMGET', P .. 'acct:' .. ARGV[i], 'balance', 'reserved')
+  if a[1] then out[#out + 1] = {a[1], a[2]} else out[#out + 1] = {} end
+end
+return out
+"""
+
+# ARGV: P, sha256 -> the key hash's fields as a flat list, or {} when unknown
+LOOKUP = r"""
+local P = ARGV[1]
+local key_id = redis.call('GET', P .. 'hash:' .. ARGV[2])
+if not key_id then return {} end
+return redis.call('HGETALL', P .. 'key:' .. key_id)
+"""
+
+# ARGV: P, account, balance, at -> 1 created | 0 exists
+CREATE_ACCOUNT = r"""
+local P = ARGV[1]
+local acct = P .. 'acct:' .. ARGV[2]
+if redis.call('EXISTS', acct) == 1 then return 0 end
+redis.call('HSET', acct, 'balance', ARGV[3], 'reserved', '0', 'created_at', ARGV[4])
+redis.call('SADD', P .. 'accounts', ARGV[2])
+return 1
+"""
+
+# ARGV: P, key_id, account, sha256, state_json, limit -> 1 | 0 hash known | -1 no account | -2 key id taken
+ADD_KEY = r"""
+local P = ARGV[1]
+local key_id, account, digest = ARGV[2], ARGV[3], ARGV[4]
+if redis.call('EXISTS', P .. 'acct:' .. account) == 0 then return -1 end
+if redis.call('EXISTS', P .. 'hash:' .. digest) == 1 then return 0 end
+if redis.call('EXISTS', P .. 'key:' .. key_id) == 1 then return -2 end
+redis.call('HSET', P .. 'key:' .. key_id, 'state', ARGV[5], 'account', account, 'hash', digest, 'limit', ARGV[6],
+           'revoked', '0', 'spent', '0', 'reserved', '0', 'last_used_at', '')
+redis.call('SET', P .. 'hash:' .. digest, key_id)
+redis.call('RPUSH', P .. 'acct:' .. account .. ':keys', key_id)
+redis.call('PUBLISH', P .. 'events', 'key ' .. digest)
+return 1
+"""
+
+# ARGV: P, key_id -> 1 revoked (or already) | 0 no such key
+REVOKE = r"""
+local P = ARGV[1]
+local key = P .. 'key:' .. ARGV[2]
+local digest = redis.call('HGET', key, 'hash')
+if not digest then return 0 end
+if redis.call('HGET', key, 'revoked') ~= '1' then
+  redis.call('HSET', key, 'revoked', '1')
+end
+redis.call('PUBLISH', P .. 'events', 'revoke ' .. digest)
+return 1
+"""
+
+# ARGV: P, account, amount, reference, entry_json -> 1 applied | 0 reference already applied | -1 no account
+CREDIT = r"""
+local P = ARGV[1]
+local acct = P .. 'acct:' .. ARGV[2]
+if redis.call('EXISTS', acct) == 0 then return -1 end
+if redis.call('HSETNX', P .. 'credits', ARGV[4], ARGV[5]) == 0 then return 0 end
+redis.call('HINCRBY', acct, 'balance', ARGV[3])
+redis.call('PUBLISH', P .. 'events', 'account ' .. ARGV[2])
+return 1
+"""

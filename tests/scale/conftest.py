@@ -1,0 +1,225 @@
+"""Scale-out fixtures: a real ``redis-server`` on a free loopback port, gateways (in-process or real processes) on it.
+
+Every test gets its own Redis (``--save '' --appendonly no`` in a tmp dir), so
+nothing leaks between tests; tests are skipped only when the ``redis-server``
+binary is absent (``.ci/run`` installs it).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT, RunningGateway
+
+KEY = "sk-scale-test-00000000000000000000"
+ADMIN_TOKEN = "admin-token-for-scale-tests-0123456789"
+REDIS_SERVER = shutil.which("redis-server")
+
+needs_redis = pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RedisServer:
+    """``redis-server`` on 127.0.0.1:<free port>; ``stop``/``start`` simulate an outage (``save`` keeps the data)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",  # type: ignore[list-item]
+                                      "--save", "", "--appendonly", "no", "--dir", str(self.dir),
+                                      "--protected-mode", "no", "--loglevel", "warning"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if self.client().ping():
+                    return
+            except Exception:
+                time.sleep(0.02)
+        raise RuntimeError("redis-server did not start")
+
+    def client(self) -> Any:
+        import redis
+        return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True, socket_timeout=5)
+
+    def save(self) -> None:
+        self.client().save()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def close(self) -> None:
+        self.stop()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    if REDIS_SERVER is None:
+        pytest.skip("redis-server is not installed")
+    server = RedisServer(tmp_path / "redis")
+    yield server
+    server.close()
+
+
+def redis_config(tmp_path: Path, redis_url: str, *, balance_usd: str = "100", token_delay_ms: int = 0,
+                 price: dict[str, Any] | None = None, **state: Any) -> dict[str, Any]:
+    """Two in-process mock nodes, one model, the admin API on, one funded account, the Redis ledger."""
+    return {
+        "listen": {"host": "127.0.0.1", "port": 0},
+        "admin": {"token": ADMIN_TOKEN},
+        "state": {"dir": str(tmp_path / "state"), "backend": "redis", "redis_url": redis_url, **state},
+        "logging": {"access_log": False},
+        "nodes": [{"id": "mock-a", "provider": "mock", "mock": {"token_delay_ms": token_delay_ms},
+                   "models": ["gpt-4o-mini"]},
+                  {"id": "mock-b", "provider": "mock", "mock": {"token_delay_ms": token_delay_ms},
+                   "models": ["gpt-4o-mini"]}],
+        "models": {"gpt-4o-mini": {"price": price or {"input": 0.15, "output": 0.60}}},
+        "accounts": [{"id": "scale", "balance_usd": balance_usd, "keys": [KEY]}],
+    }
+
+
+def http_call(port: int, method: str, path: str, body: Any = None, key: str | None = KEY,
+              headers: dict[str, str] | None = None, timeout: float = 20) -> tuple[int, Any]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        all_headers = {"Content-Type": "application/json", **(headers or {})}
+        if key is not None:
+            all_headers.setdefault("Authorization", f"Bearer {key}")
+        conn.request(method, path, None if body is None else json.dumps(body), all_headers)
+        response = conn.getresponse()
+        data = response.read()
+    finally:
+        conn.close()
+    try:
+        return response.status, json.loads(data) if data else None
+    except ValueError:
+        return response.status, data
+
+
+def admin_call(port: int, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    return http_call(port, method, path, body, key=None, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)
+
+
+def port_of(gateway: Any) -> int:
+    return int(gateway.url.rsplit(":", 1)[1])
+
+
+def wait_ready(port: int, timeout: float = 10) -> None:
+    def ready() -> bool:
+        try:
+            return http_call(port, "GET", "/readyz", key=None)[0] == 200
+        except OSError:
+            return False
+    assert wait_for(ready, timeout), "gateway did not become ready"
+
+
+@pytest.fixture
+def start_redis_gateway(tmp_path: Path) -> Iterator[Callable[[dict[str, Any]], RunningGateway]]:
+    """An in-process gateway (conftest's RunningGateway) on a config dict; waits until /readyz is 200."""
+    running: list[RunningGateway] = []
+
+    def start(config: dict[str, Any], ready: bool = True) -> RunningGateway:
+        path = tmp_path / f"gateway-{len(running)}.yaml"
+        path.write_text(yaml.safe_dump(config))
+        gateway = RunningGateway(path)
+        running.append(gateway)
+        if ready:
+            wait_ready(port_of(gateway))
+        return gateway
+
+    yield start
+    for gateway in running:
+        gateway.stop()
+
+
+class GatewayProcess:
+    """``python gateway.py --config PATH --port P [args]`` with stdout collected on a thread."""
+
+    def __init__(self, config: dict[str, Any], directory: Path, *args: str, port: int | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.config_path = directory / "gateway.yaml"
+        self.config_path.write_text(yaml.safe_dump(config))
+        self.port = port or free_port()
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen([sys.executable, str(ROOT / "gateway.py"), "--config", str(self.config_path),
+                                      "--host", "127.0.0.1", "--port", str(self.port), *args],
+                                     cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     env={**os.environ, **(env or {})})
+        threading.Thread(target=self._read, daemon=True).start()
+        wait_ready(self.port, 20)
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:  # type: ignore[union-attr]
+            self.lines.append(line.rstrip("\n"))
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+@pytest.fixture
+def gateway_processes() -> Iterator[list[GatewayProcess]]:
+    """A list the test appends its GatewayProcess objects to; all are stopped afterwards."""
+    processes: list[GatewayProcess] = []
+    yield processes
+    for process in processes:
+        process.close()
+
+
+def chat(port: int, key: str = KEY, stream: bool = False, max_tokens: int = 5, **extra: Any) -> tuple[int, Any]:
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "spend it"}], "max_tokens": max_tokens,
+            "stream": stream, **extra}
+    return http_call(port, "POST", "/v1/chat/completions", body, key=key)

@@ -1,0 +1,297 @@
+"""The Redis ledger backend against a real redis-server: atomic money, expiry, idempotence, outage, export/import.
+
+The embedded backend runs the same checks where they apply, so both sides of
+``LedgerBackend`` are held to one behaviour.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.config import Account
+from gateway.errors import GatewayError
+from gateway.ledger.backend import EmbeddedBackend, export_embedded, import_embedded
+from gateway.ledger.errors import InsufficientBalance, KeyLimitExceeded, LedgerUnavailable, UnknownAccount
+from gateway.ledger.keys import AuthStatus
+from gateway.ledger.ledger import Reservation
+from gateway.ledger.money import usd_to_nano
+from gateway.ledger.redis_backend import RedisBackend
+from tests.scale.conftest import KEY, RedisServer, needs_redis, wait_for
+
+pytestmark = needs_redis
+
+ACCOUNTS = (Account("scale", Decimal("1"), (KEY,)),)
+
+
+def record(request_id: str = "req") -> dict[str, Any]:
+    return {"request_id": request_id, "model": "gpt-4o-mini", "node": "mock-a", "input_tokens": 1,
+            "output_tokens": 5, "cached_tokens": 0, "estimated": False, "status": 200, "created_at": 1.0}
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+async def opened(redis_server: RedisServer, **kwargs: Any) -> RedisBackend:
+    backend = RedisBackend(redis_server.url, "t:", kwargs.pop("accounts", ACCOUNTS), **kwargs)
+    await backend.start()
+    assert backend.available
+    return backend
+
+
+def test_bootstrap_auth_reserve_settle_release(redis_server: RedisServer) -> None:
+    async def main() -> None:
+        backend = await opened(redis_server)
+        try:
+            status, key = await backend.authenticate(KEY)
+            assert status is AuthStatus.OK and key is not None and key.account_id == "scale"
+            assert (await backend.authenticate("sk-nope-000000000000"))[0] is AuthStatus.UNKNOWN
+            held = await backend.reserve(key, 300_000_000, "r1")
+            assert held.amount_nano == 300_000_000
+            assert (await backend.balance("scale"))["reserved_usd"] == "0.300000"
+            await backend.settle(held, 5000, record("r1"))
+            assert await backend.balance("scale") == {"account": "scale", "balance_usd": "0.999995",
+                                                     "reserved_usd": "0.000000", "available_usd": "0.999995"}
+            other = await backend.reserve(key, 10, "r2")
+            await backend.release(other)
+            await backend.release(other)  # idempotent
+            assert (await backend.balance("scale"))["reserved_usd"] == "0.000000"
+            usage = await backend.usage("scale")
+            assert [(u["request_id"], u["cost_usd"], u["account"], u["key_id"]) for u in usage] == [
+                ("r1", "0.000005", "scale", key.key_id)]
+            view = await backend.account("scale")
+            assert view["balance_usd"] == "0.999995" and view["keys"][0]["spent_usd"] == "0.000005"
+            with pytest.raises(UnknownAccount):
+                await backend.balance("nobody")
+        finally:
+            await backend.close()
+        again = await opened(redis_server)  # a second start does not bootstrap twice
+        try:
+            assert len((await again.account("scale"))["keys"]) == 1
+            assert (await again.balance("scale"))["balance_usd"] == "0.999995"
+        finally:
+            await again.close()
+
+    run(main())
+
+
+def test_retried_settle_is_charged_once(redis_server: RedisServer) -> None:
+    async def main() -> None:
+        backend = await opened(redis_server)
+        try:
+            _, key = await backend.authenticate(KEY)
+            held = await backend.reserve(key, 1000, "req-1")
+            await backend.settle(held, 700, record("req-1"))
+            await backend.settle(held, 700, record("req-1"))  # e.g. a retry after a lost reply
+            await backend.settle(Reservation("scale", key.key_id, 1000, "req-1"), 700, record("req-1"))  # type: ignore[arg-type]
+            assert (await backend.balance("scale"))["balance_usd"] == "0.9999993"
+            assert len(await backend.usage("scale")) == 1
+            with pytest.raises(ValueError):  # a settled request id cannot hold money again
+                await backend.reserve(key, 1000, "req-1")
+        finally:
+            await backend.close()
+
+    run(main())
+
+
+def test_two_backends_never_overdraw(redis_server: RedisServer) -> None:
+    """The issue's race: 150 concurrent spends from two gateways against a balance worth 100."""
+    async def main() -> None:
+        accounts = (Account("scale", Decimal("0.0005"), (KEY,)),)  # 100 x 5000 nano
+        one, two = await opened(redis_server, accounts=accounts), await opened(redis_server, accounts=accounts)
+        try:
+            _, key = await one.authenticate(KEY)
+
+            async def spend(backend: RedisBackend, n: int) -> bool:
+                try:
+                    held = await backend.reserve(key, 5000, f"spend-{n}")
+                except InsufficientBalance:
+                    return False
+                await asyncio.sleep(0.01)
+                await backend.settle(held, 5000, record(f"spend-{n}"))
+                return True
+
+            results = await asyncio.gather(*(spend(one if n % 2 else two, n) for n in range(150)))
+            assert sum(results) == 100
+            balance = await one.balance("scale")
+            assert balance["balance_usd"] == "0.000000" and balance["reserved_usd"] == "0.000000"
+        finally:
+            await one.close()
+            await two.close()
+
+    run(main())
+
+
+def test_key_limit_and_revocation_in_reserve(redis_server: RedisServer) -> None:
+    async def main() -> None:
+        backend = await opened(redis_server)
+        try:
+            created = await backend.create_key("scale", "limited", limit_nano=1000)
+            status, key = await backend.authenticate(created["key"])
+            assert status is AuthStatus.OK
+            held = await backend.reserve(key, 5000, "a")
+            assert held.amount_nano == 1000
+            with pytest.raises(KeyLimitExceeded):
+                await backend.reserve(key, 5000, "b")
+            await backend.settle(held, 1000, record("a"))
+            assert await backend.revoke_key(key.key_id)
+            assert await backend.revoke_key(key.key_id)
+            assert not await backend.revoke_key("key_nope")
+            assert (await backend.authenticate(created["key"]))[0] is AuthStatus.REVOKED
+            _, main_key = await backend.authenticate(KEY)
+            await backend.revoke_key(main_key.key_id)
+            with pytest.raises(GatewayError) as refused:  # a stale KeyInfo still cannot spend
+                await backend.reserve(main_key, 10, "c")
+            assert refused.value.kind.status == 401
+            mk = await backend.create_key("scale", "console", kind="management")
+            assert mk["key"].startswith("mk-") and mk["kind"] == "management"
+            assert (await backend.authenticate(mk["key"]))[1].is_management
+        finally:
+            await backend.close()
+
+    run(main())
+
+
+def test_credit_once_per_reference_and_accounts(redis_server: RedisServer) -> None:
+    async def main() -> None:
+        backend = await opened(redis_server)
+        try:
+            assert await backend.credit("scale", 1_000_000_000, "inv-1")
+            assert not await backend.credit("scale", 1_000_000_000, "inv-1")
+            assert (await backend.balance("scale"))["balance_usd"] == "2.000000"
+            with pytest.raises(UnknownAccount):
+                await backend.credit("nobody", 1, "inv-2")
+            created = await backend.create_account("acme", 5)
+            assert created["id"] == "acme" and created["balance_usd"] == "0.000000005"
+            with pytest.raises(ValueError):
+                await backend.create_account("acme")
+            assert [a["id"] for a in await backend.accounts()] == ["acme", "scale"]
+        finally:
+            await backend.close()
+
+    run(main())
+
+
+def test_crashed_holder_reservation_expires(redis_server: RedisServer) -> None:
+    async def main() -> None:
+        crashed = await opened(redis_server, reservation_ttl_s=2)
+        live = await opened(redis_server, reservation_ttl_s=2)
+        try:
+            _, key = await crashed.authenticate(KEY)
+            await crashed.reserve(key, 400_000_000, "dies")
+            kept = await live.reserve(key, 100_000_000, "lives")
+            crashed._closed = True  # the gateway dies: its loops stop (no renewal), nothing is released
+            await asyncio.wait(crashed._tasks, timeout=2)
+            died = asyncio.get_running_loop().time()
+            assert (await live.balance("scale"))["reserved_usd"] == "0.500000"
+            while (await live.balance("scale"))["reserved_usd"] == "0.500000":
+                assert asyncio.get_running_loop().time() - died < 4, "the dead gateway's hold never expired"
+                await asyncio.sleep(0.05)
+            # the dead gateway's hold is gone; the live one's is renewed and still held
+            assert (await live.balance("scale"))["reserved_usd"] == "0.100000"
+            await asyncio.sleep(2.5)  # longer than the TTL: renewal keeps it
+            assert (await live.balance("scale"))["reserved_usd"] == "0.100000"
+            await live.settle(kept, 1, record("lives"))
+            assert (await live.balance("scale"))["reserved_usd"] == "0.000000"
+        finally:
+            await live.close()
+            await crashed._redis.aclose()
+
+    run(main())
+
+
+def test_redis_down_fails_closed_and_recovers(redis_server: RedisServer) -> None:
+    async def main() -> None:
+        backend = await opened(redis_server)
+        try:
+            _, key = await backend.authenticate(KEY)
+            redis_server.save()
+            redis_server.stop()
+            with pytest.raises(LedgerUnavailable) as down:
+                await backend.reserve(key, 10, "x")
+            assert down.value.kind.status == 503
+            with pytest.raises(LedgerUnavailable):
+                await backend.authenticate("sk-not-cached-000000000")
+            assert await asyncio.to_thread(wait_for, lambda: not backend.available, 5)
+            redis_server.start()
+            assert await asyncio.to_thread(wait_for, lambda: backend.available, 5)
+            held = await backend.reserve(key, 10, "y")
+            await backend.settle(held, 10, record("y"))
+        finally:
+            await backend.close()
+
+    run(main())
+
+
+def test_deferred_settle_lands_when_redis_returns(redis_server: RedisServer) -> None:
+    async def main() -> None:
+        backend = await opened(redis_server)
+        try:
+            _, key = await backend.authenticate(KEY)
+            held = await backend.reserve(key, 1000, "streamed")
+            redis_server.save()
+            redis_server.stop()
+            with pytest.raises(LedgerUnavailable):
+                await backend.settle(held, 1000, record("streamed"))
+            await backend.settle(held, 1000, record("streamed"), deferrable=True)  # queued, not raised
+            redis_server.start()
+            assert await asyncio.to_thread(wait_for, lambda: backend.available and not backend._pending, 5)
+            assert (await backend.balance("scale"))["balance_usd"] == "0.999999"
+        finally:
+            await backend.close()
+
+    run(main())
+
+
+def test_export_import_round_trip(redis_server: RedisServer, tmp_path: Path) -> None:
+    """embedded -> Redis -> embedded: identical balances, keys (hash, options, kind) and credit references."""
+    source = tmp_path / "embedded"
+    embedded = EmbeddedBackend.open(str(source), ACCOUNTS)
+
+    async def fill() -> None:
+        _, key = await embedded.authenticate(KEY)
+        held = await embedded.reserve(key, 1000)
+        await embedded.settle(held, 123, record())
+        await embedded.create_account("acme", usd_to_nano("7.25"))
+        await embedded.credit("acme", 5, "inv-9")
+        await embedded.create_key("acme", "limited", ["gpt-4o-mini"], 1000, 2_000_000_000)
+        revoked = await embedded.create_key("acme", "old")
+        await embedded.revoke_key(revoked["key_id"])
+        await embedded.create_key("acme", "console", kind="management")
+        await embedded.close()
+
+    run(fill())
+    exported = export_embedded(str(source))
+
+    async def through_redis() -> dict[str, Any]:
+        backend = RedisBackend(redis_server.url, "t:")
+        await backend.start()
+        try:
+            counts = await backend.import_state(json.loads(json.dumps(exported)))
+            assert counts == {"accounts": 2, "keys": 4, "credit_refs": 1}
+            with pytest.raises(ValueError):
+                await backend.import_state(exported)  # never on top of existing accounts
+            assert not await backend.credit("acme", 5, "inv-9")  # applied references came along
+            assert (await backend.authenticate(KEY))[0] is AuthStatus.OK
+            return await backend.export_state()
+        finally:
+            await backend.close()
+
+    back = run(through_redis())
+    target = tmp_path / "embedded-again"
+    import_embedded(str(target), back)
+    again = export_embedded(str(target))
+    for document in (exported, back, again):
+        document.pop("exported_at")
+    assert back == exported
+    assert again == exported
+    assert {a["id"]: a["balance_nano"] for a in again["accounts"]} == {"acme": 7_250_000_005,
+                                                                        "scale": 999_999_877}
+    with pytest.raises(ValueError):
+        import_embedded(str(target), back)
