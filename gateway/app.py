@@ -4,15 +4,28 @@ from __future__ import annotations
 
 from tornado.web import Application
 
+from gateway.http.accounts import (
+    AdminAccountsHandler,
+    AdminCreditHandler,
+    AdminKeyHandler,
+    AdminKeysHandler,
+    AdminUsageHandler,
+    BalanceHandler,
+    UsageHandler,
+)
 from gateway.http.admin import NodesHandler, ReloadHandler
-from gateway.http.accounts import (AdminAccountsHandler, AdminCreditHandler, AdminKeyHandler, AdminKeysHandler,
-                                   AdminUsageHandler, BalanceHandler, UsageHandler)
 from gateway.http.base import NotFoundHandler
 from gateway.http.console import ConsoleHandler
-from gateway.http.keys import KeyHandler, KeysHandler, UsageSummaryHandler
 from gateway.http.count_tokens import CountTokensHandler
-from gateway.http.handlers import (HealthHandler, MetricsHandler, ModelHandler, ModelsHandler, PricingHandler,
-                                   ReadyHandler)
+from gateway.http.handlers import (
+    HealthHandler,
+    MetricsHandler,
+    ModelHandler,
+    ModelsHandler,
+    PricingHandler,
+    ReadyHandler,
+)
+from gateway.http.keys import KeyHandler, KeysHandler, UsageSummaryHandler
 from gateway.pipeline import Pipeline
 from gateway.services import Services
 

@@ -17,22 +17,31 @@ from typing import Any, Mapping, Protocol
 
 import ujson
 
+from gateway.auth import Caller, authenticate
 from gateway.config import Model, normalize_model_id
 from gateway.errors import ErrorKind, GatewayError, error_body, stream_error_frame
-from gateway.ledger.ledger import AuthStatus, InsufficientBalance, KeyInfo, KeyLimitExceeded, Reservation
-from gateway.ledger.keys import MANAGEMENT_KEY_REFUSED
+from gateway.ledger.ledger import (
+    InsufficientBalance,
+    KeyInfo,
+    KeyLimitExceeded,
+    Reservation,
+)
 from gateway.ledger.money import nano_to_usd
 from gateway.ledger.pricing import PriceTable
 from gateway.protocols import translate
 from gateway.protocols.canonical import ProtocolError, Usage
-from gateway.protocols.inspect import DEFAULT_OUTPUT_RESERVE, RequestFacts, inspect_request
+from gateway.protocols.inspect import (
+    DEFAULT_OUTPUT_RESERVE,
+    RequestFacts,
+    inspect_request,
+)
 from gateway.protocols.passthrough import make_tap, usage_from_body
 from gateway.routing.router import Attempt, Outcome, Plan
 from gateway.services import Services
 from gateway.upstream.client import Overloaded
 from gateway.upstream.exchange import Exchange, UpstreamError
-from gateway.upstream.providers import NodeEndpoints
 from gateway.upstream.mock import open_mock
+from gateway.upstream.providers import NodeEndpoints
 
 MAX_ERROR_BODY = 1 << 20
 MAX_RESPONSE_BODY = 64 << 20
@@ -130,7 +139,7 @@ class Pipeline:
 
     async def _run(self, call: _Call, raw: bytes, api_key: str | None) -> None:
         services = self.services
-        call.key = await self._authenticate(api_key)
+        call.key = await authenticate(services.ledger, api_key, Caller.MODELS)
         try:
             body = ujson.loads(raw)
         except ValueError as exc:
@@ -169,19 +178,6 @@ class Pipeline:
                 call.reservation = None
 
     # -- before routing -------------------------------------------------------
-
-    async def _authenticate(self, api_key: str | None) -> KeyInfo:
-        if not api_key:
-            raise GatewayError(ErrorKind.AUTHENTICATION, "missing API key: send 'Authorization: Bearer <key>' "
-                                                         "or 'x-api-key: <key>'")
-        status, key = await self.services.ledger.authenticate(api_key)
-        if status is not AuthStatus.OK or key is None:
-            reason = {AuthStatus.REVOKED: "this API key has been revoked",
-                      AuthStatus.EXPIRED: "this API key has expired"}.get(status, "invalid API key")
-            raise GatewayError(ErrorKind.AUTHENTICATION, reason, code="invalid_api_key")
-        if key.is_management:
-            raise GatewayError(ErrorKind.PERMISSION, MANAGEMENT_KEY_REFUSED, code="management_key")
-        return key
 
     def _resolve_model(self, model_id: str, endpoint: str, param: str) -> Model:
         model = self.services.config.find_model(model_id)

@@ -17,11 +17,12 @@ import re
 from decimal import Decimal
 from typing import Any
 
+from gateway.auth import Caller, authenticate
 from gateway.errors import ErrorKind, GatewayError
 from gateway.http.admin import AdminHandler
 from gateway.http.base import BaseHandler, api_key_from
 from gateway.ledger.errors import UnknownAccount
-from gateway.ledger.keys import AuthStatus, KeyInfo
+from gateway.ledger.keys import KeyInfo
 from gateway.ledger.money import nano_to_usd, usd_to_nano
 
 MAX_ADMIN_BODY = 64 * 1024
@@ -153,16 +154,7 @@ class _ClientHandler(_LedgerMixin, BaseHandler):
     """An API-key caller looking at its own account."""
 
     async def _caller(self) -> KeyInfo:
-        api_key = api_key_from(self)  # type: ignore[arg-type]
-        if not api_key:
-            raise GatewayError(ErrorKind.AUTHENTICATION, "missing API key: send 'Authorization: Bearer <key>' "
-                                                         "or 'x-api-key: <key>'", code="invalid_api_key")
-        status, key = await self.services.ledger.authenticate(api_key)
-        if status is not AuthStatus.OK or key is None:
-            reason = {AuthStatus.REVOKED: "this API key has been revoked",
-                      AuthStatus.EXPIRED: "this API key has expired"}.get(status, "invalid API key")
-            raise GatewayError(ErrorKind.AUTHENTICATION, reason, code="invalid_api_key")
-        return key
+        return await authenticate(self.services.ledger, api_key_from(self), Caller.ACCOUNT)  # type: ignore[arg-type]
 
 
 class BalanceHandler(_ClientHandler):

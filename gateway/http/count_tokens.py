@@ -28,11 +28,10 @@ from typing import Any
 
 import ujson
 
+from gateway.auth import Caller, authenticate
 from gateway.config import normalize_model_id
 from gateway.errors import ErrorKind, GatewayError
 from gateway.http.base import BaseHandler, api_key_from
-from gateway.ledger.ledger import AuthStatus
-from gateway.ledger.keys import MANAGEMENT_KEY_REFUSED
 from gateway.protocols.canonical import ProtocolError
 from gateway.protocols.inspect import inspect_request
 from gateway.routing.router import Outcome
@@ -101,15 +100,7 @@ class CountTokensHandler(BaseHandler):
         limit = services.config.limits.max_body_bytes
         if len(raw) > limit:
             raise GatewayError(ErrorKind.PAYLOAD_TOO_LARGE, f"the request body is over {limit} bytes")
-        api_key = api_key_from(self)
-        if not api_key:
-            raise GatewayError(ErrorKind.AUTHENTICATION, "missing API key: send 'x-api-key: <key>' or "
-                                                         "'Authorization: Bearer <key>'")
-        status, key = await services.ledger.authenticate(api_key)
-        if status is not AuthStatus.OK or key is None:
-            raise GatewayError(ErrorKind.AUTHENTICATION, "invalid API key", code="invalid_api_key")
-        if key.is_management:
-            raise GatewayError(ErrorKind.PERMISSION, MANAGEMENT_KEY_REFUSED, code="management_key")
+        key = await authenticate(services.ledger, api_key_from(self), Caller.MODELS)
         try:
             body = ujson.loads(raw)
         except ValueError as exc:

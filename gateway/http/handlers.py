@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from tornado.ioloop import IOLoop
-
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from tornado.ioloop import IOLoop
 from tornado.iostream import StreamClosedError
 from tornado.web import stream_request_body
 
+from gateway.auth import Caller, authenticate
 from gateway.errors import ErrorKind, GatewayError
 from gateway.http.base import BaseHandler, api_key_from
-from gateway.ledger.ledger import AuthStatus
-from gateway.ledger.keys import MANAGEMENT_KEY_REFUSED
 from gateway.pipeline import Pipeline
 
 
@@ -165,16 +163,11 @@ class ModelsHandler(BaseHandler):
         self.send_json(200, _model_entry(model))
 
     async def _authenticated(self) -> Any:
-        key = api_key_from(self)
-        status, info = await self.services.ledger.authenticate(key) if key else (None, None)
-        if status is not AuthStatus.OK:
-            self.send_error_json(GatewayError(ErrorKind.AUTHENTICATION, "missing or invalid API key",
-                                              code="invalid_api_key"))
+        try:
+            return await authenticate(self.services.ledger, api_key_from(self), Caller.MODELS)
+        except GatewayError as error:
+            self.send_error_json(error)
             return None
-        if info.is_management:
-            self.send_error_json(GatewayError(ErrorKind.PERMISSION, MANAGEMENT_KEY_REFUSED, code="management_key"))
-            return None
-        return info
 
 
 class PricingHandler(BaseHandler):

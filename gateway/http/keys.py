@@ -17,15 +17,21 @@ read an answer: there is nothing ambient to forge with.
 
 from __future__ import annotations
 
-import inspect
 import time
 from typing import Any
 
+from gateway.auth import Caller, authenticate
 from gateway.config import Config
 from gateway.errors import ErrorKind, GatewayError
-from gateway.http.accounts import _LedgerMixin, parse_amount, parse_body, parse_text, parse_unix_time
+from gateway.http.accounts import (
+    _LedgerMixin,
+    parse_amount,
+    parse_body,
+    parse_text,
+    parse_unix_time,
+)
 from gateway.http.base import BaseHandler, api_key_from
-from gateway.ledger.keys import API_KEY, MANAGEMENT_KEY, AuthStatus, KeyInfo
+from gateway.ledger.keys import API_KEY, MANAGEMENT_KEY, KeyInfo
 from gateway.ledger.money import nano_to_usd, usd_to_nano
 
 MAX_ACTIVE_KEYS = 100  # per account, created self-service: a leaked management key cannot flood the journal
@@ -57,11 +63,6 @@ def resolve_models(config: Config, value: Any) -> list[str] | None:
     return resolved
 
 
-async def _settled(value: Any) -> Any:
-    """The ledger as the app sees it may be the embedded (synchronous) one or an async backend: accept both."""
-    return await value if inspect.isawaitable(value) else value
-
-
 class _SelfServiceHandler(_LedgerMixin, BaseHandler):
     """The caller's own account; answers are never cached (one of them holds a new key's plaintext).
 
@@ -73,31 +74,13 @@ class _SelfServiceHandler(_LedgerMixin, BaseHandler):
         self.set_header("Cache-Control", "no-store")
         self.set_header("X-Content-Type-Options", "nosniff")
 
-    async def _caller(self) -> KeyInfo:
-        """The caller's key, either kind; 401 when it is missing, unknown, revoked or expired."""
-        api_key = api_key_from(self)
-        if not api_key:
-            raise GatewayError(ErrorKind.AUTHENTICATION, "missing key: send 'Authorization: Bearer <key>'",
-                               code="invalid_api_key")
-        status, key = await _settled(self.services.ledger.authenticate(api_key))
-        if status is not AuthStatus.OK or key is None:
-            reason = {AuthStatus.REVOKED: "this key has been revoked",
-                      AuthStatus.EXPIRED: "this key has expired"}.get(status, "invalid key")
-            raise GatewayError(ErrorKind.AUTHENTICATION, reason, code="invalid_api_key")
-        return key
-
     async def _manager(self) -> KeyInfo:
         """The caller's key, which must be a management key (401 without a valid key, 403 for an API key)."""
-        key = await self._caller()
-        if key.kind != MANAGEMENT_KEY:
-            raise GatewayError(ErrorKind.PERMISSION, "API keys cannot manage keys: sign in with a management key "
-                                                     "(mk-), which the operator creates with the admin API",
-                               code="management_key_required")
-        return key
+        return await authenticate(self.services.ledger, api_key_from(self), Caller.MANAGEMENT)
 
     async def _keys(self, account_id: str) -> list[dict[str, Any]]:
         """Every key of the account (revoked ones too), oldest first."""
-        return list((await _settled(self.services.ledger.account(account_id)))["keys"])
+        return list((await self.services.ledger.account(account_id))["keys"])
 
 
 class KeysHandler(_SelfServiceHandler):
@@ -136,8 +119,8 @@ class KeysHandler(_SelfServiceHandler):
                 raise _invalid(f"this account already has {active} active API keys (the most allowed is "
                                f"{MAX_ACTIVE_KEYS}); revoke some first")
             try:
-                created = await _settled(ledger.create_key(key.account_id, name, models, limit, expires_at,
-                                                           kind=API_KEY))
+                created = await ledger.create_key(key.account_id, name, models, limit, expires_at,
+                                                           kind=API_KEY)
             except ValueError as exc:
                 raise _invalid(str(exc)) from None
             self.send_json(201, created)
@@ -159,7 +142,7 @@ class KeyHandler(_SelfServiceHandler):
             key = await self._manager()
             if not any(k["key_id"] == key_id for k in await self._keys(key.account_id)):
                 raise GatewayError(ErrorKind.NOT_FOUND, f"no key '{key_id[:64]}' in this account")
-            if not await _settled(self.services.ledger.revoke_key(key_id)):
+            if not await self.services.ledger.revoke_key(key_id):
                 raise GatewayError(ErrorKind.NOT_FOUND, f"no key '{key_id[:64]}' in this account")
             self.send_json(200, {"key_id": key_id, "revoked": True, "signed_out": key_id == key.key_id})
         except GatewayError as error:
@@ -179,7 +162,7 @@ class UsageSummaryHandler(_SelfServiceHandler):
     async def get(self) -> None:
         try:
             query = self._query(("bucket", "since"))
-            key = await self._caller()
+            key = await authenticate(self.services.ledger, api_key_from(self), Caller.ACCOUNT)
             bucket = query.get("bucket", "day")
             if bucket not in SUMMARY_BUCKETS:
                 raise _invalid("'bucket' must be 'hour' or 'day'", "bucket")
@@ -192,7 +175,7 @@ class UsageSummaryHandler(_SelfServiceHandler):
             if (now - first) / width > MAX_BUCKETS:
                 raise _invalid(f"that is more than {MAX_BUCKETS} {bucket}s; use a later 'since' or "
                                f"bucket=day", "since")
-            records = await _settled(self.services.ledger.usage(key.account_id, SUMMARY_MAX_RECORDS, since))
+            records = await self.services.ledger.usage(key.account_id, SUMMARY_MAX_RECORDS, since)
             self.send_json(200, {"account": key.account_id, "bucket": bucket, "bucket_seconds": width,
                                  "since": since, "until": now, "first_bucket": first,
                                  "records": len(records), "truncated": len(records) >= SUMMARY_MAX_RECORDS,

@@ -22,10 +22,27 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from gateway.config import Account
-from gateway.ledger.errors import InsufficientBalance, KeyLimitExceeded, LedgerCorrupt, LedgerLocked, UnknownAccount
+from gateway.ledger.errors import (
+    InsufficientBalance,
+    KeyLimitExceeded,
+    LedgerCorrupt,
+    LedgerLocked,
+    UnknownAccount,
+)
 from gateway.ledger.journal import Journal
-from gateway.ledger.keys import (API_KEY, MANAGEMENT_KEY, AuthStatus, KeyInfo, KeyRecord, check_key_options, check_kind,
-                                 generate_key, hash_key, key_prefix, new_key_id)
+from gateway.ledger.keys import (
+    API_KEY,
+    MANAGEMENT_KEY,
+    AuthStatus,
+    KeyInfo,
+    KeyRecord,
+    check_key_options,
+    check_kind,
+    generate_key,
+    hash_key,
+    key_prefix,
+    new_key_id,
+)
 from gateway.ledger.money import nano_to_usd, usd_to_nano
 from gateway.ledger.snapshot import write_snapshot
 from gateway.ledger.state import AccountState, LedgerState, recover

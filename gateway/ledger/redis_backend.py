@@ -43,9 +43,25 @@ from gateway.config import Account
 from gateway.errors import ErrorKind, GatewayError
 from gateway.ledger import redis_scripts as lua
 from gateway.ledger.backend import check_document, export_document
-from gateway.ledger.errors import InsufficientBalance, KeyLimitExceeded, LedgerUnavailable, UnknownAccount
-from gateway.ledger.keys import (API_KEY, MANAGEMENT_KEY, AuthStatus, KeyInfo, KeyRecord, check_key_options,
-                                 check_kind, generate_key, hash_key, key_prefix, new_key_id)
+from gateway.ledger.errors import (
+    InsufficientBalance,
+    KeyLimitExceeded,
+    LedgerUnavailable,
+    UnknownAccount,
+)
+from gateway.ledger.keys import (
+    API_KEY,
+    MANAGEMENT_KEY,
+    AuthStatus,
+    KeyInfo,
+    KeyRecord,
+    check_key_options,
+    check_kind,
+    generate_key,
+    hash_key,
+    key_prefix,
+    new_key_id,
+)
 from gateway.ledger.ledger import Reservation, _check_text
 from gateway.ledger.money import nano_to_usd, usd_to_nano
 from gateway.ledger.state import AccountState, LedgerState

@@ -35,8 +35,15 @@ from __future__ import annotations
 import os
 from typing import Any, Callable, Iterable
 
-from prometheus_client import (CollectorRegistry, Counter, Gauge, GCCollector, Histogram, PlatformCollector,
-                               ProcessCollector)
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 from prometheus_client.core import GaugeMetricFamily
 
 # LLM latencies span milliseconds (cached, embeddings) to minutes (long generations).

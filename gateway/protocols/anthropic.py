@@ -22,9 +22,28 @@ from __future__ import annotations
 import ujson
 
 from gateway.protocols.canonical import (
-    DEFAULT_MAX_TOKENS, STOP_CONTENT_FILTER, STOP_END, STOP_MAX_TOKENS, STOP_SEQUENCE,
-    STOP_TOOL_USE, FilePart, ImagePart, Message, Part, ProtocolError, Request, Response, TextPart,
-    ToolCallPart, ToolChoice, ToolDef, ToolResultPart, Usage, append_parts, dumps, json_object,
+    DEFAULT_MAX_TOKENS,
+    STOP_CONTENT_FILTER,
+    STOP_END,
+    STOP_MAX_TOKENS,
+    STOP_SEQUENCE,
+    STOP_TOOL_USE,
+    FilePart,
+    ImagePart,
+    Message,
+    Part,
+    ProtocolError,
+    Request,
+    Response,
+    TextPart,
+    ToolCallPart,
+    ToolChoice,
+    ToolDef,
+    ToolResultPart,
+    Usage,
+    append_parts,
+    dumps,
+    json_object,
 )
 
 STOP_FROM_ANTHROPIC = {

@@ -14,11 +14,27 @@ from __future__ import annotations
 import ujson
 
 from gateway.protocols.anthropic import (
-    STOP_FROM_ANTHROPIC, STOP_TO_ANTHROPIC, usage_from_anthropic, usage_to_anthropic,
+    STOP_FROM_ANTHROPIC,
+    STOP_TO_ANTHROPIC,
+    usage_from_anthropic,
+    usage_to_anthropic,
 )
 from gateway.protocols.canonical import (
-    STOP_END, STOP_TOOL_USE, STREAM_END, Emit, Finish, StreamEnd, StreamError, StreamRenderer, TextDelta,
-    ToolCallDelta, ToolCallStart, Usage, UsageUpdate, dumpb, dumps,
+    STOP_END,
+    STOP_TOOL_USE,
+    STREAM_END,
+    Emit,
+    Finish,
+    StreamEnd,
+    StreamError,
+    StreamRenderer,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallStart,
+    Usage,
+    UsageUpdate,
+    dumpb,
+    dumps,
 )
 from gateway.protocols.error_bodies import anthropic_error
 from gateway.protocols.sse import SSEEvent, encode_event

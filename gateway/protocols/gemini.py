@@ -36,9 +36,29 @@ import struct
 import ujson
 
 from gateway.protocols.canonical import (
-    STOP_CONTENT_FILTER, STOP_END, STOP_MAX_TOKENS, Emit, FilePart, Finish, ImagePart,
-    Part, ProtocolError, Request, Response, StreamError, TextDelta, TextPart, ToolCallDelta, ToolCallPart,
-    ToolCallStart, ToolResultPart, Usage, UsageUpdate, dumps, json_object, result_text, settle_stop,
+    STOP_CONTENT_FILTER,
+    STOP_END,
+    STOP_MAX_TOKENS,
+    Emit,
+    FilePart,
+    Finish,
+    ImagePart,
+    Part,
+    ProtocolError,
+    Request,
+    Response,
+    StreamError,
+    TextDelta,
+    TextPart,
+    ToolCallDelta,
+    ToolCallPart,
+    ToolCallStart,
+    Usage,
+    UsageUpdate,
+    dumps,
+    json_object,
+    result_text,
+    settle_stop,
 )
 from gateway.protocols.sse import SSEEvent
 

@@ -22,10 +22,29 @@ from __future__ import annotations
 import time
 
 from gateway.protocols.canonical import (
-    STOP_CONTENT_FILTER, STOP_END, STOP_MAX_TOKENS, STOP_SEQUENCE, STOP_TOOL_USE,
-    FilePart, ImagePart, Message, Part, ProtocolError, Request, Response, TextPart,
-    ToolCallPart, ToolChoice, ToolDef, ToolResultPart, Usage, append_parts, data_url,
-    image_from_url, parse_data_url, result_text,
+    STOP_CONTENT_FILTER,
+    STOP_END,
+    STOP_MAX_TOKENS,
+    STOP_SEQUENCE,
+    STOP_TOOL_USE,
+    FilePart,
+    ImagePart,
+    Message,
+    Part,
+    ProtocolError,
+    Request,
+    Response,
+    TextPart,
+    ToolCallPart,
+    ToolChoice,
+    ToolDef,
+    ToolResultPart,
+    Usage,
+    append_parts,
+    data_url,
+    image_from_url,
+    parse_data_url,
+    result_text,
 )
 
 FINISH_FROM_CHAT = {

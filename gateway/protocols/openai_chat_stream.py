@@ -15,11 +15,28 @@ import time
 import ujson
 
 from gateway.protocols.canonical import (
-    STOP_END, STOP_TOOL_USE, STREAM_END, Emit, Finish, StreamEnd, StreamError, StreamRenderer,
-    TextDelta, ToolCallDelta, ToolCallStart, Usage, UsageUpdate, dumpb,
+    STOP_END,
+    STOP_TOOL_USE,
+    STREAM_END,
+    Emit,
+    Finish,
+    StreamEnd,
+    StreamError,
+    StreamRenderer,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallStart,
+    Usage,
+    UsageUpdate,
+    dumpb,
 )
 from gateway.protocols.error_bodies import openai_error
-from gateway.protocols.openai_chat import FINISH_FROM_CHAT, FINISH_TO_CHAT, usage_from_chat, usage_to_chat
+from gateway.protocols.openai_chat import (
+    FINISH_FROM_CHAT,
+    FINISH_TO_CHAT,
+    usage_from_chat,
+    usage_to_chat,
+)
 from gateway.protocols.sse import SSEEvent, encode_event
 
 _DONE = b"[DONE]"

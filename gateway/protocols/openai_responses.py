@@ -20,9 +20,27 @@ from __future__ import annotations
 import time
 
 from gateway.protocols.canonical import (
-    STOP_CONTENT_FILTER, STOP_END, STOP_MAX_TOKENS, FilePart, ImagePart, Message, Part,
-    ProtocolError, Request, Response, TextPart, ToolCallPart, ToolChoice, ToolDef, ToolResultPart,
-    Usage, append_parts, data_url, image_from_url, parse_data_url, settle_stop,
+    STOP_CONTENT_FILTER,
+    STOP_END,
+    STOP_MAX_TOKENS,
+    FilePart,
+    ImagePart,
+    Message,
+    Part,
+    ProtocolError,
+    Request,
+    Response,
+    TextPart,
+    ToolCallPart,
+    ToolChoice,
+    ToolDef,
+    ToolResultPart,
+    Usage,
+    append_parts,
+    data_url,
+    image_from_url,
+    parse_data_url,
+    settle_stop,
 )
 
 _INCOMPLETE_FROM = {"max_output_tokens": STOP_MAX_TOKENS, "content_filter": STOP_CONTENT_FILTER}

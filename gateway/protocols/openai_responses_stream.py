@@ -20,11 +20,28 @@ import time
 import ujson
 
 from gateway.protocols.canonical import (
-    STOP_END, STOP_TOOL_USE, STREAM_END, Emit, Finish, StreamEnd, StreamError, StreamRenderer, TextDelta,
-    ToolCallDelta, ToolCallStart, Usage, UsageUpdate, dumpb,
+    STOP_END,
+    STOP_TOOL_USE,
+    STREAM_END,
+    Emit,
+    Finish,
+    StreamEnd,
+    StreamError,
+    StreamRenderer,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallStart,
+    Usage,
+    UsageUpdate,
+    dumpb,
 )
 from gateway.protocols.error_bodies import openai_type
-from gateway.protocols.openai_responses import response_object, status_for, stop_from_response, usage_from_responses
+from gateway.protocols.openai_responses import (
+    response_object,
+    status_for,
+    stop_from_response,
+    usage_from_responses,
+)
 from gateway.protocols.sse import SSEEvent, encode_event
 
 _FINAL_EVENTS = frozenset({"response.completed", "response.incomplete"})

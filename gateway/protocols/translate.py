@@ -21,11 +21,24 @@ from __future__ import annotations
 from typing import Callable
 
 from gateway.protocols import anthropic, gemini, openai_chat, openai_responses
-from gateway.protocols.anthropic_stream import MessagesStreamParser, MessagesStreamRenderer
-from gateway.protocols.canonical import STREAM_END, ProtocolError, Request, Response, StreamError, Usage
+from gateway.protocols.anthropic_stream import (
+    MessagesStreamParser,
+    MessagesStreamRenderer,
+)
+from gateway.protocols.canonical import (
+    STREAM_END,
+    ProtocolError,
+    Request,
+    Response,
+    StreamError,
+    Usage,
+)
 from gateway.protocols.error_bodies import client_error, parse_upstream_error
 from gateway.protocols.openai_chat_stream import ChatStreamParser, ChatStreamRenderer
-from gateway.protocols.openai_responses_stream import ResponsesStreamParser, ResponsesStreamRenderer
+from gateway.protocols.openai_responses_stream import (
+    ResponsesStreamParser,
+    ResponsesStreamRenderer,
+)
 from gateway.protocols.sse import SSEDecoder, SSEEvent
 from gateway.protocols.validate import validate_messages, validate_responses
 

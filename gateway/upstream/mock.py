@@ -19,7 +19,13 @@ import ujson
 
 from gateway.config import Node
 from gateway.upstream.exchange import Phase, UpstreamError
-from gateway.upstream.mock_script import DEFAULT_TOKENS, Script, embedding, estimate_tokens, write_script
+from gateway.upstream.mock_script import (
+    DEFAULT_TOKENS,
+    Script,
+    embedding,
+    estimate_tokens,
+    write_script,
+)
 
 
 def _dumps(obj: Any) -> bytes:

@@ -7,9 +7,8 @@ import json
 import subprocess
 import sys
 
-import yaml
-
 import pytest
+import yaml
 
 from tests.conftest import DEMO_KEY, ROOT, base_config
 

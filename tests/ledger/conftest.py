@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
-from tests.ledger.ledger_fixtures import DEMO_KEY, FakeClock
 
 from gateway.config import Account
 from gateway.ledger.ledger import Ledger
+from tests.ledger.ledger_fixtures import DEMO_KEY, FakeClock
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
-from tests.ledger.ledger_fixtures import DEMO_KEY, FakeClock, usage_record
 
 from gateway.config import Account, Model, Price
 from gateway.ledger.errors import InsufficientBalance, KeyLimitExceeded, UnknownAccount
@@ -15,6 +14,7 @@ from gateway.ledger.keys import KeyInfo
 from gateway.ledger.ledger import AuthStatus, Ledger
 from gateway.ledger.pricing import PriceTable
 from gateway.protocols.canonical import Usage
+from tests.ledger.ledger_fixtures import DEMO_KEY, FakeClock, usage_record
 
 OpenLedger = Callable[..., Ledger]
 

@@ -13,12 +13,12 @@ from typing import Any, Callable
 
 import pytest
 import ujson
-from tests.ledger.ledger_fixtures import DEMO_KEY, crash_copy, usage_record
 
 from gateway.ledger.errors import LedgerCorrupt, LedgerLocked
 from gateway.ledger.journal import journal_files
 from gateway.ledger.ledger import AuthStatus, Ledger
 from gateway.ledger.money import nano_to_usd
+from tests.ledger.ledger_fixtures import DEMO_KEY, crash_copy, usage_record
 
 OpenLedger = Callable[..., Ledger]
 REPO = Path(__file__).resolve().parents[2]

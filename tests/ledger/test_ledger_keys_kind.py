@@ -12,13 +12,13 @@ from typing import Any, Callable
 
 import pytest
 import ujson
-from tests.ledger.ledger_fixtures import DEMO_KEY, crash_copy
 
 from gateway.ledger.errors import LedgerCorrupt
 from gateway.ledger.journal import journal_files
 from gateway.ledger.keys import KeyInfo, KeyRecord, generate_key, key_prefix
 from gateway.ledger.ledger import AuthStatus, Ledger
 from gateway.ledger.snapshot import snapshot_path
+from tests.ledger.ledger_fixtures import DEMO_KEY, crash_copy
 
 OpenLedger = Callable[..., Ledger]
 

@@ -44,8 +44,11 @@ def _total(family: Any, suffix: str = "", **labels: str) -> float:
 @pytest.fixture(scope="module")
 def scraped(upstream, tmp_path_factory) -> dict[str, Any]:
     """A gateway with a failing node (failovers), a slow one behind a hedge, and the mock; then traffic."""
-    from tests.conftest import RunningGateway  # the in-thread gateway: same Server as production
     import yaml
+
+    from tests.conftest import (
+        RunningGateway,  # the in-thread gateway: same Server as production
+    )
 
     tmp = tmp_path_factory.mktemp("metrics")
     upstream.control("ops-metrics-bad", status=500)

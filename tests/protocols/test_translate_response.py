@@ -15,7 +15,10 @@ from openai.types.responses import Response as OpenAIResponse
 
 from gateway.protocols.canonical import Usage
 from gateway.protocols.translate import (
-    extract_usage, translate_embeddings_request, translate_embeddings_response, translate_error,
+    extract_usage,
+    translate_embeddings_request,
+    translate_embeddings_response,
+    translate_error,
     translate_response,
 )
 

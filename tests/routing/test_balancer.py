@@ -5,7 +5,12 @@ from collections import Counter
 
 import pytest
 
-from gateway.routing.balancer import EWMA_ALPHA, EXPLORE_SHARE, LeastLatency, SmoothWeightedRoundRobin
+from gateway.routing.balancer import (
+    EWMA_ALPHA,
+    EXPLORE_SHARE,
+    LeastLatency,
+    SmoothWeightedRoundRobin,
+)
 
 # -- smooth weighted round robin ----------------------------------------------
 

@@ -17,7 +17,12 @@ import pytest
 from gateway.config import Account
 from gateway.errors import GatewayError
 from gateway.ledger.backend import EmbeddedBackend, export_embedded, import_embedded
-from gateway.ledger.errors import InsufficientBalance, KeyLimitExceeded, LedgerUnavailable, UnknownAccount
+from gateway.ledger.errors import (
+    InsufficientBalance,
+    KeyLimitExceeded,
+    LedgerUnavailable,
+    UnknownAccount,
+)
 from gateway.ledger.keys import AuthStatus
 from gateway.ledger.ledger import Reservation
 from gateway.ledger.money import usd_to_nano

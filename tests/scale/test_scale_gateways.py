@@ -24,15 +24,25 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from gateway.config import Account
 from gateway.ledger.backend import EmbeddedBackend
 from gateway.ledger.money import usd_to_nano
 from tests.conftest import ROOT
-from tests.scale.conftest import (KEY, GatewayProcess, RedisServer, admin_call, chat, http_call, needs_redis,
-                                  port_of, redis_config, wait_for, wait_ready)
+from tests.scale.conftest import (
+    KEY,
+    GatewayProcess,
+    RedisServer,
+    admin_call,
+    chat,
+    http_call,
+    needs_redis,
+    port_of,
+    redis_config,
+    wait_for,
+    wait_ready,
+)
 
 pytestmark = needs_redis
 
