@@ -1,0 +1,265 @@
+"""Opening attempts: everything that happens before the first byte reaches the client.
+
+Until then any upstream failure may be retried on another node, and a hedge
+may race a slow attempt. ``Opener.race`` takes a request's routing plan and
+returns the first attempt whose status and first body bytes are known, having
+reported every failed or abandoned attempt to the router on the way (the
+winner is reported by the pipeline once delivery ends). Failures are
+classified by phase, because the phase decides whether failover is safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import ujson
+
+from gateway.call import Call
+from gateway.config import normalize_model_id
+from gateway.errors import ErrorKind, GatewayError
+from gateway.observability.metrics import Metrics
+from gateway.protocols import translate
+from gateway.protocols.canonical import ProtocolError
+from gateway.routing.router import Attempt, Outcome, Plan
+from gateway.services import Services
+from gateway.upstream.client import Overloaded
+from gateway.upstream.exchange import Exchange, UpstreamError
+from gateway.upstream.mock import open_mock
+
+MAX_ERROR_BODY = 1 << 20
+MAX_RESPONSE_BODY = 64 << 20
+CLIENT_FAULT_STATUSES = frozenset({400, 413, 422})  # the request itself is bad: same answer anywhere
+RATE_LIMIT_STATUSES = frozenset({429})
+
+
+class AttemptFailed(Exception):
+    """One attempt failed before its first byte (already reported): try the next."""
+
+    def __init__(self, outcome: Outcome, detail: str, retry_after_s: float | None = None) -> None:
+        super().__init__(detail)
+        self.outcome = outcome
+        self.detail = detail
+        self.retry_after_s = retry_after_s
+
+
+class ClientFault(Exception):
+    """The upstream rejected the request as the client's fault: answer it as is, do not fail over."""
+
+    def __init__(self, status: int, body: bytes, node_protocol: str) -> None:
+        super().__init__(status)
+        self.status = status
+        self.body = body
+        self.node_protocol = node_protocol
+
+
+@dataclass
+class Opened:
+    """An attempt that got its first byte: nothing has been committed to the client yet."""
+
+    attempt: Attempt
+    exchange: Exchange
+    node_protocol: str
+    first: bytes  # first body bytes (streams) or the whole body
+    ttfb_s: float
+
+
+def count_attempt(metrics: Metrics, attempt: Attempt, outcome: Outcome) -> None:
+    metrics.child(metrics.attempts, attempt.node.id, outcome.value).inc()
+
+
+class Opener:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    async def race(self, call: Call, plan: Plan) -> Opened | None:
+        """Open attempts in plan order until one has its first byte; hedge a slow one.
+
+        Failed attempts are reported (and fail over) here; the winner is
+        reported by the caller once delivery ends. A hedge starts the next
+        candidate when the current one has not produced a first byte within
+        the model's ``hedge_after_ms``; the first to answer wins and the other
+        is aborted.
+        """
+        if not call.model.hedge_after_ms:
+            return await self._in_turn(call, plan)
+        hedge_s = call.model.hedge_after_ms / 1000.0
+        tasks: dict[asyncio.Task[Opened], Attempt] = {}
+        hedged = False
+        try:
+            while True:
+                if call.channel.closed:  # client gone: no new attempt (it would run, and bill, for nobody)
+                    return None
+                if not tasks:
+                    attempt = plan.next()
+                    if attempt is None:
+                        return None
+                    tasks[self._start(call, plan, attempt)] = attempt
+                    hedged = False
+                timeout = None if hedged else hedge_s
+                done, _ = await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                if not done:
+                    hedged = True
+                    attempt = plan.next()
+                    if attempt is not None:
+                        self.services.metrics.child(self.services.metrics.hedges, call.model.id).inc()
+                        tasks[self._start(call, plan, attempt)] = attempt
+                    continue
+                for task in done:
+                    tasks.pop(task)
+                    error = task.exception()
+                    if error is None:
+                        return task.result()
+                    if not isinstance(error, AttemptFailed):
+                        raise error  # a client fault or overload ends the request, no failover
+        finally:
+            for task in tasks:  # losers of a race: cancelled, their exchanges aborted
+                task.cancel()
+            if tasks:
+                await asyncio.wait(tasks)
+            for task in tasks:  # a loser that got its first byte in the same turn as the winner
+                if not task.cancelled() and task.exception() is None:
+                    loser = task.result()
+                    loser.exchange.abort("hedge_lost")
+                    self.services.router.report(loser.attempt, Outcome.CANCELLED)
+                    count_attempt(self.services.metrics, loser.attempt, Outcome.CANCELLED)
+
+    async def _in_turn(self, call: Call, plan: Plan) -> Opened | None:
+        """No hedging: one attempt at a time, awaited directly (no Task, no asyncio.wait per request)."""
+        while not call.channel.closed:  # client gone: no new attempt (it would run, and bill, for nobody)
+            attempt = plan.next()
+            if attempt is None:
+                return None
+            call.attempts += 1
+            try:
+                return await self._open(call, plan, attempt)
+            except AttemptFailed:
+                continue
+        return None
+
+    def _start(self, call: Call, plan: Plan, attempt: Attempt) -> "asyncio.Task[Opened]":
+        call.attempts += 1
+        task = asyncio.ensure_future(self._open(call, plan, attempt))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # losers' errors are handled here
+        return task
+
+    async def _open(self, call: Call, plan: Plan, attempt: Attempt) -> Opened:
+        """Take one attempt up to its first body byte; on failure report it and raise."""
+        router = self.services.router
+        exchange: Exchange | None = None
+        began = time.monotonic()
+        try:
+            exchange, node_protocol = await self._send(call, attempt)
+            call.live.add(exchange)
+            await exchange.started()
+            status = exchange.status
+            if status >= 400:
+                body = await exchange.read_all(MAX_ERROR_BODY)
+                if status in CLIENT_FAULT_STATUSES:
+                    router.report(attempt, Outcome.CLIENT_ERROR)
+                    count_attempt(self.services.metrics, attempt, Outcome.CLIENT_ERROR)
+                    raise ClientFault(status, body, node_protocol)
+                retry_after = _retry_after(exchange.headers.get("retry-after"))
+                outcome = Outcome.RATE_LIMITED if status in RATE_LIMIT_STATUSES else Outcome.FAILURE
+                raise AttemptFailed(outcome, f"HTTP {status}", retry_after)
+            if call.streaming:
+                first = await exchange.read()
+                if not first:
+                    raise AttemptFailed(Outcome.FAILURE, "empty stream")
+            else:
+                first = await exchange.read_all(MAX_RESPONSE_BODY)
+            ttfb = time.monotonic() - began
+            call.upstream_wait_s += ttfb
+            return Opened(attempt, exchange, node_protocol, first, ttfb)
+        except asyncio.CancelledError:
+            if exchange is not None:
+                exchange.abort("hedge_lost")
+            router.report(attempt, Outcome.CANCELLED)
+            count_attempt(self.services.metrics, attempt, Outcome.CANCELLED)
+            raise
+        except UpstreamError as exc:
+            self._attempt_failed(call, plan, attempt, AttemptFailed(Outcome.FAILURE, describe(exc)))
+        except AttemptFailed as exc:
+            if exchange is not None:
+                exchange.abort("failed")
+            self._attempt_failed(call, plan, attempt, exc)
+        except ProtocolError as exc:  # this pairing cannot express the request: not the node's fault
+            router.report(attempt, Outcome.CANCELLED)
+            plan.note(attempt, exc.message)
+            raise AttemptFailed(Outcome.CLIENT_ERROR, exc.message) from None
+        except ClientFault:
+            raise  # reported above, exactly once: the catch-all below would report it again
+        except BaseException:
+            router.report(attempt, Outcome.CANCELLED)
+            raise
+        finally:
+            if exchange is not None:
+                call.live.discard(exchange)
+        raise AssertionError("unreachable")
+
+    def _attempt_failed(self, call: Call, plan: Plan, attempt: Attempt, failure: AttemptFailed) -> None:
+        if call.channel.closed:
+            self.services.router.report(attempt, Outcome.CANCELLED)
+            count_attempt(self.services.metrics, attempt, Outcome.CANCELLED)
+        else:
+            self.services.router.report(attempt, failure.outcome, retry_after_s=failure.retry_after_s)
+            count_attempt(self.services.metrics, attempt, failure.outcome)
+        plan.note(attempt, failure.detail)
+        raise failure
+
+    async def _send(self, call: Call, attempt: Attempt) -> tuple[Exchange, str]:
+        """Build the node's request (pass-through or translated) and start it."""
+        endpoints = call.endpoints[attempt.node.id]
+        node_protocol = endpoints.protocol_for(call.endpoint)
+        if node_protocol is None:
+            raise ProtocolError(f"node cannot serve {call.endpoint}")
+        model_key = normalize_model_id(attempt.model.id)
+        body = self._node_body(call, node_protocol, attempt.upstream_model)
+        if attempt.node.provider == "mock":
+            return open_mock(attempt.node, node_protocol, body, call.channel.request_id), node_protocol
+        target = endpoints.target(node_protocol, model_key, call.facts.stream)
+        headers = dict(target.headers)
+        if node_protocol == "messages" and call.endpoint == "messages":
+            for name in ("anthropic-version", "anthropic-beta"):
+                if name in call.headers:
+                    headers[name] = call.headers[name]
+        payload = ujson.dumps(body, ensure_ascii=False, escape_forward_slashes=False).encode()
+        try:
+            exchange = await self.services.client.open(target.url, headers, payload, attempt.node.timeouts)
+        except Overloaded:
+            raise GatewayError(ErrorKind.OVERLOADED, "the gateway is at its upstream connection limit; retry shortly",
+                               retry_after_s=1) from None
+        return exchange, node_protocol
+
+    def _node_body(self, call: Call, node_protocol: str, upstream_model: str) -> dict[str, Any]:
+        body = call.body
+        if node_protocol == call.endpoint:
+            out = dict(body)
+            out.pop("fallback_models", None)
+            out["model"] = upstream_model
+            if node_protocol == "chat" and call.facts.stream and not call.facts.include_usage:
+                out["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+            return out
+        if call.endpoint == "embeddings":  # node protocol "gemini_embeddings": the gemini translator
+            return translate.translate_embeddings_request(node_protocol.removesuffix("_embeddings"), body,
+                                                          upstream_model)
+        return translate.translate_request(call.endpoint, body, node_protocol, upstream_model)
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None  # an HTTP date: rare from LLM APIs; the breaker's own timing applies
+    return seconds if 0 <= seconds <= 3600 else None
+
+def describe(exc: UpstreamError) -> str:
+    reasons = {"connect": "connection failed", "timeout": "timed out", "reset": "connection reset",
+               "aborted": "aborted", "too_large": "response too large"}
+    text = reasons.get(exc.reason, exc.reason)
+    where = {"connect": "while connecting", "first_byte": "before the first byte", "mid_stream": "mid-stream"}
+    return f"{text} {where[exc.phase.value]}"

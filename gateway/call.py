@@ -1,0 +1,66 @@
+"""The state of one request, and the client side as the pipeline sees it.
+
+``Call`` is what a request accumulates on its way through the pipeline;
+``Channel`` is the HTTP layer's side of it, kept as a protocol so that nothing
+below ``gateway/http`` imports Tornado.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Protocol
+
+from gateway.config import Model
+from gateway.ledger.keys import KeyInfo
+from gateway.ledger.ledger import Reservation
+from gateway.ledger.pricing import PriceTable
+from gateway.protocols.canonical import Usage
+from gateway.protocols.inspect import RequestFacts
+from gateway.upstream.exchange import Exchange
+from gateway.upstream.providers import NodeEndpoints
+
+
+class Channel(Protocol):
+    """The client side of one request, as the HTTP layer presents it (no Tornado here)."""
+
+    request_id: str
+    closed: bool
+
+    def set_header(self, name: str, value: str) -> None: ...
+    def send(self, status: int, body: bytes) -> None: ...
+    def start_stream(self) -> None: ...
+    async def relay(self, data: bytes) -> bool: ...
+    def end(self) -> None: ...
+    def on_close(self, callback: Callable[[], Any] | None) -> None: ...
+
+
+@dataclass
+class Call:
+    """Everything one request accumulates on its way through."""
+
+    endpoint: str
+    channel: Channel
+    started: float
+    key: KeyInfo | None = None
+    model: Model | None = None
+    facts: RequestFacts | None = None
+    body: dict[str, Any] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)
+    reservation: Reservation | None = None
+    prices: PriceTable | None = None  # the price table when the request began: a reload mid-stream changes nothing
+    endpoints: Mapping[str, NodeEndpoints] = field(default_factory=dict)
+    attempts: int = 0
+    node: str | None = None
+    served_model: Model | None = None
+    status: int = 0
+    usage: Usage | None = None
+    estimated: bool = False
+    cost_nano: int = 0
+    ttfb_s: float | None = None
+    upstream_wait_s: float = 0.0
+    error: str | None = None
+    live: set[Exchange] = field(default_factory=set)  # upstream exchanges to abort if the client leaves
+
+    @property
+    def streaming(self) -> bool:
+        return bool(self.facts and self.facts.stream) and self.endpoint != "embeddings"

@@ -1,0 +1,120 @@
+"""After the first byte: the answer goes to the client, and there is no failover any more.
+
+Two shapes. A whole response is parsed once, translated if the protocols
+differ, and handed back for the pipeline to charge and send. A stream is
+committed, then relayed chunk by chunk: same protocol through a pass-through
+tap (raw events, usage read on the side), otherwise through a translator.
+Either way the pipeline settles the charge before the response ends.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import ujson
+
+from gateway.attempts import Opened, describe
+from gateway.call import Call
+from gateway.errors import ErrorKind, GatewayError, stream_error_frame
+from gateway.observability.metrics import Metrics
+from gateway.protocols import translate
+from gateway.protocols.canonical import Usage
+from gateway.protocols.passthrough import make_tap, usage_from_body
+from gateway.routing.router import Outcome
+from gateway.upstream.exchange import UpstreamError
+
+
+def whole_body(call: Call, opened: Opened) -> tuple[bytes, Usage]:
+    """The client's response body and the usage to bill (estimated, and marked so, if the node gave none)."""
+    try:
+        upstream_body = ujson.loads(opened.first)
+    except ValueError:
+        upstream_body = None
+    public_model = opened.attempt.model.id
+    if opened.node_protocol == call.endpoint:
+        out = opened.first
+        usage = usage_from_body(call.endpoint, upstream_body)
+    elif upstream_body is None:
+        raise GatewayError(ErrorKind.UPSTREAM_FAILED, f"node {opened.attempt.node.id} sent a body that is not JSON")
+    else:
+        if call.endpoint == "embeddings":  # node protocol "gemini_embeddings": the gemini translator
+            client_body, usage = translate.translate_embeddings_response(
+                opened.node_protocol.removesuffix("_embeddings"), upstream_body, public_model, call.body)
+        else:
+            client_body, usage = translate.translate_response(opened.node_protocol, upstream_body, call.endpoint,
+                                                              public_model, call.channel.request_id)
+        out = ujson.dumps(client_body, ensure_ascii=False, escape_forward_slashes=False).encode()
+    if usage is None:
+        usage = Usage(call.facts.prompt_tokens_estimate, max(1, len(opened.first) // 4), 0)
+        call.estimated = True
+    return out, usage
+
+
+async def relay_stream(call: Call, opened: Opened, metrics: Metrics) -> tuple[Outcome, int, Usage]:
+    """Commit and relay until the stream ends; returns the node's verdict, the status to record, the usage.
+
+    The channel is left open: the pipeline settles the charge, then ends it.
+    """
+    channel = call.channel
+    exchange = opened.exchange
+    if opened.node_protocol == call.endpoint:
+        tap: Any = make_tap(call.endpoint, call.facts.include_usage)
+    else:
+        tap = translate.StreamTranslator(opened.node_protocol, call.endpoint, opened.attempt.model.id,
+                                         channel.request_id, call.facts.include_usage)
+    channel.set_header("x-infermesh-node", opened.attempt.node.id)
+    channel.set_header("x-infermesh-attempts", str(call.attempts))
+    channel.start_stream()
+    metrics.streams.inc()
+    metrics.child(metrics.ttft, call.endpoint).observe(time.monotonic() - call.started)
+    call.live.add(exchange)
+    outcome = Outcome.SUCCESS
+    status = 200
+    try:
+        chunk = opened.first
+        while chunk:
+            out = tap.feed(chunk)
+            if out and not await channel.relay(out):
+                break
+            waited = time.monotonic()
+            chunk = await exchange.read()
+            call.upstream_wait_s += time.monotonic() - waited
+        else:
+            tail = tap.finish()
+            if tail:
+                await channel.relay(tail)
+        upstream_error = getattr(tap, "upstream_error", None)
+        if upstream_error:  # the node reported an error inside its stream: the translator rendered it
+            outcome, status, call.error = Outcome.FAILURE, 502, upstream_error
+    except UpstreamError as exc:
+        if not channel.closed:  # (when it is, this was our own abort after the client left)
+            outcome = Outcome.FAILURE
+            status = 502
+            call.error = describe(exc)
+            error = GatewayError(ErrorKind.UPSTREAM_FAILED, f"the upstream stream failed: {describe(exc)}")
+            await channel.relay(stream_error_frame(call.endpoint, error))
+    finally:
+        call.live.discard(exchange)
+        metrics.streams.dec()
+    if channel.closed:
+        exchange.abort("client_gone")
+        status = 499
+    return outcome, status, _stream_usage(call, tap, status)
+
+
+def _stream_usage(call: Call, tap: Any, status: int) -> Usage:
+    """The node's usage; for a stream cut short, at least what was generated (estimated, and marked so)."""
+    usage = tap.usage
+    output = getattr(tap, "output_estimate", None)
+    if output is None:
+        output = (tap.output_chars + 3) // 4
+    if usage is None:
+        call.estimated = True
+        return Usage(call.facts.prompt_tokens_estimate, output, 0)
+    if status != 200 and usage.output_tokens < output:
+        # Cut off before the node's final count: Anthropic reports output_tokens=1 in message_start and
+        # the real number only in its last message_delta. Bill what was generated, not that early count.
+        call.estimated = True
+        return Usage(usage.input_tokens, output, usage.cached_tokens)
+    return usage
