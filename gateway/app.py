@@ -51,7 +51,6 @@ def make_app(services: Services) -> Application:
         (r"/pricing", PricingHandler, shared),
         (r"/healthz", HealthHandler, shared),
         (r"/readyz", ReadyHandler, shared),
-        (r"/metrics", MetricsHandler, shared),
         (r"/admin/nodes", NodesHandler, shared),
         (r"/admin/reload", ReloadHandler, shared),
     ]
@@ -72,8 +71,17 @@ def make_app(services: Services) -> Application:
         (r"/v1/keys/([^/]+)", KeyHandler, shared),
         (r"/v1/usage/summary", UsageSummaryHandler, shared),
     ]
+    if services.config.listen.metrics_port is None:
+        routes.append((r"/metrics", MetricsHandler, shared))
     return Application(routes, default_handler_class=NotFoundHandler, default_handler_args=shared,
                        compress_response=False, log_function=_no_tornado_access_log)
+
+
+def make_metrics_app(services: Services) -> Application:
+    """``/metrics`` alone, for ``listen.metrics_port``: a scrape port that can stay private."""
+    shared = {"services": services}
+    return Application([(r"/metrics", MetricsHandler, shared)], default_handler_class=NotFoundHandler,
+                       default_handler_args=shared, log_function=_no_tornado_access_log)
 
 
 def _no_tornado_access_log(handler: object) -> None:

@@ -41,6 +41,7 @@ def normalize_model_id(model_id: str) -> str:
 class Listen:
     host: str = "127.0.0.1"
     port: int = 8080
+    metrics_port: int | None = None  # set: /metrics is served only there (same host), e.g. for a private scrape port
 
 
 @dataclass(frozen=True)
@@ -325,9 +326,12 @@ class _Reader:
     def config(self, raw: Any) -> Config | None:
         top = self.mapping(raw, "", ("listen", "admin", "limits", "state", "upstream", "routing",
                                      "circuit_breaker", "logging", "nodes", "models", "accounts"))
-        listen_raw = self.mapping(top.get("listen"), "listen", ("host", "port"))
+        listen_raw = self.mapping(top.get("listen"), "listen", ("host", "port", "metrics_port"))
+        metrics_port = listen_raw.get("metrics_port")
         listen = Listen(self.string(listen_raw.get("host"), "listen.host", "127.0.0.1"),
-                        self.number(listen_raw.get("port"), "listen.port", 8080, int, 0, 65535))
+                        self.number(listen_raw.get("port"), "listen.port", 8080, int, 0, 65535),
+                        None if metrics_port is None else self.number(metrics_port, "listen.metrics_port", 0, int,
+                                                                      0, 65535))
         admin_raw = self.mapping(top.get("admin"), "admin", ("token",))
         admin = Admin(self.string(admin_raw.get("token"), "admin.token", ""))
         limits_raw = self.mapping(top.get("limits"), "limits", ("max_body_bytes", "max_inflight", "stream_heartbeat_s"))

@@ -27,7 +27,7 @@ from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
 from tornado.netutil import bind_sockets
 
-from gateway.app import make_app
+from gateway.app import make_app, make_metrics_app
 from gateway.config import Config, ConfigError, load_config
 from gateway.ledger.backend import EmbeddedBackend
 from gateway.observability.logs import AccessLog, log_event
@@ -53,6 +53,8 @@ class Server:
             ledger.ledger.on_fsync = self.services.metrics.fsync.observe
         self._ledger_started: asyncio.Task[None] | None = None
         self.port = 0
+        self.metrics_port: int | None = None  # bound port of listen.metrics_port, when set
+        self._metrics_http: HTTPServer | None = None
         self.services.reload = self.reload
         self._notify = notify
         self._http: HTTPServer | None = None
@@ -76,6 +78,12 @@ class Server:
         self._http = HTTPServer(make_app(self.services), xheaders=False, idle_connection_timeout=300,
                                 max_body_size=self.config.limits.max_body_bytes + 1)
         self._http.add_sockets(sockets)
+        if self.config.listen.metrics_port is not None:
+            metrics_sockets = bind_sockets(self.config.listen.metrics_port, host, family=socket.AF_INET,
+                                           reuse_port=reuse_port)
+            self.metrics_port = metrics_sockets[0].getsockname()[1]
+            self._metrics_http = HTTPServer(make_metrics_app(self.services))
+            self._metrics_http.add_sockets(metrics_sockets)
         if isinstance(self.services.ledger, EmbeddedBackend):  # Redis persists on its own: no snapshot timer
             self._snapshots = PeriodicCallback(self._snapshot, self.config.state.snapshot_interval_s * 1000)
             self._snapshots.start()
@@ -217,6 +225,8 @@ class Server:
         self.services.draining = True
         if self._snapshots is not None:
             self._snapshots.stop()
+        if self._metrics_http is not None:
+            self._metrics_http.stop()
         if self._http is not None:
             self._http.stop()  # the listener closes only now: until here, late requests got a 503
             await self._close_connections()

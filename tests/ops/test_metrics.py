@@ -165,3 +165,29 @@ def test_grafana_dashboard_queries_only_exposed_metrics(scraped):
             names = set(re.findall(r"\b((?:infermesh|process|python)_[a-z0-9_]+)\b", target["expr"]))
             assert names, target["expr"]
             assert names <= exposed, (panel["title"], names - exposed)
+
+
+def test_metrics_on_a_separate_port(start_gateway, tmp_path):
+    """``listen.metrics_port``: /metrics answers only there, so the scrape port can stay private."""
+    import urllib.error
+    import urllib.request
+
+    from tests.conftest import base_config
+
+    nodes = [{"id": "m", "provider": "mock", "models": ["gpt-4o-mini", "claude-sonnet-4-6", "text-embedding-3-small"]}]
+    gateway = start_gateway(base_config(tmp_path / "state", nodes, listen={"host": "127.0.0.1", "port": 0,
+                                                                           "metrics_port": 0}))
+    metrics_port = gateway.server.metrics_port
+    assert metrics_port and metrics_port != gateway.server.port
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as response:
+        assert b"infermesh_requests_total" in response.read()
+    try:
+        urllib.request.urlopen(gateway.url + "/metrics", timeout=5)
+        raise AssertionError("/metrics must not be served on the API port")
+    except urllib.error.HTTPError as error:
+        assert error.code == 404
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/v1/models", timeout=5)
+        raise AssertionError("the metrics port serves nothing else")
+    except urllib.error.HTTPError as error:
+        assert error.code == 404
