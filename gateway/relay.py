@@ -20,6 +20,7 @@ from gateway.errors import ErrorKind, GatewayError, stream_error_frame
 from gateway.observability.metrics import Metrics
 from gateway.protocols import translate
 from gateway.protocols.canonical import Usage
+from gateway.protocols.inspect import estimate_prompt_tokens
 from gateway.protocols.passthrough import make_tap, usage_from_body
 from gateway.routing.router import Outcome
 from gateway.upstream.exchange import UpstreamError
@@ -46,7 +47,7 @@ def whole_body(call: Call, opened: Opened) -> tuple[bytes, Usage]:
                                                               public_model, call.channel.request_id)
         out = ujson.dumps(client_body, ensure_ascii=False, escape_forward_slashes=False).encode()
     if usage is None:
-        usage = Usage(call.facts.prompt_tokens_estimate, max(1, len(opened.first) // 4), 0)
+        usage = Usage(estimate_prompt_tokens(call.body), max(1, len(opened.first) // 4), 0)
         call.estimated = True
     return out, usage
 
@@ -111,7 +112,7 @@ def _stream_usage(call: Call, tap: Any, status: int) -> Usage:
         output = (tap.output_chars + 3) // 4
     if usage is None:
         call.estimated = True
-        return Usage(call.facts.prompt_tokens_estimate, output, 0)
+        return Usage(estimate_prompt_tokens(call.body), output, 0)
     if status != 200 and usage.output_tokens < output:
         # Cut off before the node's final count: Anthropic reports output_tokens=1 in message_start and
         # the real number only in its last message_delta. Bill what was generated, not that early count.

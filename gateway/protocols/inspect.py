@@ -132,3 +132,29 @@ def _embedding_input(body: dict[str, Any]) -> None:
             return
     raise ProtocolError("'input' must be a non-empty string or an array of at most 2048 strings or token arrays",
                         "input")
+
+
+# Structural fields whose strings are not prompt text (ids, roles, media, base64 data).
+_NOT_TEXT = frozenset({"role", "type", "id", "tool_call_id", "tool_use_id", "call_id", "media_type", "url",
+                       "data", "detail", "image_url", "file_id", "cache_control", "signature"})
+_PROMPT_FIELDS = ("system", "instructions", "messages", "input", "tools")
+
+
+def estimate_prompt_tokens(body: dict[str, Any]) -> int:
+    """Tokens of the prompt's text (about four characters a token), for billing when a node reports none.
+
+    Only the estimated-usage path calls it (an abandoned stream, a node without
+    usage): the request body's size would also count JSON syntax, ids and
+    base64 images, and overcharge a short prompt several times over.
+    """
+    chars = 0
+    stack: list[Any] = [body.get(name) for name in _PROMPT_FIELDS]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            chars += len(value)
+        elif isinstance(value, list):
+            stack.extend(value)
+        elif isinstance(value, dict):
+            stack.extend(item for key, item in value.items() if key not in _NOT_TEXT)
+    return max(1, (chars + 3) // 4)
