@@ -64,6 +64,7 @@ class State:
     redis_url: str = ""  # redis://, rediss:// or unix://; required with backend redis
     redis_prefix: str = "infermesh:"  # every Redis key of this gateway starts with it
     reservation_ttl_s: float = 60.0  # redis: a crashed gateway's holds are released after this (live ones renew)
+    fsync_interval_s: float = 0.1  # embedded: journal fsync cadence, the most a power loss can take back
 
 
 @dataclass(frozen=True)
@@ -340,7 +341,7 @@ class _Reader:
                         self.number(limits_raw.get("stream_heartbeat_s"), "limits.stream_heartbeat_s",
                                     Limits.stream_heartbeat_s, float, 0))
         state_raw = self.mapping(top.get("state"), "state", ("dir", "snapshot_interval_s", "backend", "redis_url",
-                                                             "redis_prefix", "reservation_ttl_s"))
+                                                             "redis_prefix", "reservation_ttl_s", "fsync_interval_s"))
         state = self.state(state_raw)
         upstream_raw = self.mapping(top.get("upstream"), "upstream",
                                     ("max_clients", "queue_timeout_s") + _TIMEOUT_KEYS)
@@ -381,7 +382,8 @@ class _Reader:
         return State(self.string(raw.get("dir"), "state.dir", "data"),
                      self.number(raw.get("snapshot_interval_s"), "state.snapshot_interval_s", 30.0, float, 0.1),
                      backend, redis_url, prefix,
-                     self.number(raw.get("reservation_ttl_s"), "state.reservation_ttl_s", 60.0, float, 1, 86400))
+                     self.number(raw.get("reservation_ttl_s"), "state.reservation_ttl_s", 60.0, float, 1, 86400),
+                     self.number(raw.get("fsync_interval_s"), "state.fsync_interval_s", 0.1, float, 0.001, 5))
 
     def timeouts(self, raw: dict[str, Any], path: str, base: Timeouts) -> Timeouts:
         values = {key: self.number(raw.get(key), _join(path, key), getattr(base, key), float, 0.001)

@@ -83,8 +83,8 @@ class EmbeddedBackend:
         self.ledger = ledger
 
     @classmethod
-    def open(cls, state_dir: str, accounts: Sequence[Account]) -> EmbeddedBackend:
-        return cls(Ledger.open(state_dir, accounts))
+    def open(cls, state_dir: str, accounts: Sequence[Account], fsync_interval_s: float = 0.1) -> EmbeddedBackend:
+        return cls(Ledger.open(state_dir, accounts, fsync_interval_s=fsync_interval_s))
 
     async def start(self) -> None:
         return None
@@ -154,7 +154,7 @@ def build_backend(config: Config) -> Any:
         from gateway.ledger.redis_backend import RedisBackend
         return RedisBackend(config.state.redis_url, config.state.redis_prefix, config.accounts,
                             reservation_ttl_s=config.state.reservation_ttl_s)
-    return EmbeddedBackend.open(config.state.dir, config.accounts)
+    return EmbeddedBackend.open(config.state.dir, config.accounts, config.state.fsync_interval_s)
 
 
 # -- export / import -------------------------------------------------------------------

@@ -142,6 +142,14 @@ class KeyRecord:
     reserved_nano: int = 0
     kind: str = API_KEY
 
+    def status(self, now: float) -> tuple[AuthStatus, KeyInfo]:
+        """Whether this key may be used at ``now``: every ledger backend answers alike."""
+        if self.revoked:
+            return AuthStatus.REVOKED, self.info()
+        if self.expires_at is not None and now >= self.expires_at:
+            return AuthStatus.EXPIRED, self.info()
+        return AuthStatus.OK, self.info()
+
     def info(self) -> KeyInfo:
         """Freeze the current state for the request that just authenticated."""
         return KeyInfo(self.key_id, self.account_id, self.name, self.prefix, self.models, self.limit_nano,

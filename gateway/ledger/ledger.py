@@ -151,11 +151,7 @@ class Ledger:
         record = self._state.by_hash.get(digest)
         if record is None or not hmac.compare_digest(record.key_hash, digest):
             return AuthStatus.UNKNOWN, None
-        if record.revoked:
-            return AuthStatus.REVOKED, record.info()
-        if record.expires_at is not None and self._clock() >= record.expires_at:
-            return AuthStatus.EXPIRED, record.info()
-        return AuthStatus.OK, record.info()
+        return record.status(self._clock())
 
     def reserve(self, key: KeyInfo, amount_nano: int) -> Reservation:
         """Hold ``min(estimate, available, key's remaining limit)`` while the request runs.

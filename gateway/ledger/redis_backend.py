@@ -248,11 +248,7 @@ class RedisBackend:
                 self._auth[digest] = (time.monotonic() + ttl, record)
         if record is None:
             return AuthStatus.UNKNOWN, None
-        if record.revoked:
-            return AuthStatus.REVOKED, record.info()
-        if record.expires_at is not None and self._clock() >= record.expires_at:
-            return AuthStatus.EXPIRED, record.info()
-        return AuthStatus.OK, record.info()
+        return record.status(self._clock())
 
     async def _listen_loop(self) -> None:
         """Invalidate cached keys on ``revoke``/``key``/``account`` events; resubscribe after any loss."""

@@ -10,20 +10,12 @@ import time
 import openai
 import pytest
 
-from tests.conftest import DEMO_KEY
+from tests.conftest import DEMO_KEY, wait_for
 
 
 def client(gateway) -> openai.OpenAI:
     return openai.OpenAI(base_url=gateway.url + "/v1", api_key=DEMO_KEY, max_retries=0, timeout=20)
 
-
-def wait_for(condition, timeout: float = 5.0, interval: float = 0.01) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval)
-    return condition()
 
 
 def test_plain_chat_through_sdk(openai_gateway, upstream):

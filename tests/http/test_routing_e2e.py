@@ -20,7 +20,7 @@ from typing import Any, Callable
 import openai
 import pytest
 
-from tests.conftest import DEMO_KEY, base_config
+from tests.conftest import DEMO_KEY, base_config, wait_for
 
 ADMIN_TOKEN = "adm-routing-e2e-0123456789"
 MESSAGES = [{"role": "user", "content": "hello there"}]
@@ -79,14 +79,6 @@ def chat(gateway, model: str = "gpt-4o-mini", **kwargs: Any):
 def served_by(gateway, model: str = "gpt-4o-mini") -> str:
     return chat(gateway, model)[1]["x-infermesh-node"]
 
-
-def wait_for(condition: Callable[[], bool], timeout: float = 5.0, interval: float = 0.01) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval)
-    return condition()
 
 
 def router_rows(gateway) -> dict[tuple[str, str], dict[str, Any]]:

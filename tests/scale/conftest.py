@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator
 import pytest
 import yaml
 
-from tests.conftest import ROOT, RunningGateway
+from tests.conftest import ROOT, RunningGateway, wait_for  # noqa: F401  (re-exported for the scale tests)
 
 KEY = "sk-scale-test-00000000000000000000"
 ADMIN_TOKEN = "admin-token-for-scale-tests-0123456789"
@@ -126,14 +126,6 @@ def http_call(port: int, method: str, path: str, body: Any = None, key: str | No
 def admin_call(port: int, method: str, path: str, body: Any = None) -> tuple[int, Any]:
     return http_call(port, method, path, body, key=None, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
 
-
-def wait_for(condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval)
 
 
 def port_of(gateway: Any) -> int:
