@@ -212,10 +212,9 @@ def test_count_tokens_errors_are_anthropic_shaped(gateway: RunningGateway, monke
     assert denied.value.body["error"]["type"] == "authentication_error"
 
 
+@pytest.mark.parametrize("gateway", ["anthropic"], indirect=True)  # only an Anthropic node is asked to count
 def test_count_tokens_falls_back_to_estimate_when_the_node_fails(gateway: RunningGateway, upstream: MockUpstream,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    if gateway.kind != "anthropic":  # type: ignore[attr-defined]
-        pytest.skip("only an Anthropic node is asked to count")
     client = claude_code(gateway, monkeypatch)
     upstream.control("cc-anthropic", status=500)
     try:
