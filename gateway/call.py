@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping, Protocol
 
 from gateway.config import Model
 from gateway.ledger.keys import KeyInfo
-from gateway.ledger.ledger import Reservation
+from gateway.ledger.backend import Reservation
 from gateway.ledger.pricing import PriceTable
 from gateway.protocols.canonical import Usage
 from gateway.protocols.inspect import RequestFacts

@@ -21,7 +21,7 @@ from gateway.call import Call, Channel
 from gateway.config import Model, normalize_model_id
 from gateway.errors import ErrorKind, GatewayError, error_body
 from gateway.ledger.keys import KeyInfo
-from gateway.ledger.ledger import InsufficientBalance, KeyLimitExceeded
+from gateway.ledger.errors import InsufficientBalance, KeyLimitExceeded
 from gateway.ledger.money import nano_to_usd
 from gateway.protocols import translate
 from gateway.protocols.canonical import ProtocolError, Usage

@@ -29,7 +29,6 @@ from tornado.netutil import bind_sockets
 
 from gateway.app import make_app, make_metrics_app
 from gateway.config import Config, ConfigError, load_config
-from gateway.ledger.backend import EmbeddedBackend
 from gateway.observability.logs import AccessLog, log_event
 from gateway.services import Services
 
@@ -47,10 +46,8 @@ class Server:
         """``notify`` sends systemd notifications (``Notifier.notify``); a no-op by default."""
         self.config = config
         self.services = Services.build(config)
-        ledger = self.services.ledger
-        if isinstance(ledger, EmbeddedBackend):
-            # The journal's fsync thread reports each fsync; prometheus-client histograms are thread-safe.
-            ledger.ledger.on_fsync = self.services.metrics.fsync.observe
+        # The journal's fsync thread reports each fsync; prometheus-client histograms are thread-safe.
+        self.services.ledger.observe_fsync(self.services.metrics.fsync.observe)
         self._ledger_started: asyncio.Task[None] | None = None
         self.port = 0
         self.metrics_port: int | None = None  # bound port of listen.metrics_port, when set
@@ -84,10 +81,9 @@ class Server:
             self.metrics_port = metrics_sockets[0].getsockname()[1]
             self._metrics_http = HTTPServer(make_metrics_app(self.services))
             self._metrics_http.add_sockets(metrics_sockets)
-        if isinstance(self.services.ledger, EmbeddedBackend):  # Redis persists on its own: no snapshot timer
-            self._snapshots = PeriodicCallback(self._snapshot, self.config.state.snapshot_interval_s * 1000)
-            self._snapshots.start()
-        elif self._ledger_started is None:
+        self._snapshots = PeriodicCallback(self._snapshot, self.config.state.snapshot_interval_s * 1000)
+        self._snapshots.start()
+        if self._ledger_started is None:
             self._ledger_started = asyncio.ensure_future(self.services.ledger.start())
         self.services.ready = True
         return self.port
@@ -102,10 +98,14 @@ class Server:
     # -- snapshots -------------------------------------------------------------
 
     def _snapshot(self) -> None:
-        """The periodic snapshot, timed and logged; a failure is logged and the gateway keeps serving."""
+        """The periodic snapshot, timed and logged; a failure is logged and the gateway keeps serving.
+
+        A backend that persists on its own (Redis) answers False and nothing is timed or logged.
+        """
         began = time.monotonic()
         try:
-            self.services.ledger.snapshot()
+            if not self.services.ledger.snapshot():
+                return
         except Exception as exc:
             log_event("snapshot_failed", level="error", error=f"{type(exc).__name__}: {exc}")
             return
@@ -238,7 +238,7 @@ class Server:
         except Exception as exc:
             log_event("stopped", level="error", error=f"final snapshot failed: {type(exc).__name__}: {exc}")
             raise
-        if isinstance(ledger, EmbeddedBackend):
+        if ledger.last_seq is not None:  # a journaled ledger (embedded) wrote its final snapshot
             log_event("snapshot", final=True, seq=ledger.last_seq,
                       duration_ms=round((time.monotonic() - began) * 1000, 1))
         log_event("stopped")

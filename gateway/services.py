@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
 from gateway.config import Config
-from gateway.ledger.backend import build_backend
+from gateway.ledger.backend import LedgerBackend
+from gateway.ledger.factory import build_backend
 from gateway.ledger.pricing import PriceTable
 from gateway.observability.logs import AccessLog
 from gateway.observability.metrics import Metrics
@@ -18,7 +19,7 @@ from gateway.upstream.providers import NodeEndpoints
 @dataclass
 class Services:
     config: Config
-    ledger: Any  # a LedgerBackend (gateway/ledger/backend.py): EmbeddedBackend or RedisBackend
+    ledger: LedgerBackend
     prices: PriceTable
     router: Router
     client: UpstreamClient

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 from gateway.errors import ErrorKind, GatewayError
+from gateway.ledger.money import nano_to_usd
 
 
 class InsufficientBalance(Exception):
     """The account has nothing left to reserve: answer 402."""
 
+    @classmethod
+    def of(cls, account_id: str, balance_nano: int, reserved_nano: int) -> InsufficientBalance:
+        return cls(f"account {account_id!r} has no available balance (balance {nano_to_usd(balance_nano)} USD, "
+                   f"reserved {nano_to_usd(reserved_nano)} USD)")
+
 
 class KeyLimitExceeded(Exception):
     """The key's own spend limit is used up (the account may still have money): answer 402."""
+
+    @classmethod
+    def of(cls, key_id: str, limit_nano: int) -> KeyLimitExceeded:
+        return cls(f"key {key_id} has reached its spend limit of {nano_to_usd(limit_nano)} USD")
 
 
 class LedgerCorrupt(Exception):
@@ -31,7 +41,6 @@ class UnknownAccount(KeyError):
     def __str__(self) -> str:
         # KeyError's str() is the repr of its argument (quotes); messages read better plain.
         return str(self.args[0]) if self.args else "unknown account"
-
 
 
 class LedgerUnavailable(GatewayError):

@@ -18,7 +18,6 @@ import itertools
 import os
 import time
 from collections import deque
-from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from gateway.config import Account
@@ -29,39 +28,26 @@ from gateway.ledger.errors import (
     LedgerLocked,
     UnknownAccount,
 )
+from gateway.ledger.backend import Reservation, amounts_view, usage_record
+from gateway.ledger.checks import check_account, check_cost, check_credit, check_new_key
 from gateway.ledger.journal import Journal
 from gateway.ledger.keys import (
     API_KEY,
-    MANAGEMENT_KEY,
     AuthStatus,
     KeyInfo,
     KeyRecord,
-    check_key_options,
-    check_kind,
     generate_key,
     hash_key,
     key_prefix,
     new_key_id,
 )
-from gateway.ledger.money import nano_to_usd, usd_to_nano
+from gateway.ledger.money import usd_to_nano
 from gateway.ledger.snapshot import write_snapshot
 from gateway.ledger.state import AccountState, LedgerState, recover
 from gateway.ledger.usage_log import UsageLog
 
 __all__ = ["AuthStatus", "InsufficientBalance", "KeyInfo", "KeyLimitExceeded", "Ledger", "LedgerCorrupt",
            "LedgerLocked", "Reservation", "UnknownAccount"]
-
-_MAX_TEXT = 128
-
-
-@dataclass(slots=True)
-class Reservation:
-    """Money held for one in-flight request; ``id`` makes settle/release happen at most once."""
-
-    account_id: str
-    key_id: str
-    amount_nano: int
-    id: int = 0
 
 
 class Ledger:
@@ -76,7 +62,7 @@ class Ledger:
         self._usage = usage
         self._clock = clock
         self._lock_fd = lock_fd
-        self._reservations: dict[int, Reservation] = {}
+        self._reservations: dict[int | str, Reservation] = {}
         self._reservation_ids = itertools.count(1)
         self._closed = False
 
@@ -90,8 +76,7 @@ class Ledger:
         as it is, revoked or not.
         """
         balances = [(account, usd_to_nano(account.balance_usd)) for account in accounts]
-        os.makedirs(state_dir, mode=0o700, exist_ok=True)
-        lock_fd = _lock(state_dir)
+        lock_fd = lock_state_dir(state_dir)
         try:
             state = recover(state_dir)
             write_snapshot(state_dir, state.to_snapshot())
@@ -117,6 +102,11 @@ class Ledger:
             ledger.close()
             raise
         return ledger
+
+    @property
+    def state(self) -> LedgerState:
+        """The live state (read-only by convention: changes go through the journal); for exports."""
+        return self._state
 
     # -- observability -------------------------------------------------------------
 
@@ -164,16 +154,13 @@ class Ledger:
         account = self._state.accounts[key.account_id]
         available = account.balance_nano - account.reserved_nano
         if available <= 0:
-            raise InsufficientBalance(f"account {account.id!r} has no available balance "
-                                      f"(balance {nano_to_usd(account.balance_nano)} USD, "
-                                      f"reserved {nano_to_usd(account.reserved_nano)} USD)")
+            raise InsufficientBalance.of(account.id, account.balance_nano, account.reserved_nano)
         amount = min(max(amount_nano, 0), available)
         record = self._state.keys[key.key_id]
         if record.limit_nano is not None:
             remaining = record.limit_nano - record.spent_nano - record.reserved_nano
             if remaining <= 0:
-                raise KeyLimitExceeded(f"key {record.key_id} has reached its spend limit of "
-                                       f"{nano_to_usd(record.limit_nano)} USD")
+                raise KeyLimitExceeded.of(record.key_id, record.limit_nano)
             amount = min(amount, remaining)
         account.reserved_nano += amount
         record.reserved_nano += amount
@@ -193,17 +180,12 @@ class Ledger:
         if reservation.id not in self._reservations:
             raise ValueError(f"reservation {reservation.id} was already settled or released")
         try:
-            if cost_nano < 0:
-                raise ValueError(f"cost must not be negative, not {cost_nano}")
+            check_cost(cost_nano)
             self._commit("charge", {"account": reservation.account_id, "key_id": reservation.key_id,
                                     "nano": cost_nano, "at": self._clock(), "request_id": record.get("request_id")})
         finally:
             self.release(reservation)
-        usage = dict(record)
-        usage["account"] = reservation.account_id
-        usage["key_id"] = reservation.key_id
-        usage["cost_usd"] = nano_to_usd(cost_nano)
-        self._usage.append(usage)
+        self._usage.append(usage_record(reservation, cost_nano, record))
 
     def release(self, reservation: Reservation) -> None:
         """Give back a hold without charging (a failed attempt with no output); no-op if already done."""
@@ -217,9 +199,7 @@ class Ledger:
     def credit(self, account_id: str, amount_nano: int, reference: str) -> bool:
         """Add money once per ``reference`` (global, kept forever); False if it was applied before."""
         self._account(account_id)
-        if not isinstance(amount_nano, int) or isinstance(amount_nano, bool) or amount_nano <= 0:
-            raise ValueError(f"credit amount must be a positive number of nano-dollars, not {amount_nano!r}")
-        _check_text(reference, "reference", 256)
+        check_credit(amount_nano, reference)
         if reference in self._state.credit_refs:
             return False
         self._commit("credit", {"account": account_id, "nano": amount_nano, "ref": reference, "at": self._clock()})
@@ -227,18 +207,16 @@ class Ledger:
 
     def create_account(self, account_id: str, balance_nano: int = 0) -> dict[str, Any]:
         """Open an account; ValueError if the id is taken or invalid."""
-        _check_text(account_id, "account id", _MAX_TEXT)
+        check_account(account_id, balance_nano)
         if account_id in self._state.accounts:
             raise ValueError(f"account {account_id!r} already exists")
-        if not isinstance(balance_nano, int) or isinstance(balance_nano, bool) or balance_nano < 0:
-            raise ValueError(f"balance must be a non-negative number of nano-dollars, not {balance_nano!r}")
         self._commit("account", {"account": account_id, "nano": balance_nano, "at": self._clock()})
         return self.account(account_id)
 
     def account(self, account_id: str) -> dict[str, Any]:
         """Balance and keys of one account, for the admin API."""
         account = self._account(account_id)
-        amounts = self._balance(account)
+        amounts = amounts_view(account.id, account.balance_nano, account.reserved_nano)
         del amounts["account"]
         return {"id": account.id, **amounts,
                 "keys": [self._state.keys[key_id].public() for key_id in account.key_ids]}
@@ -249,7 +227,8 @@ class Ledger:
 
     def balance(self, account_id: str) -> dict[str, Any]:
         """What ``GET /v1/balance`` shows."""
-        return self._balance(self._account(account_id))
+        account = self._account(account_id)
+        return amounts_view(account.id, account.balance_nano, account.reserved_nano)
 
     def create_key(self, account_id: str, name: str, models: Sequence[str] | None = None,
                    limit_nano: int | None = None, expires_at: float | None = None,
@@ -263,11 +242,7 @@ class Ledger:
         and no spend limit).
         """
         self._account(account_id)
-        _check_text(name, "key name", _MAX_TEXT)
-        check_kind(kind)
-        if kind == MANAGEMENT_KEY and (models is not None or limit_nano is not None):
-            raise ValueError("a management key cannot call models, so it takes no 'models' and no 'limit_usd'")
-        allowed = check_key_options(models, limit_nano, expires_at)
+        kind, allowed = check_new_key(name, kind, models, limit_nano, expires_at)
         plaintext = generate_key(kind)
         record = self._add_key(account_id, plaintext, name, allowed, limit_nano,
                                None if expires_at is None else float(expires_at), kind)
@@ -341,27 +316,19 @@ class Ledger:
             raise UnknownAccount(f"no account {account_id!r}")
         return account
 
-    def _balance(self, account: AccountState) -> dict[str, Any]:
-        """Amounts as the API shows them; available may be negative after an overrun."""
-        return {"account": account.id, "balance_usd": nano_to_usd(account.balance_nano),
-                "reserved_usd": nano_to_usd(account.reserved_nano),
-                "available_usd": nano_to_usd(account.balance_nano - account.reserved_nano)}
 
+def lock_state_dir(directory: str) -> int:
+    """Create the directory if needed and lock it exclusively (the fd holds the lock until closed).
 
-def _lock(directory: str) -> int:
-    """Hold an exclusive lock on the state directory for the life of the ledger."""
+    One writer per directory: two would interleave journals. Export and import take it too, so they
+    refuse a directory a running gateway holds.
+    """
+    os.makedirs(directory, mode=0o700, exist_ok=True)
     fd = os.open(os.path.join(directory, "lock"), os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise LedgerLocked(f"ledger state directory {directory} is in use by another process") from None
+        raise LedgerLocked(f"ledger state directory {directory} is in use by another process "
+                           f"(a running gateway?); stop it first") from None
     return fd
-
-
-def _check_text(value: Any, what: str, max_len: int) -> None:
-    """Ids, names and references end up in logs and JSON: no empties, no control characters."""
-    if not isinstance(value, str) or not value or len(value) > max_len:
-        raise ValueError(f"{what} must be a non-empty string of at most {max_len} characters")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
-        raise ValueError(f"{what} must not contain control characters")

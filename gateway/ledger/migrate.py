@@ -1,6 +1,6 @@
 """``python gateway.py --export-ledger FILE`` / ``--import-ledger FILE``: move a ledger between backends.
 
-The file (JSON, see ``backend.export_document``) holds accounts with their
+The file (JSON, see ``export.py``) holds accounts with their
 balances, keys as hashes with their options (models, limit, expiry, kind,
 revoked, spent) and the applied credit references; never a key in
 plaintext, never in-flight reservations; usage history is not moved.
@@ -22,8 +22,9 @@ from typing import Any
 import ujson
 
 from gateway.config import Config
-from gateway.ledger.backend import export_embedded, import_embedded
+from gateway.ledger.embedded import export_embedded, import_embedded
 from gateway.ledger.errors import LedgerLocked, LedgerUnavailable
+from gateway.ledger.redis_backend import RedisBackend
 
 
 def export_ledger(config: Config, path: str) -> int:
@@ -66,7 +67,6 @@ def import_ledger(config: Config, path: str) -> int:
 
 
 async def _with_redis(config: Config, action: Any) -> Any:
-    from gateway.ledger.redis_backend import RedisBackend
     backend = RedisBackend(config.state.redis_url, config.state.redis_prefix)  # no bootstrap: a plain copy
     try:
         return await action(backend)

@@ -23,52 +23,29 @@ turns False (``/readyz`` 503), and a background loop pings every second and
 picks up again as soon as Redis answers: no restart.
 
 All calls go through ``redis.asyncio`` on the gateway's IOLoop: nothing here blocks it.
+The connection and fail-closed calls are in ``redis_store.py``; accounts, keys,
+credits, usage and export/import in ``redis_accounts.py``, which this class extends.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import time
-from typing import Any, Awaitable, Callable, Sequence, TypeVar
+from typing import Any, Callable, Sequence
 
-import redis.asyncio as aioredis
 import ujson
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from gateway.config import Account
 from gateway.errors import ErrorKind, GatewayError
-from gateway.ledger import redis_scripts as lua
-from gateway.ledger.backend import check_document, export_document
-from gateway.ledger.errors import (
-    InsufficientBalance,
-    KeyLimitExceeded,
-    LedgerUnavailable,
-    UnknownAccount,
-)
-from gateway.ledger.keys import (
-    API_KEY,
-    MANAGEMENT_KEY,
-    AuthStatus,
-    KeyInfo,
-    KeyRecord,
-    check_key_options,
-    check_kind,
-    generate_key,
-    hash_key,
-    key_prefix,
-    new_key_id,
-)
-from gateway.ledger.ledger import Reservation, _check_text
-from gateway.ledger.money import nano_to_usd, usd_to_nano
-from gateway.ledger.state import AccountState, LedgerState
-
-log = logging.getLogger("infermesh.ledger")
-
-T = TypeVar("T")
+from gateway.ledger.backend import Reservation, usage_record
+from gateway.ledger.checks import check_cost
+from gateway.ledger.errors import InsufficientBalance, KeyLimitExceeded, LedgerUnavailable, UnknownAccount
+from gateway.ledger.keys import AuthStatus, KeyInfo, KeyRecord, hash_key, key_prefix, new_key_id
+from gateway.ledger.money import usd_to_nano
+from gateway.ledger.redis_accounts import RedisAccounts
+from gateway.ledger.redis_store import key_record, log, pairs, safe_url
 
 AUTH_CACHE_S = 30.0  # a known key's record, while the invalidation channel is live
 NEGATIVE_CACHE_S = 2.0  # an unknown key (a "key" event clears it sooner)
@@ -82,31 +59,23 @@ PUBSUB_DEAD_S = 10.0
 MAX_PENDING_SETTLES = 100_000
 
 
-class RedisBackend:
+class RedisBackend(RedisAccounts):
+    """The ``LedgerBackend`` on Redis (see the module doc); one per gateway process."""
+
     kind = "redis"
 
     def __init__(self, url: str, prefix: str = "infermesh:", accounts: Sequence[Account] = (), *,
                  reservation_ttl_s: float = 60.0, clock: Callable[[], float] = time.time,
                  socket_timeout_s: float = 2.0) -> None:
-        self.url = url
-        self.prefix = prefix
+        super().__init__(url, prefix, clock, socket_timeout_s)
         self._bootstrap_accounts = tuple(accounts)
         self._bootstrapped = not accounts
         self._ttl_ms = int(reservation_ttl_s * 1000)
-        self._clock = clock
-        self._redis = aioredis.from_url(url, decode_responses=True, socket_connect_timeout=socket_timeout_s,
-                                        socket_timeout=socket_timeout_s, retry=Retry(NoBackoff(), 1))
-        self._scripts = {name: self._redis.register_script(getattr(lua, name))
-                         for name in ("RESERVE", "SETTLE", "RELEASE", "RENEW", "PURGE", "BALANCES", "LOOKUP",
-                                      "CREATE_ACCOUNT", "ADD_KEY", "REVOKE", "CREDIT")}
-        self._available = False
         self._subscribed = False
-        self._auth: dict[str, tuple[float, KeyRecord | None]] = {}
         self._live: dict[str, Reservation] = {}  # this process's holds, renewed until settled or released
         self._pending: list[tuple[Reservation, int, dict[str, Any]]] = []  # settles waiting for Redis
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
-        self._last_error: str | None = None
         self._rid_seed = os.urandom(4).hex()
         self._rid_count = 0
 
@@ -119,6 +88,16 @@ class RedisBackend:
     @property
     def subscribed(self) -> bool:
         return self._subscribed
+
+    @property
+    def last_seq(self) -> int | None:
+        return None  # no journal: Redis persists on its own
+
+    def snapshot(self) -> bool:
+        return False  # Redis persists on its own (its RDB/AOF settings, docs/scale-out.md)
+
+    def observe_fsync(self, hook: Callable[[float], None]) -> None:
+        return None
 
     async def start(self) -> None:
         """One attempt now; the health loop keeps trying (bootstrap included) while Redis is down."""
@@ -164,7 +143,7 @@ class RedisBackend:
             self._down(exc)
             return False
         if not self._available:
-            log.warning("ledger: Redis at %s is reachable", _safe_url(self.url))
+            log.warning("ledger: Redis at %s is reachable", safe_url(self.url))
         self._available = True
         self._last_error = None
         if self._pending:
@@ -189,13 +168,6 @@ class RedisBackend:
         while not self._closed and time.monotonic() < deadline:
             await asyncio.sleep(min(0.1, max(deadline - time.monotonic(), 0)))
 
-    def _down(self, exc: BaseException) -> None:
-        detail = f"{type(exc).__name__}: {exc}"
-        if self._available or self._last_error is None:
-            log.error("ledger: Redis at %s is unreachable: %s", _safe_url(self.url), detail)
-        self._available = False
-        self._last_error = detail
-
     async def _bootstrap(self) -> None:
         """Config accounts and keys, added only when Redis does not know them (as the embedded ledger does)."""
         now = self._clock()
@@ -209,22 +181,6 @@ class RedisBackend:
         self._bootstrapped = True
 
     # -- plumbing ---------------------------------------------------------------------
-
-    async def _call(self, make: Callable[[], Awaitable[T]]) -> T:
-        """Run one Redis interaction; unreachable (or refusing) Redis -> LedgerUnavailable, fail closed."""
-        try:
-            result = await make()
-        except (RedisError, OSError) as exc:
-            self._down(exc)
-            raise LedgerUnavailable(f"{type(exc).__name__}: {exc}") from None
-        self._available = True
-        return result
-
-    async def _script(self, name: str, *args: Any) -> Any:
-        return await self._call(lambda: self._scripts[name](args=[self.prefix, *args]))
-
-    def _k(self, *parts: str) -> str:
-        return self.prefix + ":".join(parts)
 
     def _new_rid(self) -> str:
         self._rid_count += 1
@@ -240,7 +196,7 @@ class RedisBackend:
             record = cached[1]
         else:
             fields = await self._script("LOOKUP", digest)
-            record = _record(_pairs(fields)) if fields else None
+            record = key_record(pairs(fields)) if fields else None
             if self._subscribed:
                 if len(self._auth) >= AUTH_CACHE_MAX:
                     self._auth.clear()
@@ -307,16 +263,13 @@ class RedisBackend:
                                     self._ttl_ms)
         code = int(result[0])
         if code == 1:
-            reservation = Reservation(key.account_id, key.key_id, int(result[1]), rid)  # type: ignore[arg-type]
+            reservation = Reservation(key.account_id, key.key_id, int(result[1]), rid)
             self._live[rid] = reservation
             return reservation
         if code == -1:
-            raise InsufficientBalance(f"account {key.account_id!r} has no available balance "
-                                      f"(balance {nano_to_usd(int(result[1]))} USD, "
-                                      f"reserved {nano_to_usd(int(result[2]))} USD)")
+            raise InsufficientBalance.of(key.account_id, int(result[1]), int(result[2]))
         if code == -2:
-            raise KeyLimitExceeded(f"key {key.key_id} has reached its spend limit of "
-                                   f"{nano_to_usd(int(result[1]))} USD")
+            raise KeyLimitExceeded.of(key.key_id, int(result[1]))
         if code == -3:
             raise UnknownAccount(f"no account {key.account_id!r}")
         if code == -4:
@@ -327,13 +280,12 @@ class RedisBackend:
     async def settle(self, reservation: Reservation, cost_nano: int, record: dict[str, Any], *,
                      deferrable: bool = False) -> None:
         """One script: release the hold, charge, remember the usage; charged once per reservation id."""
-        if not isinstance(cost_nano, int) or cost_nano < 0:
+        try:
+            check_cost(cost_nano)
+        except ValueError:
             await self.release(reservation)
-            raise ValueError(f"cost must not be negative, not {cost_nano}")
-        usage = dict(record)
-        usage["account"] = reservation.account_id
-        usage["key_id"] = reservation.key_id
-        usage["cost_usd"] = nano_to_usd(cost_nano)
+            raise
+        usage = usage_record(reservation, cost_nano, record)
         try:
             await self._settle(reservation, cost_nano, usage)
         except LedgerUnavailable:
@@ -379,231 +331,3 @@ class RedisBackend:
                     await self._script("RENEW", self._ttl_ms, *rids[start:start + 1000])
                 except LedgerUnavailable:
                     break
-
-    # -- administration ---------------------------------------------------------------
-
-    async def credit(self, account_id: str, amount_nano: int, reference: str) -> bool:
-        if not isinstance(amount_nano, int) or isinstance(amount_nano, bool) or amount_nano <= 0:
-            raise ValueError(f"credit amount must be a positive number of nano-dollars, not {amount_nano!r}")
-        _check_text(reference, "reference", 256)
-        entry = ujson.dumps({"account": account_id, "nano": amount_nano, "at": self._clock()})
-        result = int(await self._script("CREDIT", account_id, str(amount_nano), reference, entry))
-        if result == -1:
-            raise UnknownAccount(f"no account {account_id!r}")
-        return result == 1
-
-    async def create_account(self, account_id: str, balance_nano: int = 0) -> dict[str, Any]:
-        _check_text(account_id, "account id", 128)
-        if not isinstance(balance_nano, int) or isinstance(balance_nano, bool) or balance_nano < 0:
-            raise ValueError(f"balance must be a non-negative number of nano-dollars, not {balance_nano!r}")
-        if not int(await self._script("CREATE_ACCOUNT", account_id, str(balance_nano), repr(self._clock()))):
-            raise ValueError(f"account {account_id!r} already exists")
-        return await self.account(account_id)
-
-    async def account(self, account_id: str) -> dict[str, Any]:
-        views = await self._views([account_id])
-        if views[0] is None:
-            raise UnknownAccount(f"no account {account_id!r}")
-        return views[0]
-
-    async def accounts(self) -> list[dict[str, Any]]:
-        ids = sorted(await self._call(lambda: self._redis.smembers(self._k("accounts"))))
-        return [view for view in await self._views(ids) if view is not None]
-
-    async def balance(self, account_id: str) -> dict[str, Any]:
-        amounts = await self._script("BALANCES", account_id)
-        if not amounts or not amounts[0]:
-            raise UnknownAccount(f"no account {account_id!r}")
-        balance, reserved = int(amounts[0][0]), int(amounts[0][1])
-        return _amounts(account_id, balance, reserved)
-
-    async def _views(self, account_ids: list[str]) -> list[dict[str, Any] | None]:
-        if not account_ids:
-            return []
-        amounts = await self._script("BALANCES", *account_ids)
-
-        async def key_lists() -> list[Any]:
-            pipe = self._redis.pipeline(transaction=False)
-            for account_id in account_ids:
-                pipe.lrange(self._k("acct", account_id) + ":keys", 0, -1)
-            return await pipe.execute()
-
-        key_ids = await self._call(key_lists)
-        wanted = [key_id for ids in key_ids for key_id in ids]
-
-        async def key_hashes() -> list[Any]:
-            pipe = self._redis.pipeline(transaction=False)
-            for key_id in wanted:
-                pipe.hgetall(self._k("key", key_id))
-            return await pipe.execute()
-
-        records = {key_id: _record(fields) for key_id, fields in zip(wanted, await self._call(key_hashes)) if fields}
-        views: list[dict[str, Any] | None] = []
-        for account_id, pair, ids in zip(account_ids, amounts, key_ids):
-            if not pair:
-                views.append(None)
-                continue
-            shown = _amounts(account_id, int(pair[0]), int(pair[1]))
-            del shown["account"]
-            views.append({"id": account_id, **shown, "keys": [records[k].public() for k in ids if k in records]})
-        return views
-
-    async def create_key(self, account_id: str, name: str, models: Sequence[str] | None = None,
-                         limit_nano: int | None = None, expires_at: float | None = None,
-                         **options: Any) -> dict[str, Any]:
-        _check_text(name, "key name", 128)
-        kind = check_kind(options.pop("kind", API_KEY))
-        if options:
-            raise TypeError(f"unknown key options: {', '.join(sorted(options))}")
-        if kind == MANAGEMENT_KEY and (models is not None or limit_nano is not None):
-            raise ValueError("a management key cannot call models, so it takes no 'models' and no 'limit_usd'")
-        allowed = check_key_options(models, limit_nano, expires_at)
-        plaintext = generate_key(kind)
-        record = KeyRecord(new_key_id(), account_id, hash_key(plaintext), name, key_prefix(plaintext), allowed,
-                           limit_nano, None if expires_at is None else float(expires_at), self._clock(), kind=kind)
-        await self._add_key_record(record)
-        return {"key_id": record.key_id, "key": plaintext, "account": account_id, **record.public()}
-
-    async def _add_key_record(self, record: KeyRecord) -> bool:
-        """False when the hash is known already (a config key seen before)."""
-        while True:
-            state = record.to_state()
-            result = int(await self._script("ADD_KEY", record.key_id, record.account_id, record.key_hash,
-                                            ujson.dumps(state), "" if record.limit_nano is None
-                                            else str(record.limit_nano)))
-            if result == -1:
-                raise UnknownAccount(f"no account {record.account_id!r}")
-            if result == -2:
-                record.key_id = new_key_id()
-                continue
-            return result == 1
-
-    async def revoke_key(self, key_id: str) -> bool:
-        revoked = bool(int(await self._script("REVOKE", key_id)))
-        if revoked:
-            self._auth.clear()  # this process at once; the others on the event
-        return revoked
-
-    async def usage(self, account_id: str | None, limit: int = 100,
-                    since: float | None = None) -> list[dict[str, Any]]:
-        if account_id is not None:
-            if not await self._call(lambda: self._redis.exists(self._k("acct", account_id))):
-                raise UnknownAccount(f"no account {account_id!r}")
-        if limit <= 0:
-            return []
-        name = self._k("usage") if account_id is None else self._k("usage", account_id)
-        result: list[dict[str, Any]] = []
-        start, chunk = 0, limit if since is None else max(limit, 500)
-        while len(result) < limit:
-            rows = await self._call(lambda: self._redis.lrange(name, start, start + chunk - 1))
-            for row in rows:
-                record = ujson.loads(row)
-                if since is not None and record.get("created_at", 0) < since:
-                    continue
-                result.append(record)
-                if len(result) >= limit:
-                    break
-            if len(rows) < chunk:
-                break
-            start += chunk
-        return result
-
-    # -- export / import ----------------------------------------------------------------
-
-    async def export_state(self) -> dict[str, Any]:
-        """Accounts, balances, keys (hash and options) and credit references; holds and usage are not moved."""
-        state = LedgerState()
-        ids = sorted(await self._call(lambda: self._redis.smembers(self._k("accounts"))))
-        for view_id, pair in zip(ids, await self._script("BALANCES", *ids) if ids else []):
-            if pair:
-                state.accounts[view_id] = AccountState(view_id, int(pair[0]))
-
-        async def keys() -> list[Any]:
-            pipe = self._redis.pipeline(transaction=False)
-            for account_id in ids:
-                pipe.lrange(self._k("acct", account_id) + ":keys", 0, -1)
-            lists = await pipe.execute()
-            pipe = self._redis.pipeline(transaction=False)
-            for key_id in [k for ids_ in lists for k in ids_]:
-                pipe.hgetall(self._k("key", key_id))
-            return await pipe.execute()
-
-        for fields in await self._call(keys):
-            if fields:
-                record = _record(fields)
-                state._add_key(record)
-        state.credit_refs = set(await self._call(lambda: self._redis.hkeys(self._k("credits"))))
-        return export_document(state)
-
-    async def import_state(self, data: dict[str, Any]) -> dict[str, int]:
-        """Write an export into Redis in one MULTI/EXEC; refused if any account, key or hash already exists."""
-        state = check_document(data)
-
-        async def clashes() -> list[Any]:
-            pipe = self._redis.pipeline(transaction=False)
-            for account_id in state.accounts:
-                pipe.exists(self._k("acct", account_id))
-            for record in state.keys.values():
-                pipe.exists(self._k("key", record.key_id), self._k("hash", record.key_hash))
-            return await pipe.execute()
-
-        found = await self._call(clashes)
-        if any(found):
-            names = list(state.accounts) + [record.key_id for record in state.keys.values()]
-            taken = [name for name, hit in zip(names, found) if hit]
-            raise ValueError(f"Redis already holds {len(taken)} of the imported accounts/keys "
-                             f"(e.g. {', '.join(taken[:5])}); import only into an empty prefix")
-        now = repr(self._clock())
-
-        async def write() -> None:
-            pipe = self._redis.pipeline(transaction=True)
-            for account in state.accounts.values():
-                pipe.hset(self._k("acct", account.id), mapping={"balance": str(account.balance_nano),
-                                                                "reserved": "0", "created_at": now})
-                pipe.sadd(self._k("accounts"), account.id)
-            for account in state.accounts.values():
-                for key_id in account.key_ids:
-                    record = state.keys[key_id]
-                    pipe.hset(self._k("key", key_id), mapping={
-                        "state": ujson.dumps(record.to_state()), "account": record.account_id,
-                        "hash": record.key_hash, "limit": "" if record.limit_nano is None else str(record.limit_nano),
-                        "revoked": "1" if record.revoked else "0", "spent": str(record.spent_nano), "reserved": "0",
-                        "last_used_at": "" if record.last_used_at is None else repr(record.last_used_at)})
-                    pipe.set(self._k("hash", record.key_hash), key_id)
-                    pipe.rpush(self._k("acct", account.id) + ":keys", key_id)
-            for ref in state.credit_refs:
-                pipe.hset(self._k("credits"), ref, ujson.dumps({"imported": True, "at": now}))
-            pipe.publish(self._k("events"), "flush")
-            await pipe.execute()
-
-        await self._call(write)
-        return {"accounts": len(state.accounts), "keys": len(state.keys), "credit_refs": len(state.credit_refs)}
-
-
-def _pairs(flat: list[Any]) -> dict[str, str]:
-    return {flat[i]: flat[i + 1] for i in range(0, len(flat) - 1, 2)}
-
-
-def _record(fields: dict[str, str]) -> KeyRecord:
-    """A key's hash -> KeyRecord (its static part is KeyRecord.to_state's JSON, so new fields such as kind ride along)."""
-    state = ujson.loads(fields["state"])
-    state["revoked"] = fields.get("revoked") == "1"
-    state["spent_nano"] = int(fields.get("spent") or 0)
-    last_used = fields.get("last_used_at")
-    state["last_used_at"] = float(last_used) if last_used else None
-    record = KeyRecord.from_state(state)
-    record.reserved_nano = int(fields.get("reserved") or 0)
-    return record
-
-
-def _amounts(account_id: str, balance: int, reserved: int) -> dict[str, Any]:
-    return {"account": account_id, "balance_usd": nano_to_usd(balance), "reserved_usd": nano_to_usd(reserved),
-            "available_usd": nano_to_usd(balance - reserved)}
-
-
-def _safe_url(url: str) -> str:
-    """The URL without a password, for logs."""
-    scheme, sep, rest = url.partition("://")
-    if "@" in rest:
-        rest = "***@" + rest.rsplit("@", 1)[1]
-    return scheme + sep + rest

@@ -53,14 +53,15 @@ class LedgerState:
                 raise ValueError(f"account {entry['account']!r} created twice")
             self.accounts[entry["account"]] = AccountState(entry["account"], int(entry["nano"]))
         elif op == "key":
-            self._add_key(KeyRecord.from_state(entry["key"]))
+            self.add_key(KeyRecord.from_state(entry["key"]))
         elif op == "revoke":
             self.keys[entry["key_id"]].revoked = True
         else:
             raise ValueError(f"unknown operation {op!r}")
         self.seq = entry["seq"]
 
-    def _add_key(self, record: KeyRecord) -> None:
+    def add_key(self, record: KeyRecord) -> None:
+        """Index a key under its account, id and hash (replay, snapshots, imports)."""
         self.accounts[record.account_id].key_ids.append(record.key_id)
         self.keys[record.key_id] = record
         self.by_hash[record.key_hash] = record
@@ -82,7 +83,7 @@ class LedgerState:
         for account in data["accounts"]:
             state.accounts[str(account["id"])] = AccountState(str(account["id"]), int(account["balance_nano"]))
         for key in data["keys"]:
-            state._add_key(KeyRecord.from_state(key))
+            state.add_key(KeyRecord.from_state(key))
         state.credit_refs = {str(ref) for ref in data["credit_refs"]}
         return state
 

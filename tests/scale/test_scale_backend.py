@@ -16,7 +16,7 @@ import pytest
 
 from gateway.config import Account
 from gateway.errors import GatewayError
-from gateway.ledger.backend import EmbeddedBackend, export_embedded, import_embedded
+from gateway.ledger.embedded import EmbeddedBackend, export_embedded, import_embedded
 from gateway.ledger.errors import (
     InsufficientBalance,
     KeyLimitExceeded,
@@ -24,7 +24,7 @@ from gateway.ledger.errors import (
     UnknownAccount,
 )
 from gateway.ledger.keys import AuthStatus
-from gateway.ledger.ledger import Reservation
+from gateway.ledger.backend import Reservation
 from gateway.ledger.money import usd_to_nano
 from gateway.ledger.redis_backend import RedisBackend
 from tests.scale.conftest import KEY, RedisServer, needs_redis, wait_for

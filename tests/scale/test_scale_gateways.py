@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 
 from gateway.config import Account
-from gateway.ledger.backend import EmbeddedBackend
+from gateway.ledger.embedded import EmbeddedBackend
 from gateway.ledger.money import usd_to_nano
 from tests.conftest import ROOT
 from tests.scale.conftest import (

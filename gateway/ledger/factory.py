@@ -1,0 +1,17 @@
+"""Build the ledger backend ``state.backend`` names: the one place that knows both implementations."""
+
+from __future__ import annotations
+
+from gateway.config import Config
+from gateway.ledger.backend import LedgerBackend
+from gateway.ledger.embedded import EmbeddedBackend
+from gateway.ledger.redis_backend import RedisBackend
+
+
+def build_backend(config: Config) -> LedgerBackend:
+    """``embedded``: the ledger in ``state.dir`` (one process); ``redis``: the Redis at ``state.redis_url``."""
+    state = config.state
+    if state.backend == "redis":
+        return RedisBackend(state.redis_url, state.redis_prefix, config.accounts,
+                            reservation_ttl_s=state.reservation_ttl_s)
+    return EmbeddedBackend.open(state.dir, config.accounts, state.fsync_interval_s)

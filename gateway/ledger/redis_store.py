@@ -1,0 +1,115 @@
+"""The Redis ledger's connection: the client, the registered Lua scripts, and fail-closed calls.
+
+The base of ``RedisBackend`` (``redis_backend.py``: lifecycle, authentication,
+the request path) and of ``RedisAccounts`` (``redis_accounts.py``: accounts, keys,
+credits, usage, export/import). Every Redis interaction goes through ``_call``:
+an unreachable or refusing Redis becomes ``LedgerUnavailable`` (a 503, never free
+service) and marks the ledger unavailable until the next success.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Awaitable, Callable, TypeVar
+
+import redis.asyncio as aioredis
+import ujson
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from gateway.ledger import redis_scripts as lua
+from gateway.ledger.errors import LedgerUnavailable
+from gateway.ledger.keys import KeyRecord
+
+log = logging.getLogger("infermesh.ledger")
+
+T = TypeVar("T")
+
+SCRIPTS = ("RESERVE", "SETTLE", "RELEASE", "RENEW", "PURGE", "BALANCES", "LOOKUP", "CREATE_ACCOUNT", "ADD_KEY",
+           "REVOKE", "CREDIT")
+
+
+class RedisStore:
+    """One Redis client under one key prefix, and what every part of the Redis ledger shares."""
+
+    def __init__(self, url: str, prefix: str, clock: Callable[[], float], socket_timeout_s: float) -> None:
+        self.url = url
+        self.prefix = prefix
+        self._clock = clock
+        self._redis = aioredis.from_url(url, decode_responses=True, socket_connect_timeout=socket_timeout_s,
+                                        socket_timeout=socket_timeout_s, retry=Retry(NoBackoff(), 1))
+        self._scripts = {name: self._redis.register_script(getattr(lua, name)) for name in SCRIPTS}
+        self._available = False
+        self._last_error: str | None = None
+        # Key lookups cached in this process (digest -> (expiry, record or None)); see redis_backend.py.
+        self._auth: dict[str, tuple[float, KeyRecord | None]] = {}
+
+    async def _call(self, make: Callable[[], Awaitable[T]]) -> T:
+        """Run one Redis interaction; unreachable (or refusing) Redis -> LedgerUnavailable, fail closed."""
+        try:
+            result = await make()
+        except (RedisError, OSError) as exc:
+            self._down(exc)
+            raise LedgerUnavailable(f"{type(exc).__name__}: {exc}") from None
+        self._available = True
+        return result
+
+    async def _script(self, name: str, *args: Any) -> Any:
+        return await self._call(lambda: self._scripts[name](args=[self.prefix, *args]))
+
+    def _k(self, *parts: str) -> str:
+        return self.prefix + ":".join(parts)
+
+    def _down(self, exc: BaseException) -> None:
+        detail = f"{type(exc).__name__}: {exc}"
+        if self._available or self._last_error is None:
+            log.error("ledger: Redis at %s is unreachable: %s", safe_url(self.url), detail)
+        self._available = False
+        self._last_error = detail
+
+    async def _key_records(self, account_ids: list[str]) -> tuple[list[list[str]], dict[str, KeyRecord]]:
+        """Each account's key ids (in creation order), and every one of those keys' records."""
+
+        async def key_lists() -> list[Any]:
+            pipe = self._redis.pipeline(transaction=False)
+            for account_id in account_ids:
+                pipe.lrange(self._k("acct", account_id) + ":keys", 0, -1)
+            return await pipe.execute()
+
+        key_ids: list[list[str]] = await self._call(key_lists)
+        wanted = [key_id for ids in key_ids for key_id in ids]
+
+        async def key_hashes() -> list[Any]:
+            pipe = self._redis.pipeline(transaction=False)
+            for key_id in wanted:
+                pipe.hgetall(self._k("key", key_id))
+            return await pipe.execute()
+
+        hashes = await self._call(key_hashes) if wanted else []
+        return key_ids, {key_id: key_record(fields) for key_id, fields in zip(wanted, hashes) if fields}
+
+
+def pairs(flat: list[Any]) -> dict[str, str]:
+    """A Lua script's flat [field, value, ...] reply as a dict."""
+    return {flat[i]: flat[i + 1] for i in range(0, len(flat) - 1, 2)}
+
+
+def key_record(fields: dict[str, str]) -> KeyRecord:
+    """A key's hash -> KeyRecord (its static part is KeyRecord.to_state's JSON, so new fields such as kind ride along)."""
+    state = ujson.loads(fields["state"])
+    state["revoked"] = fields.get("revoked") == "1"
+    state["spent_nano"] = int(fields.get("spent") or 0)
+    last_used = fields.get("last_used_at")
+    state["last_used_at"] = float(last_used) if last_used else None
+    record = KeyRecord.from_state(state)
+    record.reserved_nano = int(fields.get("reserved") or 0)
+    return record
+
+
+def safe_url(url: str) -> str:
+    """The URL without a password, for logs."""
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        rest = "***@" + rest.rsplit("@", 1)[1]
+    return scheme + sep + rest
