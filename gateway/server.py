@@ -25,6 +25,7 @@ from typing import Callable
 
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
+from tornado.iostream import IOStream
 from tornado.netutil import bind_sockets
 
 from gateway.app import make_app, make_metrics_app
@@ -39,6 +40,29 @@ POLL_S = 0.02
 
 def _no_notify(*states: str) -> bool:
     return False
+
+
+def _keep_nodelay(value: bool) -> None:
+    """Stands in for a client stream's ``set_nodelay``: the option stays on for the connection's life."""
+
+
+class NoDelayHTTPServer(HTTPServer):
+    """An HTTPServer whose accepted connections keep ``TCP_NODELAY`` on.
+
+    Without it Nagle's algorithm holds every small write (an SSE event, the
+    first bytes of a stream) until the client ACKs the previous segment, and
+    Linux clients delay that ACK by ~40 ms: measured +39 ms to the first token.
+    Tornado's HTTP/1 connection turns Nagle on only at the end of a response
+    and back off after it ("the stream's default state"), so a relayed stream
+    would be Nagled until its last byte. The option is set once per
+    connection, and the stream's ``set_nodelay`` is replaced so those two
+    toggles (two ``setsockopt`` calls per request) do nothing.
+    """
+
+    def handle_stream(self, stream: IOStream, address: tuple[object, ...]) -> None:
+        stream.set_nodelay(True)
+        stream.set_nodelay = _keep_nodelay  # type: ignore[method-assign]
+        super().handle_stream(stream, address)
 
 
 class Server:
@@ -72,14 +96,14 @@ class Server:
         port = self.config.listen.port if port is None else port
         sockets = bind_sockets(port, host, family=socket.AF_INET, backlog=2048, reuse_port=reuse_port)
         self.port = sockets[0].getsockname()[1]
-        self._http = HTTPServer(make_app(self.services), xheaders=False, idle_connection_timeout=300,
+        self._http = NoDelayHTTPServer(make_app(self.services), xheaders=False, idle_connection_timeout=300,
                                 max_body_size=self.config.limits.max_body_bytes + 1)
         self._http.add_sockets(sockets)
         if self.config.listen.metrics_port is not None:
             metrics_sockets = bind_sockets(self.config.listen.metrics_port, host, family=socket.AF_INET,
                                            reuse_port=reuse_port)
             self.metrics_port = metrics_sockets[0].getsockname()[1]
-            self._metrics_http = HTTPServer(make_metrics_app(self.services))
+            self._metrics_http = NoDelayHTTPServer(make_metrics_app(self.services))
             self._metrics_http.add_sockets(metrics_sockets)
         self._snapshots = PeriodicCallback(self._snapshot, self.config.state.snapshot_interval_s * 1000)
         self._snapshots.start()
