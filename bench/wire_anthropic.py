@@ -184,7 +184,12 @@ def _thinking_text(body: dict[str, Any]) -> str | None:
 
 
 def _usage(script: Script, output: int) -> dict[str, Any]:
-    return {"input_tokens": script.input_tokens, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
+    """Anthropic's ``input_tokens`` excludes the cache reads and writes, which it reports apart."""
+    write = script.cache_write
+    return {"input_tokens": script.input_tokens - script.cache_read - write,
+            "cache_creation_input_tokens": write, "cache_read_input_tokens": script.cache_read,
+            "cache_creation": {"ephemeral_5m_input_tokens": write - script.cache_write_1h,
+                               "ephemeral_1h_input_tokens": script.cache_write_1h},
             "output_tokens": output, "service_tier": "standard"}
 
 

@@ -154,6 +154,8 @@ def script_for(body: dict[str, Any], tokens: int) -> Script:
 def _usage(script: Script, output: int | None) -> dict[str, Any]:
     usage: dict[str, Any] = {"promptTokenCount": script.input_tokens,
                              "promptTokensDetails": [{"modality": "TEXT", "tokenCount": script.input_tokens}]}
+    if script.cache_read:  # Gemini reports cache reads (context caching), never writes
+        usage["cachedContentTokenCount"] = script.cache_read
     if output is not None:
         usage["candidatesTokenCount"] = output
     usage["totalTokenCount"] = script.input_tokens + (output or 0)

@@ -111,7 +111,7 @@ def script_for(body: dict[str, Any], tokens: int) -> Script:
 
 
 def _usage(script: Script) -> dict[str, Any]:
-    return {"input_tokens": script.input_tokens, "input_tokens_details": {"cached_tokens": 0},
+    return {"input_tokens": script.input_tokens, "input_tokens_details": {"cached_tokens": script.cache_read},
             "output_tokens": script.output_tokens, "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": script.input_tokens + script.output_tokens}
 

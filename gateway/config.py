@@ -26,6 +26,7 @@ from gateway.config_types import (
     Listen,
     Logging,
     MODEL_KINDS,
+    PRICE_FIELDS,
     MockOptions,
     Model,
     Node,
@@ -42,7 +43,7 @@ from gateway.config_types import (
 )
 
 __all__ = ["Account", "Admin", "CircuitBreaker", "Config", "ConfigError", "Limits", "Listen", "Logging",
-           "MODEL_KINDS", "MockOptions", "Model", "Node", "PROVIDERS", "Price", "REDIS_URL_SCHEMES",
+           "MODEL_KINDS", "MockOptions", "PRICE_FIELDS", "Model", "Node", "PROVIDERS", "Price", "REDIS_URL_SCHEMES",
            "Routing", "STATE_BACKENDS", "STRATEGIES", "State", "Timeouts", "Upstream", "normalize_model_id",
            "load_config", "parse_config"]
 
@@ -271,12 +272,12 @@ class _Reader:
                 self.fail(path, "invalid model id")
                 continue
             kind = self.choice(spec.get("kind"), f"{path}.kind", "chat", MODEL_KINDS)
-            price_raw = self.mapping(spec.get("price"), f"{path}.price", ("input", "output", "cached_input"))
+            price_raw = self.mapping(spec.get("price"), f"{path}.price", PRICE_FIELDS)
             if "price" not in spec:
                 self.fail(f"{path}.price", "is required")
             price = Price(self.money(price_raw.get("input"), f"{path}.price.input", Decimal(0)) or Decimal(0),
                           self.money(price_raw.get("output"), f"{path}.price.output", Decimal(0)) or Decimal(0),
-                          self.money(price_raw.get("cached_input"), f"{path}.price.cached_input"))
+                          *(self.money(price_raw.get(name), f"{path}.price.{name}") for name in PRICE_FIELDS[2:]))
             aliases = self.string_list(spec.get("aliases"), f"{path}.aliases")
             hedge = spec.get("hedge_after_ms")
             model = Model(model_id, kind, aliases, price,

@@ -13,6 +13,8 @@ from typing import Mapping
 PROVIDERS = ("openai", "anthropic", "gemini", "mock")
 STRATEGIES = ("least-latency", "round-robin")
 MODEL_KINDS = ("chat", "embedding")
+# Price fields, USD per 1M tokens; each optional one left out bills its tokens at ``input``.
+PRICE_FIELDS = ("input", "output", "cached_input", "cache_write", "cache_write_1h")
 STATE_BACKENDS = ("embedded", "redis")
 REDIS_URL_SCHEMES = ("redis://", "rediss://", "unix://")
 
@@ -124,6 +126,8 @@ class Price:
     input: Decimal
     output: Decimal = Decimal(0)
     cached_input: Decimal | None = None
+    cache_write: Decimal | None = None  # tokens written to a 5-minute prompt cache (Anthropic: 1.25 x input)
+    cache_write_1h: Decimal | None = None  # tokens written to Anthropic's 1-hour cache (2 x input)
 
 
 @dataclass(frozen=True)

@@ -162,7 +162,8 @@ class Pipeline:
         await services.ledger.settle(reservation, call.cost_nano, {
             "request_id": call.channel.request_id, "model": attempt.model.id, "node": attempt.node.id,
             "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
-            "cached_tokens": usage.cached_tokens, "estimated": call.estimated, "status": status,
+            "cached_tokens": usage.cached_tokens, "cache_write_tokens": usage.cache_write_tokens,
+            "cache_write_1h_tokens": usage.cache_write_1h_tokens, "estimated": call.estimated, "status": status,
             "latency_ms": round((time.monotonic() - call.started) * 1000, 1),
             "ttft_ms": None if call.ttfb_s is None else round(call.ttfb_s * 1000, 1),
             "endpoint": call.endpoint, "stream": call.facts.stream, "created_at": time.time(),
@@ -170,7 +171,8 @@ class Pipeline:
         metrics = services.metrics
         metrics.child(metrics.tokens, attempt.model.id, "input").inc(usage.input_tokens)
         metrics.child(metrics.tokens, attempt.model.id, "output").inc(usage.output_tokens)
-        metrics.child(metrics.tokens, attempt.model.id, "cached").inc(usage.cached_tokens)
+        metrics.child(metrics.tokens, attempt.model.id, "cache_read").inc(usage.cached_tokens)
+        metrics.child(metrics.tokens, attempt.model.id, "cache_write").inc(usage.cache_write_tokens)
         metrics.child(metrics.cost, attempt.model.id).inc(call.cost_nano / 1e9)
 
     def _answer_client_fault(self, call: Call, fault: ClientFault) -> None:
@@ -226,6 +228,7 @@ class Pipeline:
             "input_tokens": usage.input_tokens if usage else None,
             "output_tokens": usage.output_tokens if usage else None,
             "cached_tokens": usage.cached_tokens if usage else None,
+            "cache_write_tokens": usage.cache_write_tokens if usage else None,
             "cost_usd": nano_to_usd(call.cost_nano) if usage else None,
             "latency_ms": round(total * 1000, 1),
             "ttft_ms": round(call.ttfb_s * 1000, 1) if call.ttfb_s is not None else None,

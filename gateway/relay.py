@@ -19,9 +19,11 @@ from gateway.call import Call
 from gateway.errors import ErrorKind, GatewayError, stream_error_frame
 from gateway.observability.metrics import Metrics
 from gateway.protocols import translate
-from gateway.protocols.canonical import Usage
+from gateway.config import normalize_model_id
+from gateway.protocols.canonical import Price, Usage, dumpb
 from gateway.protocols.inspect import estimate_prompt_tokens
-from gateway.protocols.passthrough import make_tap, usage_from_body
+from gateway.protocols.passthrough import make_tap
+from gateway.protocols.usage import usage_from_body, with_cost
 from gateway.routing.router import Outcome
 from gateway.upstream.exchange import UpstreamError
 
@@ -33,9 +35,11 @@ def whole_body(call: Call, opened: Opened) -> tuple[bytes, Usage]:
     except ValueError:
         upstream_body = None
     public_model = opened.attempt.model.id
+    client_body: Any = None
     if opened.node_protocol == call.endpoint:
         out = opened.first
         usage = usage_from_body(call.endpoint, upstream_body)
+        client_body = upstream_body
     elif upstream_body is None:
         raise GatewayError(ErrorKind.UPSTREAM_FAILED, f"node {opened.attempt.node.id} sent a body that is not JSON")
     else:
@@ -45,11 +49,18 @@ def whole_body(call: Call, opened: Opened) -> tuple[bytes, Usage]:
         else:
             client_body, usage = translate.translate_response(opened.node_protocol, upstream_body, call.endpoint,
                                                               public_model, call.channel.request_id)
-        out = ujson.dumps(client_body, ensure_ascii=False, escape_forward_slashes=False).encode()
+        out = dumpb(client_body)
     if usage is None:
         usage = Usage(estimate_prompt_tokens(call.body), max(1, len(opened.first) // 4), 0)
         call.estimated = True
+    elif call.endpoint != "embeddings" and with_cost(client_body, _pricer(call, opened)(usage)):
+        out = dumpb(client_body)  # the body carries the usage, so it is the one re-encoded
     return out, usage
+
+
+def _pricer(call: Call, opened: Opened) -> Price:
+    """Costs at the prices of the model that actually served (a fallback is billed at its own)."""
+    return call.prices.pricer(normalize_model_id(opened.attempt.model.id))
 
 
 async def relay_stream(call: Call, opened: Opened, metrics: Metrics) -> tuple[Outcome, int, Usage]:
@@ -60,10 +71,10 @@ async def relay_stream(call: Call, opened: Opened, metrics: Metrics) -> tuple[Ou
     channel = call.channel
     exchange = opened.exchange
     if opened.node_protocol == call.endpoint:
-        tap: Any = make_tap(call.endpoint, call.facts.include_usage)
+        tap: Any = make_tap(call.endpoint, call.facts.include_usage, _pricer(call, opened))
     else:
         tap = translate.StreamTranslator(opened.node_protocol, call.endpoint, opened.attempt.model.id,
-                                         channel.request_id, call.facts.include_usage)
+                                         channel.request_id, call.facts.include_usage, _pricer(call, opened))
     channel.set_header("x-infermesh-node", opened.attempt.node.id)
     channel.set_header("x-infermesh-attempts", str(call.attempts))
     channel.start_stream()
@@ -117,5 +128,6 @@ def _stream_usage(call: Call, tap: Any, status: int) -> Usage:
         # Cut off before the node's final count: Anthropic reports output_tokens=1 in message_start and
         # the real number only in its last message_delta. Bill what was generated, not that early count.
         call.estimated = True
-        return Usage(usage.input_tokens, output, usage.cached_tokens)
+        return Usage(usage.input_tokens, output, usage.cached_tokens, usage.cache_write_tokens,
+                     usage.cache_write_1h_tokens)
     return usage

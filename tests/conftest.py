@@ -134,7 +134,8 @@ def base_config(state_dir: Path, nodes: list[dict[str, Any]], **overrides: Any) 
         "models": {
             "gpt-4o-mini": {"price": {"input": 0.15, "output": 0.60, "cached_input": 0.075}},
             "claude-sonnet-4-6": {"aliases": ["claude-sonnet-4.6"],
-                                  "price": {"input": 3.00, "output": 15.00, "cached_input": 0.30}},
+                                  "price": {"input": 3.00, "output": 15.00, "cached_input": 0.30,
+                                            "cache_write": 3.75, "cache_write_1h": 6.00}},
             "text-embedding-3-small": {"kind": "embedding", "price": {"input": 0.02}},
         },
         "accounts": [{"id": "test", "balance_usd": 100, "keys": [DEMO_KEY]}],

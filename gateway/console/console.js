@@ -237,6 +237,8 @@
         el("td", {}, m.kind || "chat"),
         el("td", {className: "num"}, fmtUsd(m.input)),
         el("td", {className: "num"}, m.cached_input === undefined ? "—" : fmtUsd(m.cached_input)),
+        el("td", {className: "num"}, m.cache_write === undefined ? "—" : fmtUsd(m.cache_write)),
+        el("td", {className: "num"}, m.cache_write_1h === undefined ? "—" : fmtUsd(m.cache_write_1h)),
         el("td", {className: "num"}, m.output === undefined ? "—" : fmtUsd(m.output))));
     }
     // the model choices of the create-key form

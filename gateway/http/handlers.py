@@ -10,6 +10,7 @@ from tornado.iostream import StreamClosedError
 from tornado.web import stream_request_body
 
 from gateway.auth import Caller, authenticate
+from gateway.config import PRICE_FIELDS, Price
 from gateway.errors import ErrorKind, GatewayError
 from gateway.http.base import BaseHandler, api_key_from
 from gateway.pipeline import Pipeline
@@ -176,11 +177,9 @@ class PricingHandler(BaseHandler):
     def get(self) -> None:
         rows = []
         for model in self.services.config.models.values():
-            row = {"id": model.id, "kind": model.kind, "input": str(model.price.input)}
-            if model.kind != "embedding":
-                row["output"] = str(model.price.output)
-            if model.price.cached_input is not None:
-                row["cached_input"] = str(model.price.cached_input)
+            row = {"id": model.id, "kind": model.kind, **price_fields(model.price)}
+            if model.kind == "embedding":
+                del row["output"]
             rows.append(row)
         self.send_json(200, {"currency": "USD", "unit": "1M tokens", "models": rows})
 
@@ -213,9 +212,17 @@ class MetricsHandler(BaseHandler):
 
 
 def _model_entry(model: Any) -> dict[str, Any]:
-    price = {"input": str(model.price.input), "output": str(model.price.output)}
-    if model.price.cached_input is not None:
-        price["cached_input"] = str(model.price.cached_input)
+    price = price_fields(model.price)
     return {"id": model.id, "object": "model", "created": 0, "owned_by": "infermesh", "kind": model.kind,
             "aliases": list(model.aliases), "pricing": {"currency": "USD", "unit": "1M tokens", **price}}
 
+
+
+def price_fields(price: Price) -> dict[str, str]:
+    """USD per 1M tokens as decimal strings; the optional prices only when configured."""
+    fields = {}
+    for name in PRICE_FIELDS:
+        value = getattr(price, name)
+        if value is not None:
+            fields[name] = str(value)
+    return fields

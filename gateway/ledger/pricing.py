@@ -15,36 +15,46 @@ Estimates (the reservation cap) round up instead: they are a ceiling.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 from typing import Mapping
 
 from gateway.config import Model
-from gateway.protocols.canonical import Usage
+from gateway.config import Price as ConfigPrice
+from gateway.protocols.canonical import Price, Usage
 
 _NANO_PER_TOKEN_PER_USD_PER_M = 1000  # 10**9 nano/USD / 10**6 tokens
 
 
 @dataclass(frozen=True, slots=True)
 class TokenRates:
-    """Nano-dollars per token; ints when exact, else Decimals (then ``exact`` is False)."""
+    """Nano-dollars per token of each class; ints when exact, else Decimals (then ``exact`` is False)."""
 
     input: int | Decimal
     output: int | Decimal
     cached_input: int | Decimal
+    cache_write: int | Decimal
+    cache_write_1h: int | Decimal
     exact: bool
 
     @classmethod
-    def from_usd_per_million(cls, input_: Decimal, output: Decimal, cached_input: Decimal | None) -> TokenRates:
-        """Convert config prices; a missing cached price bills cached tokens at the input price."""
-        rates = [price * _NANO_PER_TOKEN_PER_USD_PER_M
-                 for price in (input_, output, input_ if cached_input is None else cached_input)]
-        if all(rate == rate.to_integral_value() for rate in rates):
-            return cls(int(rates[0]), int(rates[1]), int(rates[2]), True)
-        return cls(rates[0], rates[1], rates[2], False)
+    def from_price(cls, price: ConfigPrice) -> TokenRates:
+        """Convert config prices; a missing cached or cache-write price bills those tokens at the input price."""
+        def rate(usd_per_m: Decimal | None) -> Decimal:
+            return (price.input if usd_per_m is None else usd_per_m) * _NANO_PER_TOKEN_PER_USD_PER_M
 
-    def total(self, uncached: int, cached: int, output: int, rounding: str) -> int:
-        """Nano-dollars for these token counts; a single rounding when a rate is fractional."""
-        amount = uncached * self.input + cached * self.cached_input + output * self.output
+        rates = [rate(price.input), rate(price.output), rate(price.cached_input), rate(price.cache_write),
+                 rate(price.cache_write_1h)]
+        if all(r == r.to_integral_value() for r in rates):
+            return cls(*(int(r) for r in rates), True)
+        return cls(*rates, False)
+
+    def total(self, counts: tuple[int, int, int, int, int], rounding: str) -> int:
+        """Nano-dollars for (uncached input, cache reads, 5-minute writes, 1-hour writes, output);
+        a single rounding when a rate is fractional."""
+        uncached, cached, write_5m, write_1h, output = counts
+        amount = (uncached * self.input + cached * self.cached_input + write_5m * self.cache_write
+                  + write_1h * self.cache_write_1h + output * self.output)
         if self.exact:
             return int(amount)
         return int(Decimal(amount).quantize(Decimal(1), rounding=rounding))
@@ -59,8 +69,7 @@ class PriceTable:
     @classmethod
     def from_models(cls, models: Mapping[str, Model]) -> PriceTable:
         """Key the table by the normalized model id, as ``Config.models`` is."""
-        return cls({key: TokenRates.from_usd_per_million(m.price.input, m.price.output, m.price.cached_input)
-                    for key, m in models.items()})
+        return cls({key: TokenRates.from_price(m.price) for key, m in models.items()})
 
     def rates(self, model_key: str) -> TokenRates:
         """The rates of one model; KeyError names an unknown model id."""
@@ -69,18 +78,30 @@ class PriceTable:
         except KeyError:
             raise KeyError(f"no price for model {model_key!r}") from None
 
-    def cost_nano(self, model_key: str, usage: Usage) -> int:
-        """``(input - cached) x input + cached x cached_input + output x output``.
+    def pricer(self, model_key: str) -> Price:
+        """``usage -> cost_nano`` at one model's prices: what a stream renderer or tap needs for ``usage.cost``."""
+        return partial(self.cost_nano, model_key)
 
-        Counts are clamped: negative counts to 0 and cached to at most input,
-        so a confused upstream can never make a request pay less than nothing
-        or bill cached tokens twice.
+    def cost_nano(self, model_key: str, usage: Usage) -> int:
+        """The contract's formula: ``(input - cached - cache_write) x input + cached x cached_input
+        + cache_write_5m x cache_write + cache_write_1h x cache_write_1h + output x output``.
+
+        Counts are clamped (negatives to 0, cache reads to at most the input,
+        cache writes to at most the rest, 1-hour writes to at most the writes) so
+        a confused upstream can never make a request pay less than nothing or
+        bill a token twice.
         """
-        input_tokens = max(usage.input_tokens, 0)
-        cached = min(max(usage.cached_tokens, 0), input_tokens)
-        return self.rates(model_key).total(input_tokens - cached, cached, max(usage.output_tokens, 0),
-                                           ROUND_HALF_UP)
+        return self.rates(model_key).total(split_usage(usage), ROUND_HALF_UP)
 
     def estimate_nano(self, model_key: str, prompt_tokens: int, max_output_tokens: int) -> int:
         """The most a request may cost: prompt at the input price plus every allowed output token."""
-        return self.rates(model_key).total(max(prompt_tokens, 0), 0, max(max_output_tokens, 0), ROUND_CEILING)
+        return self.rates(model_key).total((max(prompt_tokens, 0), 0, 0, 0, max(max_output_tokens, 0)), ROUND_CEILING)
+
+
+def split_usage(usage: Usage) -> tuple[int, int, int, int, int]:
+    """Usage as disjoint token classes: (uncached input, cache reads, 5-minute writes, 1-hour writes, output)."""
+    input_tokens = max(usage.input_tokens, 0)
+    cached = min(max(usage.cached_tokens, 0), input_tokens)
+    write = min(max(usage.cache_write_tokens, 0), input_tokens - cached)
+    write_1h = min(max(usage.cache_write_1h_tokens, 0), write)
+    return input_tokens - cached - write, cached, write - write_1h, write_1h, max(usage.output_tokens, 0)

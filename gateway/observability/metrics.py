@@ -14,7 +14,8 @@ The families (all prefixed ``infermesh_``), and what a dashboard does with them:
 - ``upstream_attempts_total{node,outcome}``, ``failovers_total{model}``,
   ``hedges_total{model}``, ``breaker_state{node,model}`` (read at scrape time);
 - ``inflight_requests``, ``inflight_streams``: gauges;
-- ``tokens_total{model,kind}``, ``cost_usd_total{model}``: usage and spend;
+- ``tokens_total{model,kind}`` (kind: input (every prompt token), output, cache_read,
+  cache_write), ``cost_usd_total{model}``: usage and spend;
 - ``ledger_fsync_seconds`` (observed on the journal's fsync thread;
   prometheus-client metrics are thread-safe), ``ledger_snapshot_seconds``;
 - ``config_reloads_total{result}``, ``config_last_reload_successful``;

@@ -45,6 +45,7 @@ from gateway.protocols.canonical import (
     dumps,
     json_object,
 )
+from gateway.protocols.usage import usage_from_anthropic, usage_to_anthropic
 
 STOP_FROM_ANTHROPIC = {
     "end_turn": STOP_END,
@@ -264,19 +265,6 @@ def _choice_to_anthropic(choice: ToolChoice | None, parallel: bool | None) -> di
 # --- responses ------------------------------------------------------------
 
 
-def usage_from_anthropic(usage: dict | None) -> Usage:
-    if not usage:
-        return Usage()
-    cache_read = usage.get("cache_read_input_tokens") or 0
-    total_in = (usage.get("input_tokens") or 0) + cache_read + (usage.get("cache_creation_input_tokens") or 0)
-    return Usage(total_in, usage.get("output_tokens") or 0, cache_read)
-
-
-def usage_to_anthropic(usage: Usage) -> dict:
-    return {"input_tokens": usage.input_tokens - usage.cached_tokens, "output_tokens": usage.output_tokens,
-            "cache_read_input_tokens": usage.cached_tokens, "cache_creation_input_tokens": 0}
-
-
 def response_from_messages(body: dict) -> Response:
     """A node's Messages response as a canonical :class:`Response`; thinking is dropped."""
     parts: list[TextPart | ToolCallPart] = []
@@ -288,7 +276,7 @@ def response_from_messages(body: dict) -> Response:
             parts.append(ToolCallPart(block.get("id") or "", block.get("name") or "",
                                       dumps(block.get("input") or {})))
     stop = STOP_FROM_ANTHROPIC.get(body.get("stop_reason") or "end_turn", STOP_END)
-    return Response(parts, stop, usage_from_anthropic(body.get("usage")), body.get("stop_sequence"))
+    return Response(parts, stop, usage_from_anthropic(body.get("usage")) or Usage(), body.get("stop_sequence"))
 
 
 def tool_input(arguments: str) -> dict:

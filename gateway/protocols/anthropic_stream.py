@@ -16,10 +16,9 @@ import ujson
 from gateway.protocols.anthropic import (
     STOP_FROM_ANTHROPIC,
     STOP_TO_ANTHROPIC,
-    usage_from_anthropic,
-    usage_to_anthropic,
 )
 from gateway.protocols.canonical import (
+    Price,
     STOP_END,
     STOP_TOOL_USE,
     STREAM_END,
@@ -38,6 +37,7 @@ from gateway.protocols.canonical import (
 )
 from gateway.protocols.error_bodies import anthropic_error
 from gateway.protocols.sse import SSEEvent, encode_event
+from gateway.protocols.usage import priced, usage_from_anthropic, usage_to_anthropic
 
 
 class MessagesStreamParser:
@@ -109,8 +109,8 @@ class MessagesStreamRenderer(StreamRenderer):
     into ``message_delta.usage``, which the Anthropic SDK merges.
     """
 
-    def __init__(self, model: str, request_id: str, include_usage: bool) -> None:
-        super().__init__()
+    def __init__(self, model: str, request_id: str, include_usage: bool, price: Price | None = None) -> None:
+        super().__init__(price)
         self._model = model
         self._id = "msg_" + request_id
         self._started = False
@@ -184,7 +184,7 @@ class MessagesStreamRenderer(StreamRenderer):
         stop = STOP_TOOL_USE if self._tool_blocks and self._stop == STOP_END else self._stop
         self._event("message_delta", {"type": "message_delta", "delta": {
             "stop_reason": STOP_TO_ANTHROPIC.get(stop, "end_turn"), "stop_sequence": self._stop_sequence},
-            "usage": usage_to_anthropic(self._usage)})
+            "usage": priced(usage_to_anthropic(self._usage), self._usage, self.price)})
         self._event("message_stop", {"type": "message_stop"})
         self.ended = True
 

@@ -29,14 +29,18 @@ import ujson
 class Usage:
     """Token counts of one request, as the upstream reported them.
 
-    ``input_tokens`` includes ``cached_tokens`` (OpenAI's convention); the
-    Anthropic translator adds cache reads back in so that every protocol
-    reports the same total.
+    ``input_tokens`` includes ``cached_tokens`` (cache reads) and
+    ``cache_write_tokens`` (OpenAI's convention); the Anthropic translator adds
+    both back in so that every protocol reports the same total.
+    ``cache_write_1h_tokens`` is the part of the writes that went to
+    Anthropic's 1-hour cache, priced apart (see ``protocols/usage.py``).
     """
 
     input_tokens: int = 0
     output_tokens: int = 0
     cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
 
 
 class ProtocolError(Exception):
@@ -291,6 +295,7 @@ class StreamError:
 
 StreamEvent = Union[TextDelta, ToolCallStart, ToolCallDelta, UsageUpdate, Finish, StreamEnd, StreamError]
 Emit = Callable[[StreamEvent], None]
+Price = Callable[[Usage], int]  # usage -> its cost in nano-dollars, at the serving model's prices
 
 STREAM_END = StreamEnd()
 
@@ -323,7 +328,9 @@ class StreamRenderer:
             StreamError: cls.on_error,
         }
 
-    def __init__(self) -> None:
+    def __init__(self, price: Price | None = None) -> None:
+        """``price``: when given, the final usage the client sees carries its cost (``usage.cost``)."""
+        self.price = price
         self._out: list[bytes] = []
         self.output_chars = 0
         self.ended = False

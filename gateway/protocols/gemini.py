@@ -61,6 +61,7 @@ from gateway.protocols.canonical import (
     settle_stop,
 )
 from gateway.protocols.sse import SSEEvent
+from gateway.protocols.usage import usage_from_gemini
 
 SKIP_SIGNATURE = "skip_thought_signature_validator"
 
@@ -143,16 +144,6 @@ def _part_to_gemini(part: Part, names: dict[str, str], path: str) -> dict | None
 # --- responses ------------------------------------------------------------
 
 
-def usage_from_gemini(meta: dict | None) -> Usage:
-    if not meta:
-        return Usage()
-    return Usage(
-        (meta.get("promptTokenCount") or 0) + (meta.get("toolUsePromptTokenCount") or 0),
-        (meta.get("candidatesTokenCount") or 0) + (meta.get("thoughtsTokenCount") or 0),
-        meta.get("cachedContentTokenCount") or 0,
-    )
-
-
 def _finish(body: dict, candidate: dict) -> str | None:
     if (body.get("promptFeedback") or {}).get("blockReason"):
         return STOP_CONTENT_FILTER
@@ -176,7 +167,7 @@ def response_from_gemini(body: dict, request_id: str) -> Response:
             parts.append(TextPart(part["text"]))
     has_calls = any(isinstance(p, ToolCallPart) for p in parts)
     stop = settle_stop(_finish(body, candidate) or STOP_END, has_calls)
-    return Response(parts, stop, usage_from_gemini(body.get("usageMetadata")))
+    return Response(parts, stop, usage_from_gemini(body.get("usageMetadata")) or Usage())
 
 
 class GeminiStreamParser:
@@ -209,7 +200,7 @@ class GeminiStreamParser:
         # Usage first: every chunk repeats the prompt count, so a Messages client's
         # message_start (rendered with the first text) can carry the input tokens.
         if body.get("usageMetadata"):
-            self.usage = usage_from_gemini(body["usageMetadata"])
+            self.usage = usage_from_gemini(body["usageMetadata"]) or Usage()
             emit(UsageUpdate(self.usage))
         candidate = (body.get("candidates") or [{}])[0]
         for part in (candidate.get("content") or {}).get("parts") or ():

@@ -46,6 +46,7 @@ from gateway.protocols.canonical import (
     parse_data_url,
     result_text,
 )
+from gateway.protocols.usage import usage_from_chat, usage_to_chat
 
 FINISH_FROM_CHAT = {
     "stop": STOP_END,
@@ -291,23 +292,6 @@ def _tool_to_chat(tool: ToolDef) -> dict:
 # --- responses ------------------------------------------------------------
 
 
-def usage_from_chat(usage: dict | None) -> Usage:
-    if not usage:
-        return Usage()
-    details = usage.get("prompt_tokens_details") or {}
-    return Usage(usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0,
-                 details.get("cached_tokens") or 0)
-
-
-def usage_to_chat(usage: Usage) -> dict:
-    return {
-        "prompt_tokens": usage.input_tokens,
-        "completion_tokens": usage.output_tokens,
-        "total_tokens": usage.input_tokens + usage.output_tokens,
-        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
-    }
-
-
 def response_from_chat(body: dict) -> Response:
     """A node's chat.completion as a canonical :class:`Response` (first choice only)."""
     choices = body.get("choices") or [{}]
@@ -321,7 +305,7 @@ def response_from_chat(body: dict) -> Response:
         fn = call.get("function") or {}
         parts.append(ToolCallPart(call.get("id") or "", fn.get("name") or "", fn.get("arguments") or ""))
     stop = FINISH_FROM_CHAT.get(choice.get("finish_reason") or "stop", STOP_END)
-    return Response(parts, stop, usage_from_chat(body.get("usage")))
+    return Response(parts, stop, usage_from_chat(body.get("usage")) or Usage())
 
 
 def response_to_chat(resp: Response, model: str, request_id: str) -> dict:

@@ -15,6 +15,7 @@ import time
 import ujson
 
 from gateway.protocols.canonical import (
+    Price,
     STOP_END,
     STOP_TOOL_USE,
     STREAM_END,
@@ -34,10 +35,9 @@ from gateway.protocols.error_bodies import openai_error
 from gateway.protocols.openai_chat import (
     FINISH_FROM_CHAT,
     FINISH_TO_CHAT,
-    usage_from_chat,
-    usage_to_chat,
 )
 from gateway.protocols.sse import SSEEvent, encode_event
+from gateway.protocols.usage import priced, usage_from_chat, usage_to_chat
 
 _DONE = b"[DONE]"
 
@@ -100,8 +100,8 @@ class ChatStreamRenderer(StreamRenderer):
     other protocols report usage only after their stop reason.
     """
 
-    def __init__(self, model: str, request_id: str, include_usage: bool) -> None:
-        super().__init__()
+    def __init__(self, model: str, request_id: str, include_usage: bool, price: Price | None = None) -> None:
+        super().__init__(price)
         self._include_usage = include_usage
         self._head = dumpb({"id": "chatcmpl-" + request_id, "object": "chat.completion.chunk",
                             "created": int(time.time()), "model": model})[:-1]
@@ -147,7 +147,7 @@ class ChatStreamRenderer(StreamRenderer):
         self._out.append(self._prefix + b'{},"finish_reason":' + dumpb(finish) + b"}]}\n\n")
         if self._include_usage:
             self._out.append(b"data: " + self._head + b',"choices":[],"usage":'
-                             + dumpb(usage_to_chat(self._usage)) + b"}\n\n")
+                             + dumpb(priced(usage_to_chat(self._usage), self._usage, self.price)) + b"}\n\n")
         self._out.append(b"data: [DONE]\n\n")
         self.ended = True
 

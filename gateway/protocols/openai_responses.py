@@ -42,6 +42,7 @@ from gateway.protocols.canonical import (
     parse_data_url,
     settle_stop,
 )
+from gateway.protocols.usage import usage_from_responses, usage_to_responses
 
 _INCOMPLETE_FROM = {"max_output_tokens": STOP_MAX_TOKENS, "content_filter": STOP_CONTENT_FILTER}
 _INCOMPLETE_TO = {STOP_MAX_TOKENS: "max_output_tokens", STOP_CONTENT_FILTER: "content_filter"}
@@ -244,23 +245,6 @@ def _result_output(part: ToolResultPart) -> str | list[dict]:
 # --- responses ------------------------------------------------------------
 
 
-def usage_from_responses(usage: dict | None) -> Usage:
-    if not usage:
-        return Usage()
-    details = usage.get("input_tokens_details") or {}
-    return Usage(usage.get("input_tokens") or 0, usage.get("output_tokens") or 0, details.get("cached_tokens") or 0)
-
-
-def usage_to_responses(usage: Usage) -> dict:
-    return {
-        "input_tokens": usage.input_tokens,
-        "input_tokens_details": {"cached_tokens": usage.cached_tokens, "cache_write_tokens": 0},
-        "output_tokens": usage.output_tokens,
-        "output_tokens_details": {"reasoning_tokens": 0},
-        "total_tokens": usage.input_tokens + usage.output_tokens,
-    }
-
-
 def stop_from_response(resp: dict, has_tool_calls: bool) -> str:
     """Responses has a status, not a stop reason: incomplete_details says why it stopped early."""
     if resp.get("status") == "incomplete":
@@ -282,7 +266,7 @@ def response_from_responses(body: dict) -> Response:
         elif kind == "function_call":
             parts.append(ToolCallPart(item.get("call_id") or "", item.get("name") or "", item.get("arguments") or ""))
     has_calls = any(isinstance(p, ToolCallPart) for p in parts)
-    return Response(parts, stop_from_response(body, has_calls), usage_from_responses(body.get("usage")))
+    return Response(parts, stop_from_response(body, has_calls), usage_from_responses(body.get("usage")) or Usage())
 
 
 def response_object(request_id: str, model: str, created_at: int, status: str, output: list[dict],

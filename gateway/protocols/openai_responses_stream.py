@@ -20,6 +20,7 @@ import time
 import ujson
 
 from gateway.protocols.canonical import (
+    Price,
     STOP_END,
     STOP_TOOL_USE,
     STREAM_END,
@@ -40,9 +41,9 @@ from gateway.protocols.openai_responses import (
     response_object,
     status_for,
     stop_from_response,
-    usage_from_responses,
 )
 from gateway.protocols.sse import SSEEvent, encode_event
+from gateway.protocols.usage import priced, usage_from_responses
 
 _FINAL_EVENTS = frozenset({"response.completed", "response.incomplete"})
 
@@ -100,8 +101,8 @@ class ResponsesStreamRenderer(StreamRenderer):
     long reply costs linear, not quadratic, time.
     """
 
-    def __init__(self, model: str, request_id: str, include_usage: bool) -> None:
-        super().__init__()
+    def __init__(self, model: str, request_id: str, include_usage: bool, price: Price | None = None) -> None:
+        super().__init__(price)
         self._model = model
         self._request_id = request_id
         self._created_at = int(time.time())
@@ -211,8 +212,9 @@ class ResponsesStreamRenderer(StreamRenderer):
         stop = STOP_TOOL_USE if self._tools and self._stop == STOP_END else self._stop
         status = status_for(stop)
         # A node that never reported usage still yields a usage object: the SDK expects one.
-        response = response_object(self._request_id, self._model, self._created_at, status, self._items,
-                                   self._usage or Usage(), stop)
+        usage = self._usage or Usage()
+        response = response_object(self._request_id, self._model, self._created_at, status, self._items, usage, stop)
+        priced(response["usage"], usage, self.price)
         self._event({"type": "response.completed" if status == "completed" else "response.incomplete",
                      "response": response})
         self.ended = True

@@ -27,6 +27,7 @@ from gateway.protocols.anthropic_stream import (
 )
 from gateway.protocols.canonical import (
     STREAM_END,
+    Price,
     ProtocolError,
     Request,
     Response,
@@ -43,7 +44,7 @@ from gateway.protocols.sse import SSEDecoder, SSEEvent
 from gateway.protocols.validate import validate_messages, validate_responses
 
 __all__ = [
-    "ProtocolError", "StreamTranslator", "Usage", "extract_usage", "translate_embeddings_request",
+    "ProtocolError", "StreamTranslator", "Usage", "translate_embeddings_request",
     "translate_embeddings_response", "translate_error", "translate_request", "translate_response",
     "validate_request",
 ]
@@ -69,12 +70,6 @@ _RESPONSE_TO: dict[str, Callable[[Response, str, str], dict]] = {
     "chat": openai_chat.response_to_chat,
     "responses": openai_responses.response_to_responses,
     "messages": anthropic.response_to_messages,
-}
-_USAGE: dict[str, Callable[[dict | None], Usage]] = {
-    "chat": openai_chat.usage_from_chat,
-    "responses": openai_responses.usage_from_responses,
-    "messages": anthropic.usage_from_anthropic,
-    "gemini": gemini.usage_from_gemini,
 }
 _PARSERS = {
     "chat": ChatStreamParser,
@@ -113,15 +108,6 @@ def translate_response(node: str, body: dict, client: str, public_model: str,
     """A non-streaming node reply as the client's reply, plus its usage."""
     response = _RESPONSE_FROM[node](body, request_id)
     return _RESPONSE_TO[client](response, public_model, request_id), response.usage
-
-
-def extract_usage(protocol: str, body: dict) -> Usage:
-    """Usage from a non-streaming reply of any protocol, or an OpenAI embeddings reply."""
-    if protocol == "embeddings":
-        usage = body.get("usage") or {}
-        return Usage(usage.get("prompt_tokens") or 0, 0, 0)
-    key = "usageMetadata" if protocol == "gemini" else "usage"
-    return _USAGE[protocol](body.get(key))
 
 
 def translate_error(node: str, status: int, body: bytes, client: str) -> dict:
@@ -177,8 +163,9 @@ class StreamTranslator:
 
     __slots__ = ("_decoder", "_parser", "_renderer", "_sink")
 
-    def __init__(self, node: str, client: str, public_model: str, request_id: str, include_usage: bool) -> None:
-        self._renderer = _RENDERERS[client](public_model, request_id, include_usage)
+    def __init__(self, node: str, client: str, public_model: str, request_id: str, include_usage: bool,
+                 price: Price | None = None) -> None:
+        self._renderer = _RENDERERS[client](public_model, request_id, include_usage, price)
         self._sink = _Sink(self._renderer)  # not a bound method of ours: that would be a reference cycle
         self._parser = _PARSERS[node](request_id, self._sink)
         self._decoder = SSEDecoder()

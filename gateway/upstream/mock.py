@@ -54,9 +54,13 @@ def script_from_chat(body: dict[str, Any], tokens: int) -> Script:
     return write_script(prompt, last_user, tools, tool_result, max_tokens, tokens)
 
 
-def chat_usage(script: Script) -> dict[str, int]:
-    return {"prompt_tokens": script.input_tokens, "completion_tokens": script.output_tokens,
-            "total_tokens": script.input_tokens + script.output_tokens}
+def chat_usage(script: Script) -> dict[str, Any]:
+    """Cache reads as OpenAI reports them; cache writes as OpenRouter does (OpenAI itself reports none)."""
+    usage: dict[str, Any] = {"prompt_tokens": script.input_tokens, "completion_tokens": script.output_tokens,
+                             "total_tokens": script.input_tokens + script.output_tokens}
+    if script.cache_read or script.cache_write:
+        usage["prompt_tokens_details"] = {"cached_tokens": script.cache_read, "cache_write_tokens": script.cache_write}
+    return usage
 
 
 def chat_response(script: Script, model: str, response_id: str) -> bytes:

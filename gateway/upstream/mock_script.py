@@ -10,17 +10,22 @@ that both behave alike whatever wire format carries the words. The rules:
   long (padding with counted words), capped by ``max_tokens``.
 
 Token counts are a fixed rule (about four characters a token) so tests can
-predict the bill exactly.
+predict the bill exactly. A prompt that contains ``[cache read=R write=W
+write_1h=H]`` makes the model report R prompt tokens read from its cache and
+W + H written to it (H of them to Anthropic's 1-hour cache), on top of the
+prompt's own tokens, so every wire's cache fields can be tested end to end.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 import ujson
 
 DEFAULT_TOKENS = 12
+_CACHE = re.compile(r"\[cache read=(\d+) write=(\d+) write_1h=(\d+)\]")
 
 
 @dataclass(slots=True)
@@ -35,7 +40,10 @@ class Script:
     tokens: list[str]  # text pieces; each counts as one output token
     tool_call: ToolCall | None
     finish: str  # "stop", "length" or "tool_calls"
-    input_tokens: int
+    input_tokens: int  # every prompt token, the cache reads and writes included
+    cache_read: int = 0
+    cache_write: int = 0  # 5-minute and 1-hour writes together
+    cache_write_1h: int = 0
 
     @property
     def output_tokens(self) -> int:
@@ -57,6 +65,16 @@ def write_script(prompt_text: str, last_user_text: str, tools: list[dict[str, An
                  max_tokens: int | None, tokens: int = DEFAULT_TOKENS) -> Script:
     """Decide the reply. ``tools`` are ``{"name", "parameters"}`` dicts (JSON schema)."""
     input_tokens = max(1, estimate_tokens(prompt_text))
+    cache = _CACHE.search(prompt_text)
+    read, write_5m, write_1h = (int(n) for n in cache.groups()) if cache else (0, 0, 0)
+    input_tokens += read + write_5m + write_1h
+    script = _reply(prompt_text, last_user_text, tools, tool_result, max_tokens, tokens, input_tokens)
+    script.cache_read, script.cache_write, script.cache_write_1h = read, write_5m + write_1h, write_1h
+    return script
+
+
+def _reply(prompt_text: str, last_user_text: str, tools: list[dict[str, Any]], tool_result: str | None,
+           max_tokens: int | None, tokens: int, input_tokens: int) -> Script:
     if tool_result is not None:
         words = ("The tool said: " + tool_result).split(" ")
     elif tools:

@@ -180,6 +180,9 @@ def test_console_end_to_end(gateway: Any, browser: Any, tmp_path: Path) -> None:
     page.click("[data-tab=pricing]")
     sync_api.expect(page.locator("#pricing-table tbody tr")).to_have_count(3)
     sync_api.expect(page.locator("#pricing-table")).to_contain_text("claude-sonnet-4-6")
+    claude_row = page.locator("#pricing-table tbody tr", has_text="claude-sonnet-4-6")
+    sync_api.expect(claude_row).to_contain_text("3.75")  # the cache write prices
+    sync_api.expect(claude_row).to_contain_text("$6.0")
     page.screenshot(path=str(shots / "pricing.png"), full_page=True)
     page.click("[data-tab=quickstart]")
     sync_api.expect(page.locator("#qs-openai")).to_contain_text(f'base_url="{gateway.url}/v1"')

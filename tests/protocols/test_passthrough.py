@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from gateway.protocols.passthrough import make_tap, usage_from_body
+import json
+from decimal import Decimal
+
+from gateway.protocols.canonical import Usage
+from gateway.protocols.passthrough import make_tap
+from gateway.protocols.sse import SSEDecoder
+from gateway.protocols.usage import usage_from_body
 
 CHAT = (b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}\n\n'
         b'data: {"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n'
@@ -65,3 +71,39 @@ def test_usage_from_whole_bodies():
     assert usage_from_body("messages", {"usage": {"input_tokens": 4, "output_tokens": 5}}).input_tokens == 4
     assert usage_from_body("chat", {"no": "usage"}) is None
     assert usage_from_body("chat", ["not", "a", "dict"]) is None
+
+
+def _price(usage: Usage) -> int:
+    """A made-up price with every token class distinguishable: the cost encodes the usage."""
+    return (usage.input_tokens * 10**6 + usage.output_tokens * 10**4 + usage.cached_tokens * 10**2
+            + usage.cache_write_tokens * 10 + usage.cache_write_1h_tokens)
+
+
+MESSAGES_CACHED = MESSAGES.replace(b'"cache_read_input_tokens":10,',
+                                   b'"cache_read_input_tokens":10,"cache_creation_input_tokens":7,'
+                                   b'"cache_creation":{"ephemeral_5m_input_tokens":4,"ephemeral_1h_input_tokens":3},')
+
+
+def test_only_the_final_usage_event_gains_the_cost_the_others_stay_raw():
+    """The cost of the final usage goes into that one event; every other event is the upstream's bytes."""
+    for protocol, stream, final in (("chat", CHAT, None), ("messages", MESSAGES_CACHED, "message_delta"),
+                                    ("responses", RESPONSES, "response.completed")):
+        for split in range(0, len(stream), 11):
+            tap = make_tap(protocol, True, _price)
+            out = tap.feed(stream[:split]) + tap.feed(stream[split:]) + tap.finish()
+            sent, received = SSEDecoder().feed(stream), SSEDecoder().feed(out)
+            assert len(sent) == len(received)
+            changed = [(a, b) for a, b in zip(sent, received) if a.raw != b.raw]
+            assert len(changed) == 1, protocol
+            before, after = changed[0]
+            assert after.event == final
+            payload = json.loads(after.data)
+            usage = payload["usage"] if protocol != "responses" else payload["response"]["usage"]
+            assert Decimal(str(usage.pop("cost"))) * 10**9 == _price(tap.usage)
+            assert payload == json.loads(before.data)
+
+
+def test_messages_tap_reads_the_cache_write_split():
+    out, usage = relay("messages", MESSAGES_CACHED, False, 50)
+    assert out == MESSAGES_CACHED  # no price: nothing changes
+    assert usage == Usage(5 + 10 + 7, 4, 10, 7, 3)

@@ -14,8 +14,8 @@ from openai.types.chat import ChatCompletion
 from openai.types.responses import Response as OpenAIResponse
 
 from gateway.protocols.canonical import Usage
+from gateway.protocols.usage import usage_from_body
 from gateway.protocols.translate import (
-    extract_usage,
     translate_embeddings_request,
     translate_embeddings_response,
     translate_error,
@@ -67,7 +67,7 @@ PAIRS = [(node, client) for node in NODE_REPLIES for client in ("chat", "respons
 @pytest.mark.parametrize(("node", "client"), PAIRS)
 def test_reply_translates_and_the_sdk_parses_it(node: str, client: str) -> None:
     body, usage = translate_response(node, NODE_REPLIES[node], client, "public-model", "req1")
-    assert usage == Usage(100, 42, 80)
+    assert usage == Usage(100, 42, 80, 5 if node == "messages" else 0)  # only Anthropic reports cache writes
     assert json.loads(json.dumps(body)) == body  # plain JSON, nothing exotic
     if client == "chat":
         reply = ChatCompletion.model_validate(body)
@@ -135,13 +135,13 @@ def test_invalid_tool_arguments_from_an_openai_model_still_give_an_object() -> N
 @pytest.mark.parametrize(("protocol", "body", "expected"), [
     ("chat", NODE_REPLIES["chat"], Usage(100, 42, 80)),
     ("responses", NODE_REPLIES["responses"], Usage(100, 42, 80)),
-    ("messages", NODE_REPLIES["messages"], Usage(100, 42, 80)),
+    ("messages", NODE_REPLIES["messages"], Usage(100, 42, 80, 5)),
     ("gemini", NODE_REPLIES["gemini"], Usage(100, 42, 80)),
     ("embeddings", {"usage": {"prompt_tokens": 7, "total_tokens": 7}}, Usage(7, 0, 0)),
-    ("chat", {"choices": []}, Usage()),
+    ("chat", {"choices": []}, None),
 ])
-def test_extract_usage(protocol: str, body: dict, expected: Usage) -> None:
-    assert extract_usage(protocol, body) == expected
+def test_usage_from_body(protocol: str, body: dict, expected: Usage | None) -> None:
+    assert usage_from_body(protocol, body) == expected
 
 
 ERRORS = {
