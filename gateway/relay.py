@@ -60,6 +60,7 @@ def whole_body(call: Call, opened: Opened) -> tuple[bytes, Usage]:
 
 def _pricer(call: Call, opened: Opened) -> Price:
     """Costs at the prices of the model that actually served (a fallback is billed at its own)."""
+    assert call.prices is not None  # set before any attempt opens
     return call.prices.pricer(normalize_model_id(opened.attempt.model.id))
 
 

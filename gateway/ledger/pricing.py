@@ -46,8 +46,8 @@ class TokenRates:
         rates = [rate(price.input), rate(price.output), rate(price.cached_input), rate(price.cache_write),
                  rate(price.cache_write_1h)]
         if all(r == r.to_integral_value() for r in rates):
-            return cls(*(int(r) for r in rates), True)
-        return cls(*rates, False)
+            return cls(int(rates[0]), int(rates[1]), int(rates[2]), int(rates[3]), int(rates[4]), True)
+        return cls(rates[0], rates[1], rates[2], rates[3], rates[4], False)
 
     def total(self, counts: tuple[int, int, int, int, int], rounding: str) -> int:
         """Nano-dollars for (uncached input, cache reads, 5-minute writes, 1-hour writes, output);

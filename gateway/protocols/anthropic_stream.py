@@ -96,7 +96,7 @@ class MessagesStreamParser:
         if not usage:
             return
         self._raw_usage.update((k, v) for k, v in usage.items() if v is not None)
-        self.usage = usage_from_anthropic(self._raw_usage)
+        self.usage = usage_from_anthropic(self._raw_usage) or Usage()
         self._emit(UsageUpdate(self.usage))
 
 

@@ -87,7 +87,7 @@ class ChatStreamParser:
                 emit(Finish(FINISH_FROM_CHAT.get(reason, STOP_END)))
         usage = chunk.get("usage")
         if usage:
-            self.usage = usage_from_chat(usage)
+            self.usage = usage_from_chat(usage) or Usage()
             emit(UsageUpdate(self.usage))
 
 

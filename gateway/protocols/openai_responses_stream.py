@@ -81,7 +81,7 @@ class ResponsesStreamParser:
                     emit(ToolCallDelta(key, item["arguments"]))
         elif kind in _FINAL_EVENTS:
             response = obj.get("response") or {}
-            self.usage = usage_from_responses(response.get("usage"))
+            self.usage = usage_from_responses(response.get("usage")) or Usage()
             emit(UsageUpdate(self.usage))
             emit(Finish(stop_from_response(response, bool(self._tools))))
             emit(STREAM_END)
