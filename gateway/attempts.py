@@ -188,6 +188,7 @@ class Opener:
         except ProtocolError as exc:  # this pairing cannot express the request: not the node's fault
             router.report(attempt, Outcome.CANCELLED)
             plan.note(attempt, exc.message)
+            call.refused.append(exc)
             raise AttemptFailed(Outcome.CLIENT_ERROR, exc.message) from None
         except ClientFault:
             raise  # reported above, exactly once: the catch-all below would report it again

@@ -14,7 +14,7 @@ from gateway.config import Model
 from gateway.ledger.keys import KeyInfo
 from gateway.ledger.backend import Reservation
 from gateway.ledger.pricing import PriceTable
-from gateway.protocols.canonical import Usage
+from gateway.protocols.canonical import ProtocolError, Usage
 from gateway.protocols.inspect import RequestFacts
 from gateway.upstream.exchange import Exchange
 from gateway.upstream.providers import NodeEndpoints
@@ -59,6 +59,7 @@ class Call:
     ttfb_s: float | None = None
     upstream_wait_s: float = 0.0
     error: str | None = None
+    refused: list[ProtocolError] = field(default_factory=list)  # attempts whose protocol cannot express the request
     live: set[Exchange] = field(default_factory=set)  # upstream exchanges to abort if the client leaves
 
     @property

@@ -24,6 +24,7 @@ from gateway.ledger.keys import KeyInfo
 from gateway.ledger.errors import InsufficientBalance, KeyLimitExceeded
 from gateway.ledger.money import nano_to_usd
 from gateway.protocols import translate
+from gateway.protocols.body import parse_body
 from gateway.protocols.canonical import ProtocolError, Usage
 from gateway.protocols.inspect import DEFAULT_OUTPUT_RESERVE, inspect_request
 from gateway.relay import relay_stream, whole_body
@@ -54,12 +55,9 @@ class Pipeline:
         services = self.services
         call.key = await authenticate(services.ledger, api_key, Caller.MODELS)
         try:
-            body = ujson.loads(raw)
-        except ValueError as exc:
-            raise GatewayError(ErrorKind.INVALID_REQUEST, f"the request body is not valid JSON: {exc}") from None
-        try:
+            body = parse_body(raw)
             call.facts = facts = inspect_request(call.endpoint, body, len(raw))
-            if call.endpoint in ("responses", "messages"):
+            if call.endpoint != "embeddings":
                 translate.validate_request(call.endpoint, body)
         except ProtocolError as exc:
             raise GatewayError(ErrorKind.INVALID_REQUEST, exc.message, exc.param) from None
@@ -193,6 +191,9 @@ class Pipeline:
         if not plan.tried:
             raise GatewayError(ErrorKind.OVERLOADED, f"no healthy node serves '{call.model.id}' right now; retry shortly",
                                retry_after_s=5)
+        if len(call.refused) == len(plan.tried):  # no node failed: none can express this request
+            refusal = call.refused[0]
+            raise GatewayError(ErrorKind.INVALID_REQUEST, refusal.message, refusal.param)
         tried = "; ".join(f"{node} ({model}): {detail}" for node, model, detail in plan.tried)
         timeouts = all("timed out" in detail for _, _, detail in plan.tried)
         kind = ErrorKind.UPSTREAM_TIMEOUT if timeouts else ErrorKind.UPSTREAM_FAILED

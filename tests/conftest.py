@@ -102,9 +102,13 @@ class RunningGateway:
         return self.server.services  # type: ignore[union-attr]
 
     def stop(self) -> None:
+        """Stop serving; fails the test if the gateway answered any 500 of its own (contract §4)."""
         if self._loop is not None and self._stop is not None and self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(10)
+        if self.server is not None and self.server.services.internal_errors:
+            raise AssertionError(f"the gateway answered {self.server.services.internal_errors} internal error(s) "
+                                 "(500); see the logged traceback")
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01) -> Any:
@@ -165,8 +169,13 @@ def start_gateway(tmp_path: Path) -> Iterator[Callable[[dict[str, Any]], Running
         return gateway
 
     yield start
+    failures = []
     for gateway in running:
-        gateway.stop()
+        try:
+            gateway.stop()
+        except AssertionError as exc:
+            failures.append(str(exc))
+    assert not failures, failures
 
 
 @pytest.fixture

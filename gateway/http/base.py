@@ -63,6 +63,8 @@ class BaseHandler(RequestHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Tornado's own errors (405, 404, bad framing) in the protocol's JSON shape, never HTML."""
         kind = _STATUS_KINDS.get(status_code, ErrorKind.INTERNAL)
+        if kind is ErrorKind.INTERNAL:  # an exception escaped a handler: Tornado has logged its traceback
+            self.services.internal_errors += 1
         exc = kwargs.get("exc_info", (None, None, None))[1]
         message = exc.log_message if isinstance(exc, HTTPError) and exc.log_message else {
             404: "no such endpoint", 405: f"method {self.request.method} is not allowed here"}.get(

@@ -31,7 +31,9 @@ import ujson
 from gateway.auth import Caller, authenticate
 from gateway.config import normalize_model_id
 from gateway.errors import ErrorKind, GatewayError
-from gateway.http.base import BaseHandler, api_key_from
+from gateway.http.base import api_key_from
+from gateway.http.body import JsonBodyHandler
+from gateway.protocols.body import parse_body
 from gateway.protocols.canonical import ProtocolError
 from gateway.protocols.inspect import inspect_request
 from gateway.routing.router import Outcome
@@ -82,7 +84,7 @@ def estimate_input_tokens(body: dict[str, Any]) -> int:
     return max(1, estimate_tokens("\n".join(t for t in texts if t)))
 
 
-class CountTokensHandler(BaseHandler):
+class CountTokensHandler(JsonBodyHandler):
     protocol = "messages"  # errors in Anthropic's shape
 
     async def post(self) -> None:
@@ -96,16 +98,10 @@ class CountTokensHandler(BaseHandler):
         services = self.services
         if services.draining:
             raise GatewayError(ErrorKind.OVERLOADED, "the gateway is shutting down", retry_after_s=5)
-        raw = self.request.body
-        limit = services.config.limits.max_body_bytes
-        if len(raw) > limit:
-            raise GatewayError(ErrorKind.PAYLOAD_TOO_LARGE, f"the request body is over {limit} bytes")
+        raw = self.body_bytes()
         key = await authenticate(services.ledger, api_key_from(self), Caller.MODELS)
         try:
-            body = ujson.loads(raw)
-        except ValueError as exc:
-            raise GatewayError(ErrorKind.INVALID_REQUEST, f"the request body is not valid JSON: {exc}") from None
-        try:
+            body = parse_body(raw)
             facts = inspect_request("count_tokens", body, len(raw))
         except ProtocolError as exc:
             raise GatewayError(ErrorKind.INVALID_REQUEST, exc.message, exc.param) from None

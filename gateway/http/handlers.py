@@ -7,17 +7,16 @@ from typing import Any, Callable
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tornado.ioloop import IOLoop
 from tornado.iostream import StreamClosedError
-from tornado.web import stream_request_body
 
 from gateway.auth import Caller, authenticate
 from gateway.config import PRICE_FIELDS, Price
 from gateway.errors import ErrorKind, GatewayError
 from gateway.http.base import BaseHandler, api_key_from
+from gateway.http.body import JsonBodyHandler
 from gateway.pipeline import Pipeline
 
 
-@stream_request_body
-class ModelHandler(BaseHandler):
+class ModelHandler(JsonBodyHandler):
     """POST endpoints that reach a model; also the ``Channel`` the pipeline talks to."""
 
     def initialize(self, services: Any, pipeline: Pipeline, endpoint: str) -> None:  # type: ignore[override]
@@ -27,35 +26,15 @@ class ModelHandler(BaseHandler):
         self.protocol = "messages" if endpoint in ("messages", "count_tokens") else "chat"
         self.closed = False
         self._on_close: Callable[[], Any] | None = None
-        self._parts: list[bytes] = []
-        self._size = 0
-        self._too_large = False
         self._heartbeat: object | None = None
         self._wrote = False
 
     def prepare(self) -> None:
-        limit = self.services.config.limits.max_body_bytes
-        self.request.connection.set_max_body_size(limit + 1)  # type: ignore[union-attr]
         if self.services.draining:
             self.send_error_json(GatewayError(ErrorKind.OVERLOADED, "the gateway is shutting down",
                                               retry_after_s=5))
             return
-        length = self.request.headers.get("Content-Length")
-        if length is not None and length.isdigit() and int(length) > limit:
-            self._reject_size(limit)
-
-    def data_received(self, chunk: bytes) -> None:
-        if self._finished or self._too_large:
-            return
-        self._size += len(chunk)
-        if self._size > self.services.config.limits.max_body_bytes:
-            self._reject_size(self.services.config.limits.max_body_bytes)
-            return
-        self._parts.append(chunk)
-
-    def _reject_size(self, limit: int) -> None:
-        self._too_large = True
-        self.send_error_json(GatewayError(ErrorKind.PAYLOAD_TOO_LARGE, f"the request body is over {limit} bytes"))
+        super().prepare()
 
     async def post(self) -> None:
         if self._finished:
@@ -65,8 +44,7 @@ class ModelHandler(BaseHandler):
             self.send_error_json(GatewayError(ErrorKind.OVERLOADED, "the gateway is at its concurrency limit",
                                               retry_after_s=1))
             return
-        raw = self._parts[0] if len(self._parts) == 1 else b"".join(self._parts)
-        self._parts = []
+        raw = self.body_bytes()
         services.inflight += 1
         try:
             await self.pipeline.handle(self.endpoint, self, raw, api_key_from(self), self.request.headers)

@@ -41,7 +41,7 @@ from gateway.protocols.openai_responses_stream import (
     ResponsesStreamRenderer,
 )
 from gateway.protocols.sse import SSEDecoder, SSEEvent
-from gateway.protocols.validate import validate_messages, validate_responses
+from gateway.protocols.validate import validate_chat, validate_messages, validate_responses
 
 __all__ = [
     "ProtocolError", "StreamTranslator", "Usage", "translate_embeddings_request",
@@ -85,9 +85,10 @@ _RENDERERS = {
 
 
 def validate_request(client: str, body: dict) -> None:
-    """Deep validation of a "messages" or "responses" request; raises ProtocolError
-    with the field path. "chat" requests are validated by the pipeline."""
-    if client == "messages":
+    """Deep validation of a client request; raises ProtocolError with the field path."""
+    if client == "chat":
+        validate_chat(body)
+    elif client == "messages":
         validate_messages(body)
     elif client == "responses":
         validate_responses(body)

@@ -15,6 +15,9 @@ _BLOCK_TYPES = frozenset({"text", "image", "tool_use", "tool_result", "thinking"
 _CHOICE_TYPES = frozenset({"auto", "any", "tool", "none"})
 _ITEM_CONTENT_TYPES = frozenset({"input_text", "output_text", "input_image", "input_file", "refusal"})
 _MESSAGE_ROLES = frozenset({"user", "assistant", "system", "developer"})
+_CHAT_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+MAX_ID_CHARS = 512  # ids and names are echoed back and logged: far above any provider's own limit (64-256)
+MAX_NAME_CHARS = 256
 
 
 def _require(ok: bool, message: str, param: str) -> None:
@@ -28,6 +31,21 @@ def _positive_int(value: object) -> bool:
 
 def _is_str(value: object) -> bool:
     return isinstance(value, str)
+
+
+def _one_of(value: object, allowed: frozenset[str]) -> bool:
+    """``value in allowed`` that a list or dict from the client cannot turn into a TypeError."""
+    return isinstance(value, str) and value in allowed
+
+
+def _short_str(value: object, limit: int) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= limit
+
+
+def _optional_short_str(body: dict, key: str, limit: int, path: str) -> None:
+    value = body.get(key)
+    _require(value is None or _short_str(value, limit), f"{key} must be a string of 1 to {limit} characters",
+             f"{path}{key}")
 
 
 def validate_messages(body: dict) -> None:
@@ -62,7 +80,7 @@ def validate_messages(body: dict) -> None:
 def _validate_block(block: object, path: str, tool_ids: set[str]) -> None:
     _require(isinstance(block, dict), "each content block must be an object", path)
     kind = block.get("type")
-    _require(kind in _BLOCK_TYPES, f"unsupported content block type {kind!r}", f"{path}.type")
+    _require(_one_of(kind, _BLOCK_TYPES), f"unsupported content block type {str(kind)[:40]!r}", f"{path}.type")
     if kind == "text":
         _require(_is_str(block.get("text")), "text is required", f"{path}.text")
     elif kind in ("image", "document"):
@@ -78,8 +96,10 @@ def _validate_block(block: object, path: str, tool_ids: set[str]) -> None:
             _require(kind == "document" and source.get("type") in ("text", "content", "file"),
                      "unsupported source type", f"{path}.source.type")
     elif kind == "tool_use":
-        _require(_is_str(block.get("id")) and bool(block["id"]), "id is required", f"{path}.id")
-        _require(_is_str(block.get("name")) and bool(block["name"]), "name is required", f"{path}.name")
+        _require(_short_str(block.get("id"), MAX_ID_CHARS), f"id must be a string of 1 to {MAX_ID_CHARS} characters",
+                 f"{path}.id")
+        _require(_short_str(block.get("name"), MAX_NAME_CHARS),
+                 f"name must be a string of 1 to {MAX_NAME_CHARS} characters", f"{path}.name")
         _require(isinstance(block.get("input"), dict), "input must be an object", f"{path}.input")
         tool_ids.add(block["id"])
     elif kind == "tool_result":
@@ -105,13 +125,14 @@ def _validate_anthropic_tools(body: dict) -> None:
         _require(isinstance(tools, list), "tools must be a list", "tools")
         for i, tool in enumerate(tools):
             _require(isinstance(tool, dict), "each tool must be an object", f"tools[{i}]")
-            _require(_is_str(tool.get("name")) and bool(tool["name"]), "name is required", f"tools[{i}].name")
+            _require(_short_str(tool.get("name"), MAX_NAME_CHARS),
+                     f"name must be a string of 1 to {MAX_NAME_CHARS} characters", f"tools[{i}].name")
             if tool.get("type") in (None, "custom"):
                 _require(isinstance(tool.get("input_schema"), dict), "input_schema must be an object",
                          f"tools[{i}].input_schema")
     choice = body.get("tool_choice")
     if choice is not None:
-        _require(isinstance(choice, dict) and choice.get("type") in _CHOICE_TYPES,
+        _require(isinstance(choice, dict) and _one_of(choice.get("type"), _CHOICE_TYPES),
                  "tool_choice.type must be auto, any, tool or none", "tool_choice")
         if choice["type"] == "tool":
             _require(_is_str(choice.get("name")) and bool(choice["name"]), "name is required", "tool_choice.name")
@@ -138,7 +159,8 @@ def validate_responses(body: dict) -> None:
         for i, tool in enumerate(tools):
             _require(isinstance(tool, dict) and _is_str(tool.get("type")), "each tool needs a type", f"tools[{i}]")
             if tool["type"] == "function":
-                _require(_is_str(tool.get("name")) and bool(tool["name"]), "name is required", f"tools[{i}].name")
+                _require(_short_str(tool.get("name"), MAX_NAME_CHARS),
+                         f"name must be a string of 1 to {MAX_NAME_CHARS} characters", f"tools[{i}].name")
                 params = tool.get("parameters")
                 _require(params is None or isinstance(params, dict), "parameters must be an object",
                          f"tools[{i}].parameters")
@@ -147,20 +169,69 @@ def validate_responses(body: dict) -> None:
 def _validate_item(item: object, path: str) -> None:
     _require(isinstance(item, dict), "each input item must be an object", path)
     kind = item.get("type") or "message"
+    _require(_is_str(kind), "type must be a string", f"{path}.type")
     if kind == "message":
-        _require(item.get("role") in _MESSAGE_ROLES, "role must be user, assistant, system or developer",
+        _require(_one_of(item.get("role"), _MESSAGE_ROLES), "role must be user, assistant, system or developer",
                  f"{path}.role")
         content = item.get("content")
         if _is_str(content):
             return
         _require(isinstance(content, list), "content must be a string or a list of parts", f"{path}.content")
         for j, part in enumerate(content):
-            _require(isinstance(part, dict) and part.get("type") in _ITEM_CONTENT_TYPES,
+            _require(isinstance(part, dict) and _one_of(part.get("type"), _ITEM_CONTENT_TYPES),
                      "unsupported content part type", f"{path}.content[{j}].type")
     elif kind == "function_call":
-        for key in ("call_id", "name", "arguments"):
-            _require(_is_str(item.get(key)), f"{key} must be a string", f"{path}.{key}")
+        _require(_short_str(item.get("call_id"), MAX_ID_CHARS),
+                 f"call_id must be a string of 1 to {MAX_ID_CHARS} characters", f"{path}.call_id")
+        _require(_short_str(item.get("name"), MAX_NAME_CHARS),
+                 f"name must be a string of 1 to {MAX_NAME_CHARS} characters", f"{path}.name")
+        _require(_is_str(item.get("arguments")), "arguments must be a string", f"{path}.arguments")
     elif kind == "function_call_output":
-        _require(_is_str(item.get("call_id")), "call_id must be a string", f"{path}.call_id")
+        _require(_short_str(item.get("call_id"), MAX_ID_CHARS),
+                 f"call_id must be a string of 1 to {MAX_ID_CHARS} characters", f"{path}.call_id")
         output = item.get("output")
         _require(_is_str(output) or isinstance(output, list), "output must be a string or a list", f"{path}.output")
+        for j, part in enumerate(output if isinstance(output, list) else ()):
+            _require(isinstance(part, dict) and _is_str(part.get("type")), "each output part needs a type",
+                     f"{path}.output[{j}]")
+
+
+def validate_chat(body: dict) -> None:
+    """An OpenAI Chat Completions request: types and sizes of the fields the gateway or a translator reads."""
+    messages = body.get("messages")
+    _require(isinstance(messages, list) and bool(messages), "messages must be a non-empty list", "messages")
+    for i, msg in enumerate(messages):
+        path = f"messages[{i}]"
+        _require(isinstance(msg, dict), "each message must be an object", path)
+        _require(_one_of(msg.get("role"), _CHAT_ROLES),
+                 "role must be system, developer, user, assistant or tool", f"{path}.role")
+        _optional_short_str(msg, "name", MAX_NAME_CHARS, f"{path}.")
+        _optional_short_str(msg, "tool_call_id", MAX_ID_CHARS, f"{path}.")
+        content = msg.get("content")
+        if content is not None and not _is_str(content):
+            _require(isinstance(content, list), "content must be a string or a list of parts", f"{path}.content")
+            for j, part in enumerate(content):
+                _require(isinstance(part, dict) and _is_str(part.get("type")), "each content part needs a type",
+                         f"{path}.content[{j}]")
+                _require(part["type"] != "text" or _is_str(part.get("text")), "text must be a string",
+                         f"{path}.content[{j}].text")
+        calls = msg.get("tool_calls")
+        if calls is not None:
+            _require(isinstance(calls, list), "tool_calls must be a list", f"{path}.tool_calls")
+            for j, call in enumerate(calls):
+                where = f"{path}.tool_calls[{j}]"
+                _require(isinstance(call, dict) and isinstance(call.get("function"), dict),
+                         "each tool call must be an object with a function", where)
+                _optional_short_str(call, "id", MAX_ID_CHARS, f"{where}.")
+                _optional_short_str(call["function"], "name", MAX_NAME_CHARS, f"{where}.function.")
+    tools = body.get("tools")
+    if tools is not None:
+        _require(isinstance(tools, list), "tools must be a list", "tools")
+        for i, tool in enumerate(tools):
+            _require(isinstance(tool, dict), "each tool must be an object", f"tools[{i}]")
+            if tool.get("type", "function") == "function":
+                function = tool.get("function")
+                _require(isinstance(function, dict), "function must be an object", f"tools[{i}].function")
+                _require(_short_str(function.get("name"), MAX_NAME_CHARS),
+                         f"name must be a string of 1 to {MAX_NAME_CHARS} characters", f"tools[{i}].function.name")
+    _optional_short_str(body, "user", MAX_ID_CHARS, "")
