@@ -8,13 +8,19 @@ import os
 import signal
 import sys
 
-from gateway.config import ConfigError, load_config
-
-DEMO_KEY = "sk-demo-0000000000000000"
+from gateway.version import __version__
+from gateway.cli.startup import DEMO_KEY, bind_problem, demo_key_refusal
+from gateway.config import Config, ConfigError, load_config
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="gateway.py", description="Infer Mesh LLM API gateway")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["admin"]:
+        from gateway.cli.admin import main as admin_main
+        return admin_main(argv[1:])
+    parser = argparse.ArgumentParser(prog="gateway.py", description="Infer Mesh LLM API gateway. "
+                                     "Operator commands: python gateway.py admin --help")
+    parser.add_argument("--version", action="version", version=f"Infer Mesh {__version__}")
     parser.add_argument("--config", default="conf/gateway.yaml", help="YAML config (default: %(default)s)")
     parser.add_argument("--host", help="listen address (overrides listen.host)")
     parser.add_argument("--port", type=int, help="listen port (overrides listen.port)")
@@ -29,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--import-ledger", metavar="FILE",
                         help="load an --export-ledger FILE into the configured ledger (which must not hold "
                              "those accounts yet) and exit")
+    parser.add_argument("--allow-demo-key", action="store_true",
+                        help="start on a non-loopback address even though the public demo key still works")
     args = parser.parse_args(argv)
 
     if args.check_config:
@@ -37,16 +45,25 @@ def main(argv: list[str] | None = None) -> int:
         except ConfigError as error:
             for problem in error.problems:
                 print(problem)
+            for warning in error.warnings:
+                print(f"warning: {warning}")
             return 1
+        for warning in config.warnings:
+            print(f"warning: {warning}")
         print(f"{args.check_config}: ok ({len(config.nodes)} nodes, {len(config.models)} models)")
         return 0
     try:
         config = load_config(args.config)
     except ConfigError as error:
+        if len(error.problems) == 1:  # e.g. an unreadable file: one line, no heading
+            print(f"error: {error.problems[0]}", file=sys.stderr)
+            return 1
         print(f"{args.config}: invalid config:", file=sys.stderr)
         for problem in error.problems:
             print(f"  {problem}", file=sys.stderr)
         return 1
+    for warning in config.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     if args.drain_grace < 0:
         parser.error("--drain-grace must be >= 0")
     if args.export_ledger or args.import_ledger:
@@ -64,23 +81,42 @@ def main(argv: list[str] | None = None) -> int:
                   f"(see docs/scale-out.md) or run one worker.", file=sys.stderr)
             return 2
         from gateway.workers import supervise
+        refusal = asyncio.run(_demo_key_check(config, args.host or config.listen.host, args.allow_demo_key))
+        if refusal:
+            print(refusal, file=sys.stderr)
+            return 1
         return supervise(args.workers, lambda worker, host, port: asyncio.run(
-            _serve(_current_config(config), host, port, args.drain_grace, worker=worker)),
+            _serve(_current_config(config), host, port, args.drain_grace, worker=worker, allow_demo_key=True)),
             args.host or config.listen.host, config.listen.port if args.port is None else args.port)
-    return asyncio.run(_serve(config, args.host, args.port, args.drain_grace))
+    return asyncio.run(_serve(config, args.host, args.port, args.drain_grace, allow_demo_key=args.allow_demo_key))
 
 
-def _current_config(config: object) -> object:
+def _has_demo_key(config: Config) -> bool:
+    return any(DEMO_KEY in account.keys for account in config.accounts)
+
+
+async def _demo_key_check(config: Config, host: str, allowed: bool) -> str | None:
+    """For --workers: ask the shared ledger once, in the supervisor, before any worker starts."""
+    from gateway.ledger.backend import build_backend
+    ledger = build_backend(config)
+    try:
+        await ledger.start()
+        return await demo_key_refusal(ledger, _has_demo_key(config), host, allowed)
+    finally:
+        await ledger.close()
+
+
+def _current_config(config: Config) -> Config:
     """A (re)started worker reads the file again, so it has what a SIGHUP gave the others; if the file is
     broken now, it keeps the config the supervisor started with."""
     try:
-        return load_config(config.source)  # type: ignore[attr-defined]
+        return load_config(config.source)
     except Exception:
         return config
 
 
-async def _serve(config: object, host: str | None, port: int | None, drain_grace_s: float,
-                 worker: int | None = None) -> int:
+async def _serve(config: Config, host: str | None, port: int | None, drain_grace_s: float,
+                 worker: int | None = None, allow_demo_key: bool = False) -> int:
     """Serve until SIGTERM or SIGINT, then drain; SIGHUP reloads the config.
 
     Lifecycle events go to stdout as JSON lines (see gateway/observability/logs.py);
@@ -89,6 +125,7 @@ async def _serve(config: object, host: str | None, port: int | None, drain_grace
 
     ``worker``: one of ``--workers N`` (gateway/workers.py): it binds its own SO_REUSEPORT
     socket, leaves SIGINT to the supervisor, and does not talk to systemd (the supervisor is the service).
+    ``allow_demo_key``: skip the demo-key check (gateway/cli/startup.py); workers are checked by the supervisor.
     """
     # imported late: --check-config stays fast and dependency-light
     from gateway.observability.logs import install_json_logging, log_event
@@ -115,10 +152,19 @@ async def _serve(config: object, host: str | None, port: int | None, drain_grace
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     loop.add_signal_handler(signal.SIGHUP, server.reload)
     await server.start_ledger()  # Redis: connect and bootstrap first (if it is down, serve 503s and retry)
-    bound = server.start(host, port, reuse_port=worker is not None)
     shown_host = host or server.config.listen.host
+    refusal = await demo_key_refusal(server.services.ledger, _has_demo_key(config), shown_host, allow_demo_key)
+    if refusal is None:
+        try:
+            bound = server.start(host, port, reuse_port=worker is not None)
+        except OSError as error:
+            refusal = bind_problem(error, shown_host, config.listen.port if port is None else port)
+    if refusal is not None:
+        print(refusal, file=sys.stderr, flush=True)
+        await server.services.close()  # nothing was served: no drain, no lifecycle events
+        return 1
     line = f"Infer Mesh listening on http://{shown_host}:{bound}"
-    if any(DEMO_KEY in account.keys for account in server.config.accounts):
+    if _has_demo_key(server.config):
         line += (f"  — try: curl http://{shown_host}:{bound}/v1/chat/completions -H 'Authorization: Bearer "
                  f"{DEMO_KEY}' -H 'Content-Type: application/json' -d '{{\"model\": \"gpt-4o-mini\", "
                  f"\"messages\": [{{\"role\": \"user\", \"content\": \"Hello!\"}}]}}'")

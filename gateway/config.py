@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -69,8 +70,9 @@ def parse_config(raw: Any, env: Mapping[str, str]) -> Config:
     reader = _Reader(env)
     config = reader.config(raw)
     if reader.problems:
-        raise ConfigError(reader.problems)
+        raise ConfigError(reader.problems, reader.warnings)
     assert config is not None
+    object.__setattr__(config, "warnings", tuple(reader.warnings))
     return config
 
 
@@ -80,6 +82,7 @@ class _Reader:
     def __init__(self, env: Mapping[str, str]) -> None:
         self.env = env
         self.problems: list[str] = []
+        self.warnings: list[str] = []
 
     def fail(self, path: str, message: str) -> None:
         self.problems.append(f"{path or '(top)'}: {message}")
@@ -227,6 +230,8 @@ class _Reader:
                                        ("debug", "info", "warning", "error")))
         models = self.models(top.get("models"))
         nodes = self.nodes(top.get("nodes"), default_timeouts, models)
+        if self.warnings:  # nodes were left out
+            models = self.served_models(models, nodes)
         accounts = self.accounts(top.get("accounts"))
         if self.problems:
             return None
@@ -298,12 +303,24 @@ class _Reader:
                     self.fail(f"models.{model.id}.fallbacks[{i}]", "a model cannot fall back to itself")
         return models
 
+    def served_models(self, models: dict[str, Model], nodes: tuple[Node, ...]) -> dict[str, Model]:
+        """After nodes were left out: drop the models no node serves now, and fallbacks to them."""
+        served = {key for node in nodes for key in node.models}
+        dropped = [model.id for key, model in models.items() if key not in served]
+        if dropped:
+            self.warnings.append(f"models left out (no node with a key serves them): {', '.join(dropped)}")
+        kept = {key: model for key, model in models.items() if key in served}
+        index = {normalize_model_id(n): k for k, m in kept.items() for n in (m.id,) + m.aliases}
+        return {key: replace(model, fallbacks=tuple(f for f in model.fallbacks if normalize_model_id(f) in index))
+                for key, model in kept.items()}
+
     def nodes(self, raw: Any, default_timeouts: Timeouts, models: dict[str, Model]) -> tuple[Node, ...]:
         if not isinstance(raw, list) or not raw:
             self.fail("nodes", "is required: a list of at least one node")
             return ()
         aliases = {normalize_model_id(a): key for key, m in models.items() for a in m.aliases}
         nodes: list[Node] = []
+        left_out: list[Node] = []  # api_key names an unset variable
         ids: set[str] = set()
         for i, spec in enumerate(raw):
             path = f"nodes[{i}]"
@@ -338,23 +355,40 @@ class _Reader:
             headers_raw = self.mapping(spec.get("headers"), f"{path}.headers", tuple(spec.get("headers") or ()))
             headers = {str(k): self.string(v, f"{path}.headers.{k}") for k, v in headers_raw.items()}
             mock_raw = self.mapping(spec.get("mock"), f"{path}.mock", ("token_delay_ms", "embedding_dim"))
+            unset = self.unset_key_variable(spec.get("api_key"))
+            if unset:
+                # Left out, not an error, so one example config serves any subset of providers; the rest of
+                # the node is still checked so a typo shows before its key is set.
+                self.warnings.append(f"nodes[{i}] ({node_id}) left out: {unset} is not set")
             mock = MockOptions(self.number(mock_raw.get("token_delay_ms"), f"{path}.mock.token_delay_ms", 0.0, float, 0),
                                self.number(mock_raw.get("embedding_dim"), f"{path}.mock.embedding_dim", 8, int, 1, 65536))
-            nodes.append(Node(
+            node = Node(
                 id=node_id, provider=provider, base_url=base_url,
-                api_key=self.string(spec.get("api_key"), f"{path}.api_key", ""),
+                api_key="" if unset else self.string(spec.get("api_key"), f"{path}.api_key", ""),
                 weight=self.number(spec.get("weight"), f"{path}.weight", 1, int, 1, 1000),
                 models=node_models,
                 responses=self.boolean(spec.get("responses"), f"{path}.responses", False),
                 headers=headers,
                 timeouts=self.timeouts(spec, path, default_timeouts),
                 mock=mock,
-            ))
-        served = {key for node in nodes for key in node.models}
+            )
+            (left_out if unset else nodes).append(node)
+        if left_out and not nodes:
+            self.fail("nodes", "no node can be used: set the api_key variable of at least one")
+        served = {key for node in nodes + left_out for key in node.models}
         for key, model in models.items():
             if key not in served:
                 self.fail(f"models.{model.id}", "no node serves this model")
         return tuple(nodes)
+
+    def unset_key_variable(self, api_key: Any) -> str | None:
+        """The first variable in ``api_key`` that is unset and has no default, if any."""
+        if not isinstance(api_key, str):
+            return None
+        for match in _VAR.finditer(api_key):
+            if match.group(1) not in self.env and match.group(2) is None:
+                return match.group(1)
+        return None
 
     def accounts(self, raw: Any) -> tuple[Account, ...]:
         if raw is None:

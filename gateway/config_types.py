@@ -22,9 +22,10 @@ REDIS_URL_SCHEMES = ("redis://", "rediss://", "unix://")
 class ConfigError(Exception):
     """All problems found in one config file, each prefixed with its YAML path."""
 
-    def __init__(self, problems: list[str]) -> None:
+    def __init__(self, problems: list[str], warnings: list[str] | None = None) -> None:
         super().__init__("\n".join(problems))
         self.problems = problems
+        self.warnings = warnings or []  # what would have been left out (e.g. nodes without a key)
 
 
 def normalize_model_id(model_id: str) -> str:
@@ -161,6 +162,7 @@ class Config:
     models: Mapping[str, Model]  # normalized id -> model
     accounts: tuple[Account, ...]
     source: str = ""  # the file it came from, for reloads
+    warnings: tuple[str, ...] = ()  # e.g. nodes left out because their key variable is unset; printed at start
 
     def find_model(self, model_id: str) -> Model | None:
         """Resolve a client's model id through normalization and aliases."""

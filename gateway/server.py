@@ -174,7 +174,10 @@ class Server:
             fields: dict[str, object] = {"nodes": len(config.nodes), "models": len(config.models)}
             if restart:
                 fields["restart_required"] = restart
-            log_event("reloaded", level="warning" if restart else "info", source=config.source, **fields)
+            if config.warnings:  # e.g. nodes left out because their key variable is unset
+                fields["warnings"] = list(config.warnings)
+            log_event("reloaded", level="warning" if restart or config.warnings else "info", source=config.source,
+                      **fields)
             return True
         finally:
             self._notify("READY=1", f"STATUS=serving on port {self.port}")

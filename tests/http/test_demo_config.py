@@ -87,7 +87,7 @@ def test_check_config_reports_every_problem_with_its_path(tmp_path):
     assert result.returncode == 1
     out = result.stdout
     for expected in ("routing.strategy: must be one of", "routing.max_attempt: unknown key",
-                     "nodes[0].base_url: is required", "nodes[0].api_key: environment variable NOPE_KEY",
+                     "nodes[0].base_url: is required", "warning: nodes[0] (a) left out: NOPE_KEY is not set",
                      "nodes[1].id: duplicate node id", "nodes[1].weight: must be at least 1",
                      "models.gpt-x.price.input: must be a decimal amount", "models.gpt-x.fallbacks[0]: unknown model"):
         assert expected in out, (expected, out)
