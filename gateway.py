@@ -97,7 +97,7 @@ def _has_demo_key(config: Config) -> bool:
 
 async def _demo_key_check(config: Config, host: str, allowed: bool) -> str | None:
     """For --workers: ask the shared ledger once, in the supervisor, before any worker starts."""
-    from gateway.ledger.backend import build_backend
+    from gateway.ledger.factory import build_backend
     ledger = build_backend(config)
     try:
         await ledger.start()

@@ -25,7 +25,7 @@ import yaml
 from gateway.cli.render import parse_time, usd
 from gateway.cli.startup import demo_key_refusal, is_loopback
 from gateway.config import parse_config
-from gateway.ledger.backend import EmbeddedBackend
+from gateway.ledger.embedded import EmbeddedBackend
 from tests.conftest import ROOT
 from tests.ops.conftest import DEMO_KEY, demo_config
 
