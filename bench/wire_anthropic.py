@@ -26,7 +26,7 @@ from typing import Any, Mapping
 import ujson
 
 from bench.wire_common import Reply, dumps, json_reply, short_hash, sse
-from gateway.upstream.mock_script import Script, estimate_tokens, write_script
+from gateway.upstream.mock_script import ANY_TOOL, Script, estimate_tokens, write_script
 
 MESSAGES_FIELDS = frozenset({
     "model", "messages", "max_tokens", "system", "metadata", "stop_sequences", "stream", "temperature",
@@ -79,6 +79,14 @@ def _text_of(content: Any) -> str:
         if isinstance(block, dict) and block.get("type") == "text":
             out.append(block.get("text") or "")
     return " ".join(out)
+
+
+def _last_text(content: Any) -> str:
+    """The last text block: what the user typed, after the context Claude Code puts before it."""
+    if isinstance(content, str):
+        return content
+    texts = [b.get("text") or "" for b in content or () if isinstance(b, dict) and b.get("type") == "text"]
+    return texts[-1] if texts else ""
 
 
 def _system_text(system: Any) -> str:
@@ -163,7 +171,7 @@ def script_for(body: dict[str, Any], tokens: int) -> Script:
         for block in content if isinstance(content, list) else ():
             if block.get("type") == "tool_result":
                 texts.append(_text_of(block.get("content")))
-    last_user = next((_text_of(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
+    last_user = next((_last_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
     tool_result = None
     last = messages[-1]
     if last.get("role") == "user" and isinstance(last.get("content"), list):
@@ -172,8 +180,10 @@ def script_for(body: dict[str, Any], tokens: int) -> Script:
             tool_result = _text_of(results[-1].get("content"))
     tools = [{"name": t["name"], "parameters": t.get("input_schema")} for t in body.get("tools") or ()
              if t.get("type") in (None, "custom")]
+    choice = body.get("tool_choice") or {}
+    forced = choice.get("name") if choice.get("type") == "tool" else ANY_TOOL if choice.get("type") == "any" else None
     return write_script(" ".join(t for t in texts if t), last_user, tools, tool_result, body.get("max_tokens"),
-                        tokens)
+                        tokens, forced)
 
 
 def _thinking_text(body: dict[str, Any]) -> str | None:

@@ -27,7 +27,7 @@ from urllib.parse import parse_qs, unquote
 import ujson
 
 from bench.wire_common import Reply, dumps, json_reply, short_hash, sse
-from gateway.upstream.mock_script import Script, embedding, write_script
+from gateway.upstream.mock_script import ANY_TOOL, Script, embedding, write_script
 
 PATH = re.compile(r"^/v1beta/models/([^/:]+):([A-Za-z]+)$")
 GENERATE_FIELDS = frozenset({"contents", "systemInstruction", "system_instruction", "tools", "toolConfig",
@@ -129,6 +129,12 @@ def _texts(parts: list[dict[str, Any]]) -> str:
     return " ".join(p["text"] for p in parts if isinstance(p.get("text"), str) and not p.get("thought"))
 
 
+def _last_text(parts: list[dict[str, Any]]) -> str:
+    """The last text part: what the user typed, after any context the client put before it."""
+    texts = [p["text"] for p in parts if isinstance(p.get("text"), str) and not p.get("thought")]
+    return texts[-1] if texts else ""
+
+
 def _result_text(response: dict[str, Any]) -> str:
     for key in ("output", "result", "content", "error"):
         if isinstance(response.get(key), str):
@@ -140,7 +146,7 @@ def script_for(body: dict[str, Any], tokens: int) -> Script:
     contents = body["contents"]
     system = body.get("systemInstruction") or body.get("system_instruction") or {}
     texts = [_texts(system.get("parts") or [])] + [_texts(c["parts"]) for c in contents]
-    last_user = next((_texts(c["parts"]) for c in reversed(contents) if c["role"] == "user"), "")
+    last_user = next((_last_text(c["parts"]) for c in reversed(contents) if c["role"] == "user"), "")
     answers = [p["functionResponse"] for p in contents[-1]["parts"] if "functionResponse" in p]
     tool_result = _result_text(answers[-1].get("response") or {}) if answers else None
     if tool_result is not None:
@@ -148,7 +154,9 @@ def script_for(body: dict[str, Any], tokens: int) -> Script:
     tools = [{"name": d["name"], "parameters": d.get("parametersJsonSchema") or d.get("parameters")}
              for tool in body.get("tools") or () for d in tool.get("functionDeclarations") or ()]
     max_tokens = (body.get("generationConfig") or {}).get("maxOutputTokens")
-    return write_script(" ".join(t for t in texts if t), last_user, tools, tool_result, max_tokens, tokens)
+    calling = (body.get("toolConfig") or {}).get("functionCallingConfig") or {}
+    forced = ((calling.get("allowedFunctionNames") or [ANY_TOOL])[0]) if calling.get("mode") == "ANY" else None
+    return write_script(" ".join(t for t in texts if t), last_user, tools, tool_result, max_tokens, tokens, forced)
 
 
 def _usage(script: Script, output: int | None) -> dict[str, Any]:

@@ -21,13 +21,13 @@ import time
 from typing import Any, Mapping
 
 from bench.wire_common import Reply, dumps, json_reply, short_hash, sse
-from gateway.upstream.mock_script import Script, write_script
+from gateway.upstream.mock_script import ANY_TOOL, Script, write_script
 
 FIELDS = frozenset({"model", "input", "instructions", "max_output_tokens", "stream", "tools", "tool_choice",
                     "parallel_tool_calls", "temperature", "top_p", "store", "text", "reasoning", "metadata",
                     "user", "safety_identifier", "previous_response_id", "include", "truncation", "service_tier",
                     "stream_options", "prompt_cache_key", "background", "max_tool_calls", "top_logprobs",
-                    "conversation", "prompt"})
+                    "conversation", "prompt", "client_metadata"})
 ITEM_TYPES = frozenset({"message", "function_call", "function_call_output", "reasoning"})
 
 
@@ -47,6 +47,14 @@ def _text(content: Any) -> str:
         return content
     return " ".join(p.get("text") or "" for p in content or () if isinstance(p, dict)
                     and p.get("type") in ("input_text", "output_text"))
+
+
+def _last_text(content: Any) -> str:
+    """The last text part: what the user typed (Codex sends its context as earlier parts and items)."""
+    if isinstance(content, str):
+        return content
+    texts = [p.get("text") or "" for p in content or () if isinstance(p, dict) and p.get("type") == "input_text"]
+    return texts[-1] if texts else ""
 
 
 def _check(body: dict[str, Any], headers: Mapping[str, str]) -> Reply | None:
@@ -99,15 +107,17 @@ def script_for(body: dict[str, Any], tokens: int) -> Script:
         if kind == "message":
             texts.append(_text(item.get("content")))
             if item.get("role") == "user":
-                last_user = _text(item.get("content"))
+                last_user = _last_text(item.get("content"))
         elif kind == "function_call_output":
             texts.append(_text(item.get("output")))
     last = items[-1] if items else {}
     tool_result = _text(last.get("output")) if last.get("type") == "function_call_output" else None
     tools = [{"name": t["name"], "parameters": t.get("parameters")} for t in body.get("tools") or ()
              if t.get("type") == "function"]
+    choice = body.get("tool_choice")
+    forced = ANY_TOOL if choice == "required" else choice.get("name") if isinstance(choice, dict) else None
     return write_script(" ".join(t for t in texts if t), last_user, tools, tool_result,
-                        body.get("max_output_tokens"), tokens)
+                        body.get("max_output_tokens"), tokens, forced)
 
 
 def _usage(script: Script) -> dict[str, Any]:

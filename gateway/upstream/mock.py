@@ -20,6 +20,7 @@ import ujson
 from gateway.config import Node
 from gateway.upstream.exchange import Phase, UpstreamError
 from gateway.upstream.mock_script import (
+    ANY_TOOL,
     DEFAULT_TOKENS,
     Script,
     embedding,
@@ -40,18 +41,34 @@ def _text_of(content: Any) -> str:
     return ""
 
 
+def _last_text(content: Any) -> str:
+    """The last text part: what the user typed, after whatever context a client put before it."""
+    if isinstance(content, list):
+        texts = [part.get("text", "") for part in content if isinstance(part, dict) and part.get("type") == "text"]
+        return texts[-1] if texts else ""
+    return _text_of(content)
+
+
+def _forced_tool(choice: Any) -> str | None:
+    if choice == "required":
+        return ANY_TOOL
+    if isinstance(choice, dict):
+        return (choice.get("function") or {}).get("name") or ANY_TOOL
+    return None
+
+
 def script_from_chat(body: dict[str, Any], tokens: int) -> Script:
     """Read an OpenAI chat request the way a model would: prompt, tools, tool results."""
     messages = body.get("messages") or []
     prompt = " ".join(_text_of(m.get("content")) for m in messages if isinstance(m, dict))
-    last_user = next((_text_of(m.get("content")) for m in reversed(messages)
+    last_user = next((_last_text(m.get("content")) for m in reversed(messages)
                       if isinstance(m, dict) and m.get("role") == "user"), "")
     last = messages[-1] if messages and isinstance(messages[-1], dict) else {}
     tool_result = _text_of(last.get("content")) if last.get("role") == "tool" else None
     tools = [{"name": t["function"]["name"], "parameters": t["function"].get("parameters")}
              for t in body.get("tools") or [] if isinstance(t, dict) and isinstance(t.get("function"), dict)]
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
-    return write_script(prompt, last_user, tools, tool_result, max_tokens, tokens)
+    return write_script(prompt, last_user, tools, tool_result, max_tokens, tokens, _forced_tool(body.get("tool_choice")))
 
 
 def chat_usage(script: Script) -> dict[str, Any]:

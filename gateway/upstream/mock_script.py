@@ -3,11 +3,17 @@
 Shared by the in-process ``mock`` provider and ``bench/mock_upstream.py`` so
 that both behave alike whatever wire format carries the words. The rules:
 
-* with tools offered and no tool result yet, call the first tool with
-  arguments made from its JSON schema (a client can run it and answer);
 * after a tool result, answer with text that quotes the result;
-* otherwise echo the last user text, one token per word, ``tokens`` words
-  long (padding with counted words), capped by ``max_tokens``.
+* call a tool only when asked: the last user text says ``call NAME`` for an
+  offered tool (optionally followed by a JSON object of arguments, e.g.
+  ``call Read {"file_path": "/tmp/x"}``; otherwise arguments are made from the
+  tool's JSON schema), or the request forces a tool choice. Agent clients
+  (Claude Code, Codex) offer dozens of tools on every request; a mock that
+  called the first one would start sub-agents that start sub-agents;
+* otherwise echo the last user text (the last text part of the last user
+  message: what the user typed, after any context the client prepends), one
+  token per word, ``tokens`` words long (padding with counted words), capped
+  by ``max_tokens``.
 
 Token counts are a fixed rule (about four characters a token) so tests can
 predict the bill exactly. A prompt that contains ``[cache read=R write=W
@@ -26,6 +32,8 @@ import ujson
 
 DEFAULT_TOKENS = 12
 _CACHE = re.compile(r"\[cache read=(\d+) write=(\d+) write_1h=(\d+)\]")
+ANY_TOOL = "*"  # ``forced`` value: the request requires some tool call, whichever
+_CALL = re.compile(r"\bcall\s+([A-Za-z0-9_\-]+(?:\.[A-Za-z0-9_\-]+)*)")  # a sentence's final dot is no part of it
 
 
 @dataclass(slots=True)
@@ -62,24 +70,25 @@ def estimate_tokens(text: str) -> int:
 
 
 def write_script(prompt_text: str, last_user_text: str, tools: list[dict[str, Any]], tool_result: str | None,
-                 max_tokens: int | None, tokens: int = DEFAULT_TOKENS) -> Script:
-    """Decide the reply. ``tools`` are ``{"name", "parameters"}`` dicts (JSON schema)."""
+                 max_tokens: int | None, tokens: int = DEFAULT_TOKENS, forced: str | None = None) -> Script:
+    """Decide the reply. ``tools`` are ``{"name", "parameters"}`` dicts (JSON schema); ``forced`` is the
+    tool the request's tool choice requires (a name, or :data:`ANY_TOOL`)."""
     input_tokens = max(1, estimate_tokens(prompt_text))
     cache = _CACHE.search(prompt_text)
     read, write_5m, write_1h = (int(n) for n in cache.groups()) if cache else (0, 0, 0)
     input_tokens += read + write_5m + write_1h
-    script = _reply(prompt_text, last_user_text, tools, tool_result, max_tokens, tokens, input_tokens)
+    script = _reply(prompt_text, last_user_text, tools, tool_result, max_tokens, tokens, input_tokens, forced)
     script.cache_read, script.cache_write, script.cache_write_1h = read, write_5m + write_1h, write_1h
     return script
 
 
 def _reply(prompt_text: str, last_user_text: str, tools: list[dict[str, Any]], tool_result: str | None,
-           max_tokens: int | None, tokens: int, input_tokens: int) -> Script:
+           max_tokens: int | None, tokens: int, input_tokens: int, forced: str | None) -> Script:
+    wanted = None if tool_result is not None else requested_tool(last_user_text, tools, forced)
     if tool_result is not None:
         words = ("The tool said: " + tool_result).split(" ")
-    elif tools:
-        tool = tools[0]
-        arguments = ujson.dumps(_sample_arguments(tool.get("parameters") or {}))
+    elif wanted is not None:
+        tool, arguments = wanted
         call = ToolCall("call_" + _short_hash(prompt_text), tool["name"], arguments)
         return Script([], call, "tool_calls", input_tokens)
     else:
@@ -95,6 +104,40 @@ def _reply(prompt_text: str, last_user_text: str, tools: list[dict[str, Any]], t
         pieces = pieces[:max_tokens]
         finish = "length"
     return Script(pieces, None, finish, input_tokens)
+
+
+def requested_tool(last_user_text: str, tools: list[dict[str, Any]],
+                   forced: str | None = None) -> tuple[dict[str, Any], str] | None:
+    """The tool to call and its JSON arguments, or None: the last ``call NAME`` naming an offered tool
+    (its arguments the JSON object right after the name, if one is there), else the forced choice."""
+    by_name = {tool["name"]: tool for tool in tools}
+    chosen: dict[str, Any] | None = None
+    arguments: str | None = None
+    for match in _CALL.finditer(last_user_text):
+        tool = by_name.get(match.group(1))
+        if tool is not None:
+            chosen, arguments = tool, _arguments_after(last_user_text, match.end())
+    if chosen is None and forced is not None and tools:
+        chosen = by_name.get(forced) or tools[0]
+    if chosen is None:
+        return None
+    return chosen, arguments or ujson.dumps(_sample_arguments(chosen.get("parameters") or {}))
+
+
+def _arguments_after(text: str, start: int) -> str | None:
+    rest = text[start:].lstrip()
+    if not rest.startswith("{"):
+        return None
+    depth = 0
+    for end, char in enumerate(rest):  # the balanced {...} (strings with braces are not expected here)
+        depth += {"{": 1, "}": -1}.get(char, 0)
+        if depth == 0:
+            try:
+                value = ujson.loads(rest[:end + 1])
+            except ValueError:
+                return None
+            return ujson.dumps(value, escape_forward_slashes=False) if isinstance(value, dict) else None
+    return None
 
 
 def embedding(text: str, dim: int) -> list[float]:

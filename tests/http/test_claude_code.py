@@ -56,7 +56,7 @@ TOOLS = [
 ]
 FIRST_TURN = [{"role": "user", "content": [
     {"type": "text", "text": "<system-reminder>This is a reminder.</system-reminder>"},
-    {"type": "text", "text": "list the files here", "cache_control": {"type": "ephemeral"}}]}]
+    {"type": "text", "text": "call Bash to list the files here", "cache_control": {"type": "ephemeral"}}]}]
 METADATA = {"user_id": "user_0123abcd_account__session_4567ef"}
 THINKING = {"type": "enabled", "budget_tokens": 4096}
 

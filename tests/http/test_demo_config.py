@@ -43,7 +43,7 @@ def test_mock_provider_tool_call_round_trip(start_gateway, tmp_path):
     sdk = openai.OpenAI(base_url=gateway.url + "/v1", api_key=DEMO_KEY, max_retries=0)
     tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
         "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
-    messages = [{"role": "user", "content": "Weather in Paris?"}]
+    messages = [{"role": "user", "content": "Weather in Paris? call get_weather"}]
     first = sdk.chat.completions.create(model="gpt-4o-mini", messages=messages, tools=tools)
     call = first.choices[0].message.tool_calls[0]
     assert first.choices[0].finish_reason == "tool_calls" and call.function.name == "get_weather"

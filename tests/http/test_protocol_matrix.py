@@ -48,7 +48,7 @@ NODE_KEYS = {"openai": "sk-oa-node", "openai-responses": "sk-oa-resp-node", "ant
 EMBED_NODE = "pm-gemini-embed"
 
 PROMPT = "hello from the matrix"
-QUESTION = "What is the weather in Paris?"
+QUESTION = "What is the weather in Paris? Please call get_weather."
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string", "description": "a city"}},
           "required": ["city"]}
 TOOL_DESCRIPTION = "Current weather for a city"
