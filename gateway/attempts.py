@@ -243,6 +243,8 @@ class Opener:
             if node_protocol == "chat" and call.facts.stream and not call.facts.include_usage:
                 out["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
             return out
+        if call.prepared is not None:
+            return call.prepared.body_for(node_protocol, upstream_model)
         if call.endpoint == "embeddings":  # node protocol "gemini_embeddings": the gemini translator
             return translate.translate_embeddings_request(node_protocol.removesuffix("_embeddings"), body,
                                                           upstream_model)

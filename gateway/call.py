@@ -16,6 +16,7 @@ from gateway.ledger.backend import Reservation
 from gateway.ledger.pricing import PriceTable
 from gateway.protocols.canonical import ProtocolError, Usage
 from gateway.protocols.inspect import RequestFacts
+from gateway.protocols.translate import Prepared
 from gateway.upstream.exchange import Exchange
 from gateway.upstream.providers import NodeEndpoints
 
@@ -45,6 +46,7 @@ class Call:
     model: Model | None = None
     facts: RequestFacts | None = None
     body: dict[str, Any] = field(default_factory=dict)
+    prepared: Prepared | None = None  # the body translated for the other protocols among the model's nodes
     headers: Mapping[str, str] = field(default_factory=dict)
     reservation: Reservation | None = None
     prices: PriceTable | None = None  # the price table when the request began: a reload mid-stream changes nothing

@@ -27,9 +27,12 @@ from gateway.protocols import translate
 from gateway.protocols.body import parse_body
 from gateway.protocols.canonical import ProtocolError, Usage
 from gateway.protocols.inspect import DEFAULT_OUTPUT_RESERVE, inspect_request
-from gateway.relay import relay_stream, whole_body
+from gateway.relay import mark_dropped_tools, relay_stream, whole_body
 from gateway.routing.router import Attempt, Outcome, Plan
 from gateway.services import Services
+
+TRANSLATABLE = frozenset({"chat", "responses", "messages"})
+
 
 class Pipeline:
     def __init__(self, services: Services) -> None:
@@ -69,8 +72,10 @@ class Pipeline:
             fallbacks = [self._resolve_model(m, call.endpoint, "fallback_models") for m in facts.fallback_models]
             for fallback in fallbacks:
                 self._check_allowed(call.key, fallback)
-        key = normalize_model_id(model.id)
         call.prices, call.endpoints = services.prices, services.endpoints
+        if call.endpoint in TRANSLATABLE:
+            self._prepare(call, [model, *(fallbacks if fallbacks is not None else self._configured(model))])
+        key = normalize_model_id(model.id)
         estimate = call.prices.estimate_nano(key, facts.prompt_tokens_estimate,
                                              facts.max_output_tokens or DEFAULT_OUTPUT_RESERVE)
         try:
@@ -100,6 +105,27 @@ class Pipeline:
             kind = "an embedding model" if model.kind == "embedding" else "not an embedding model"
             raise GatewayError(ErrorKind.INVALID_REQUEST, f"the model '{model_id}' is {kind}", param)
         return model
+
+    def _configured(self, model: Model) -> list[Model]:
+        found = (self.services.config.find_model(m) for m in model.fallbacks)
+        return [m for m in found if m is not None]
+
+    @staticmethod
+    def _prepare(call: Call, models: list[Model]) -> None:
+        """Translate once, before any node is tried, for the protocols of the nodes that may serve it.
+
+        What no candidate node can take is the client's 400, naming the field,
+        never a node failure (contract §3). Pass-through-only routes cost nothing.
+        """
+        keys = {normalize_model_id(m.id) for m in models}
+        protocols = {endpoints.protocol_for(call.endpoint) for endpoints in call.endpoints.values()
+                     if not keys.isdisjoint(endpoints.node.models)}
+        protocols.discard(None)
+        if protocols - {call.endpoint}:
+            try:
+                call.prepared = translate.prepare(call.endpoint, call.body, protocols)  # type: ignore[arg-type]
+            except ProtocolError as exc:
+                raise GatewayError(ErrorKind.INVALID_REQUEST, exc.message, exc.param) from None
 
     @staticmethod
     def _check_allowed(key: KeyInfo, model: Model) -> None:
@@ -133,6 +159,7 @@ class Pipeline:
                 body, usage = whole_body(call, opened)
                 await self._settle(call, opened.attempt, usage, 200)  # charged before the response is sent
                 channel = call.channel
+                mark_dropped_tools(call, opened)
                 channel.set_header("x-infermesh-node", opened.attempt.node.id)
                 channel.set_header("x-infermesh-attempts", str(call.attempts))
                 channel.set_header("x-infermesh-cost-usd", nano_to_usd(call.cost_nano))

@@ -28,6 +28,19 @@ from gateway.routing.router import Outcome
 from gateway.upstream.exchange import UpstreamError
 
 
+def _client_tools(call: Call) -> dict | None:
+    return call.prepared.request.client_tools if call.prepared is not None else None
+
+
+def mark_dropped_tools(call: Call, opened: Opened) -> None:
+    """``x-infermesh-dropped-tools``: the tool types this (translating) node could not be given."""
+    if call.prepared is None or opened.node_protocol == call.endpoint:
+        return
+    dropped = call.prepared.request.dropped_tools
+    if dropped:
+        call.channel.set_header("x-infermesh-dropped-tools", ", ".join(dict.fromkeys(dropped)))
+
+
 def whole_body(call: Call, opened: Opened) -> tuple[bytes, Usage]:
     """The client's response body and the usage to bill (estimated, and marked so, if the node gave none)."""
     try:
@@ -48,7 +61,8 @@ def whole_body(call: Call, opened: Opened) -> tuple[bytes, Usage]:
                 opened.node_protocol.removesuffix("_embeddings"), upstream_body, public_model, call.body)
         else:
             client_body, usage = translate.translate_response(opened.node_protocol, upstream_body, call.endpoint,
-                                                              public_model, call.channel.request_id)
+                                                              public_model, call.channel.request_id,
+                                                              _client_tools(call))
         out = dumpb(client_body)
     if usage is None:
         usage = Usage(estimate_prompt_tokens(call.body), max(1, len(opened.first) // 4), 0)
@@ -75,7 +89,9 @@ async def relay_stream(call: Call, opened: Opened, metrics: Metrics) -> tuple[Ou
         tap: Any = make_tap(call.endpoint, call.facts.include_usage, _pricer(call, opened))
     else:
         tap = translate.StreamTranslator(opened.node_protocol, call.endpoint, opened.attempt.model.id,
-                                         channel.request_id, call.facts.include_usage, _pricer(call, opened))
+                                         channel.request_id, call.facts.include_usage, _pricer(call, opened),
+                                         _client_tools(call))
+    mark_dropped_tools(call, opened)
     channel.set_header("x-infermesh-node", opened.attempt.node.id)
     channel.set_header("x-infermesh-attempts", str(call.attempts))
     channel.start_stream()

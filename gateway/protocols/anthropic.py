@@ -13,8 +13,19 @@ Choices made where Anthropic and the other protocols disagree:
 * ``temperature`` is clamped to Anthropic's 0..1 range; a missing
   ``max_tokens`` becomes ``DEFAULT_MAX_TOKENS`` because Anthropic requires one.
 * ``response_format`` (JSON mode) cannot be expressed and is rejected.
-* Server tools (web search, code execution, ...) exist only on Anthropic and
-  are rejected when the node speaks another protocol.
+* A ``system`` (or ``developer``) message inside ``messages`` (Claude Code
+  sends them for model ids that are not Claude's) joins the system prompt,
+  after the top-level ``system``.
+* Server tools (``web_search_*``, ``code_execution_*``, ``bash_*``,
+  ``text_editor_*``, ``mcp_toolset``, ...: every tool with a ``type`` other
+  than ``custom``) exist only on Anthropic: they are dropped for other nodes,
+  named in ``x-infermesh-dropped-tools``, and so are the blocks they left in
+  the history (``server_tool_use``, ``*_tool_result``).
+* Fields with no meaning elsewhere are dropped: ``cache_control``,
+  ``thinking`` (incl. ``adaptive``), ``context_management``,
+  ``output_config``, ``service_tier``, ``container``, ``mcp_servers``.
+  ``metadata.user_id`` becomes the node's end-user id only when it fits
+  OpenAI's 64 characters (Claude Code's is a longer JSON text of device ids).
 """
 
 from __future__ import annotations
@@ -63,7 +74,14 @@ STOP_TO_ANTHROPIC = {
     STOP_TOOL_USE: "tool_use",
     STOP_CONTENT_FILTER: "refusal",
 }
-_DROPPED_BLOCKS = frozenset({"thinking", "redacted_thinking"})
+# Blocks with no portable form: thinking, and what server tools left in the history.
+DROPPED_BLOCKS = frozenset({
+    "thinking", "redacted_thinking", "server_tool_use", "web_search_tool_result", "web_fetch_tool_result",
+    "code_execution_tool_result", "bash_code_execution_tool_result", "text_editor_code_execution_tool_result",
+    "tool_search_tool_result", "mcp_tool_use", "mcp_tool_result", "container_upload",
+})
+INSTRUCTION_ROLES = frozenset({"system", "developer"})
+_MAX_USER_ID = 64
 
 
 # --- client request -> canonical -----------------------------------------
@@ -72,29 +90,49 @@ _DROPPED_BLOCKS = frozenset({"thinking", "redacted_thinking"})
 def request_from_messages(body: dict) -> Request:
     """A Messages request body (already validated) as a canonical :class:`Request`."""
     messages: list[Message] = []
+    system = _system_text(body.get("system"))
+    instructions = [system] if system else []
     for i, msg in enumerate(body.get("messages") or ()):
         role = msg.get("role")
+        if role in INSTRUCTION_ROLES:
+            text = _system_text(msg.get("content"))
+            if text:
+                instructions.append(text)
+            continue
         if role not in ("user", "assistant"):
             raise ProtocolError(f"unsupported message role {role!r}", f"messages[{i}].role")
         append_parts(messages, role, _parts_from_content(msg.get("content"), f"messages[{i}].content"))
-    system = body.get("system")
-    if isinstance(system, list):
-        system = "\n\n".join(block.get("text") or "" for block in system if isinstance(block, dict))
     metadata = body.get("metadata") or {}
+    user = metadata.get("user_id") if isinstance(metadata, dict) else None
+    tools: list[ToolDef] = []
+    dropped: list[str] = []
+    for tool in body.get("tools") or ():
+        if tool.get("type") in (None, "custom"):
+            tools.append(_tool_from_anthropic(tool))
+        else:
+            dropped.append(tool["type"])
     return Request(
         messages=messages,
-        system=system or None,
+        system="\n\n".join(instructions) or None,
         max_tokens=body.get("max_tokens"),
         temperature=body.get("temperature"),
         top_p=body.get("top_p"),
         top_k=body.get("top_k"),
         stop=list(body.get("stop_sequences") or ()),
-        tools=[_tool_from_anthropic(t, f"tools[{i}]") for i, t in enumerate(body.get("tools") or ())],
+        tools=tools,
         tool_choice=_choice_from_anthropic(body.get("tool_choice")),
         parallel_tool_calls=False if (body.get("tool_choice") or {}).get("disable_parallel_tool_use") else None,
         stream=bool(body.get("stream")),
-        user=metadata.get("user_id") if isinstance(metadata, dict) else None,
+        user=user if isinstance(user, str) and len(user) <= _MAX_USER_ID else None,
+        dropped_tools=dropped,
     )
+
+
+def _system_text(system: object) -> str:
+    """A system prompt (string or text blocks, ``cache_control`` ignored) as one text."""
+    if isinstance(system, list):
+        return "\n\n".join(block.get("text") or "" for block in system if isinstance(block, dict))
+    return system if isinstance(system, str) else ""
 
 
 def _parts_from_content(content: object, path: str) -> list[Part]:
@@ -117,7 +155,7 @@ def _parts_from_content(content: object, path: str) -> list[Part]:
             parts.append(ToolResultPart(block.get("tool_use_id") or "",
                                         _result_content(block.get("content"), f"{where}.content"),
                                         bool(block.get("is_error"))))
-        elif kind not in _DROPPED_BLOCKS:
+        elif kind not in DROPPED_BLOCKS:
             raise ProtocolError(f"content block type {kind!r} cannot be translated for this model",
                                 f"{where}.type")
     return parts
@@ -160,10 +198,7 @@ def _result_content(content: object, path: str) -> list[TextPart | ImagePart]:
     return out
 
 
-def _tool_from_anthropic(tool: dict, path: str) -> ToolDef:
-    if tool.get("type") not in (None, "custom"):
-        raise ProtocolError(f"server tool {tool.get('type')!r} is only available on Anthropic models",
-                            f"{path}.type")
+def _tool_from_anthropic(tool: dict) -> ToolDef:
     return ToolDef(tool.get("name") or "", tool.get("description"),
                    tool.get("input_schema") or {"type": "object", "properties": {}})
 

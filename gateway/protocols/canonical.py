@@ -198,6 +198,21 @@ class ToolDef:
     strict: bool | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ClientTool:
+    """What a node-facing tool name stands for in the client's request, when the two differ.
+
+    Responses ``namespace`` tools are flattened (``namespace__name``) and
+    ``custom`` tools become functions with one string parameter; the answer
+    must name them the client's way again (``namespace`` beside ``name``, or a
+    ``custom_tool_call`` with its ``input`` text).
+    """
+
+    name: str
+    namespace: str | None = None
+    custom: bool = False
+
+
 @dataclass(slots=True)
 class ToolChoice:
     mode: str  # "auto" | "none" | "required" | "tool"
@@ -225,6 +240,10 @@ class Request:
     response_format: dict | None = None
     stream: bool = False
     user: str | None = None
+    # Tools the node cannot run (hosted and server tools), by type, for x-infermesh-dropped-tools.
+    dropped_tools: list[str] = field(default_factory=list)
+    # node-facing tool name -> the client's own tool, for names that differ (see ClientTool).
+    client_tools: dict[str, ClientTool] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

@@ -6,12 +6,16 @@ Choices made where Responses and the other protocols disagree:
 
 * The gateway keeps no conversation state: ``previous_response_id``,
   ``conversation`` and ``item_reference`` inputs are rejected; ``reasoning``
-  input items are dropped. Requests sent to a Responses node set
-  ``store: false`` for the same reason.
-* Only ``function`` tools translate; hosted tools (web search, file search,
-  ...) are rejected. Function tools sent to a Responses node get
-  ``strict: false`` unless the client chose, because the Responses API
-  defaults to strict schemas that ordinary Chat/Anthropic schemas fail.
+  and ``compaction`` input items are dropped (their content is encrypted for
+  OpenAI's models). Requests sent to a Responses node set ``store: false``
+  for the same reason.
+* ``namespace``, ``custom`` and hosted tools: see ``responses_tools.py``.
+  Function tools sent to a Responses node get ``strict: false`` unless the
+  client chose, because the Responses API defaults to strict schemas that
+  ordinary Chat/Anthropic schemas fail.
+* Fields with no meaning elsewhere are dropped: ``reasoning``, ``include``,
+  ``store``, ``prompt_cache_key``, ``client_metadata``, ``metadata``,
+  ``truncation``, ``service_tier``, ``text.verbosity``.
 * Responses has no stop sequences: a request with ``stop`` is rejected there.
 """
 
@@ -21,6 +25,7 @@ import time
 
 from gateway.protocols.canonical import (
     STOP_CONTENT_FILTER,
+    ClientTool,
     STOP_END,
     STOP_MAX_TOKENS,
     FilePart,
@@ -41,6 +46,14 @@ from gateway.protocols.canonical import (
     image_from_url,
     parse_data_url,
     settle_stop,
+)
+from gateway.protocols.responses_tools import (
+    DROPPED_ITEMS,
+    call_item,
+    custom_arguments,
+    flat_name,
+    is_hosted,
+    tools_from_responses,
 )
 from gateway.protocols.usage import usage_from_responses, usage_to_responses
 
@@ -66,18 +79,21 @@ def request_from_responses(body: dict) -> Request:
     for i, item in enumerate(items or ()):
         _add_item(item, f"input[{i}]", messages, system)
     text_format = ((body.get("text") or {}).get("format")) or {}
+    tools, client_tools, dropped = tools_from_responses(body.get("tools") or [])
     return Request(
         messages=messages,
         system="\n\n".join(system) if system else None,
         max_tokens=body.get("max_output_tokens"),
         temperature=body.get("temperature"),
         top_p=body.get("top_p"),
-        tools=[_tool_from_responses(t, f"tools[{i}]") for i, t in enumerate(body.get("tools") or ())],
-        tool_choice=_choice_from_responses(body.get("tool_choice")),
+        tools=tools,
+        tool_choice=_choice_from_responses(body.get("tool_choice"), client_tools),
         parallel_tool_calls=body.get("parallel_tool_calls"),
         response_format=_format_from_responses(text_format),
         stream=bool(body.get("stream")),
         user=body.get("safety_identifier") or body.get("user"),
+        dropped_tools=dropped,
+        client_tools=client_tools,
     )
 
 
@@ -93,15 +109,19 @@ def _add_item(item: dict, path: str, messages: list[Message], system: list[str])
         else:
             raise ProtocolError(f"unsupported message role {role!r}", f"{path}.role")
     elif kind == "function_call":
-        append_parts(messages, "assistant", [ToolCallPart(item.get("call_id") or "", item.get("name") or "",
+        name = flat_name(item.get("name") or "", item.get("namespace"))
+        append_parts(messages, "assistant", [ToolCallPart(item.get("call_id") or "", name,
                                                           item.get("arguments") or "")])
-    elif kind == "function_call_output":
+    elif kind == "custom_tool_call":
+        append_parts(messages, "assistant", [ToolCallPart(item.get("call_id") or "", item.get("name") or "",
+                                                          custom_arguments(item.get("input") or ""))])
+    elif kind in ("function_call_output", "custom_tool_call_output"):
         output = item.get("output")
         content = [TextPart(output)] if isinstance(output, str) else _content_parts(output, f"{path}.output")
         if any(not isinstance(p, (TextPart, ImagePart)) for p in content):
-            raise ProtocolError("function_call_output can carry only text and images", f"{path}.output")
+            raise ProtocolError(f"{kind} can carry only text and images", f"{path}.output")
         append_parts(messages, "user", [ToolResultPart(item.get("call_id") or "", content)])
-    elif kind != "reasoning":
+    elif kind not in DROPPED_ITEMS:
         raise ProtocolError(f"input item type {kind!r} cannot be translated for this model", f"{path}.type")
 
 
@@ -134,21 +154,19 @@ def _file_part(part: dict) -> FilePart:
     return FilePart("application/pdf", url=part["file_url"], filename=part.get("filename"))
 
 
-def _tool_from_responses(tool: dict, path: str) -> ToolDef:
-    if tool.get("type") != "function":
-        raise ProtocolError(f"tool type {tool.get('type')!r} cannot be translated for this model", f"{path}.type")
-    return ToolDef(tool.get("name") or "", tool.get("description"),
-                   tool.get("parameters") or {"type": "object", "properties": {}}, tool.get("strict"))
-
-
-def _choice_from_responses(choice: object) -> ToolChoice | None:
+def _choice_from_responses(choice: object, client_tools: dict[str, ClientTool]) -> ToolChoice | None:
+    """A forced hosted tool was dropped with its tool: the choice falls back to ``auto``."""
     if choice is None:
         return None
     if isinstance(choice, str):
         return ToolChoice(choice)
-    if isinstance(choice, dict) and choice.get("type") == "function" and choice.get("name"):
-        return ToolChoice("tool", choice["name"])
-    raise ProtocolError("tool_choice must be auto, none, required or a function", "tool_choice")
+    if isinstance(choice, dict) and choice.get("type") in ("function", "custom") and choice.get("name"):
+        return ToolChoice("tool", flat_name(choice["name"], choice.get("namespace")))
+    if isinstance(choice, dict) and choice.get("type") == "allowed_tools":
+        return ToolChoice("required" if choice.get("mode") == "required" else "auto")
+    if isinstance(choice, dict) and is_hosted(choice.get("type")):
+        return ToolChoice("auto")
+    raise ProtocolError("tool_choice must be auto, none, required, a function or a custom tool", "tool_choice")
 
 
 def _format_from_responses(fmt: dict) -> dict | None:
@@ -290,8 +308,9 @@ def status_for(stop_reason: str) -> str:
     return "incomplete" if stop_reason in _INCOMPLETE_TO else "completed"
 
 
-def response_to_responses(resp: Response, model: str, request_id: str) -> dict:
-    """A canonical response as the client's Responses object."""
+def response_to_responses(resp: Response, model: str, request_id: str,
+                          client_tools: dict[str, ClientTool] | None = None) -> dict:
+    """A canonical response as the client's Responses object, tool calls under the client's tool names."""
     output: list[dict] = []
     for n, part in enumerate(resp.parts):
         if isinstance(part, TextPart):
@@ -302,7 +321,6 @@ def response_to_responses(resp: Response, model: str, request_id: str) -> dict:
                            "role": "assistant",
                            "content": [{"type": "output_text", "text": part.text, "annotations": []}]})
         else:
-            output.append({"type": "function_call", "id": f"fc_{request_id}_{n}", "call_id": part.id,
-                           "name": part.name, "arguments": part.arguments, "status": "completed"})
+            output.append(call_item(part, client_tools or {}, f"fc_{request_id}_{n}"))
     return response_object(request_id, model, int(time.time()), status_for(resp.stop_reason), output,
                            resp.usage, resp.stop_reason)

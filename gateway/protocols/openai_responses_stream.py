@@ -11,6 +11,13 @@ A text message is ``response.output_item.added`` (message item) ->
 ``response.in_progress`` and ends with ``response.completed`` (or
 ``response.incomplete``) carrying the whole response and its usage; there is
 no ``[DONE]``.
+
+A call of a tool the client declared as ``custom`` is rendered as a
+``custom_tool_call`` item; its input is known only once the node's JSON
+arguments are complete, so it is sent whole, as one
+``response.custom_tool_call_input.delta`` and ``.done``, when the item closes.
+Namespaced functions get their own ``name`` and ``namespace`` back
+(``responses_tools.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import ujson
 from gateway.protocols.canonical import (
     Price,
     STOP_END,
+    ClientTool,
     STOP_TOOL_USE,
     STREAM_END,
     Emit,
@@ -42,6 +50,7 @@ from gateway.protocols.openai_responses import (
     status_for,
     stop_from_response,
 )
+from gateway.protocols.responses_tools import custom_input
 from gateway.protocols.sse import SSEEvent, encode_event
 from gateway.protocols.usage import priced, usage_from_responses
 
@@ -101,8 +110,10 @@ class ResponsesStreamRenderer(StreamRenderer):
     long reply costs linear, not quadratic, time.
     """
 
-    def __init__(self, model: str, request_id: str, include_usage: bool, price: Price | None = None) -> None:
+    def __init__(self, model: str, request_id: str, include_usage: bool, price: Price | None = None,
+                 client_tools: dict[str, ClientTool] | None = None) -> None:
         super().__init__(price)
+        self._client_tools = client_tools or {}
         self._model = model
         self._request_id = request_id
         self._created_at = int(time.time())
@@ -152,6 +163,10 @@ class ResponsesStreamRenderer(StreamRenderer):
             common = {"item_id": item["id"], "output_index": index, "content_index": 0}
             self._event({"type": "response.output_text.done", **common, "text": part["text"], "logprobs": []})
             self._event({"type": "response.content_part.done", **common, "part": part})
+        elif item["type"] == "custom_tool_call":
+            common = {"item_id": item["id"], "output_index": index}
+            self._event({"type": "response.custom_tool_call_input.delta", **common, "delta": item["input"]})
+            self._event({"type": "response.custom_tool_call_input.done", **common, "input": item["input"]})
         else:
             self._event({"type": "response.function_call_arguments.done", "item_id": item["id"],
                          "output_index": index, "arguments": item["arguments"]})
@@ -161,6 +176,8 @@ class ResponsesStreamRenderer(StreamRenderer):
         item, fragments = self._items[index], self._fragments[index]
         if item["type"] == "message":
             item["content"][0]["text"] = "".join(fragments)
+        elif item["type"] == "custom_tool_call":
+            item["input"] = custom_input("".join(fragments))
         else:
             item["arguments"] = "".join(fragments)
 
@@ -184,8 +201,17 @@ class ResponsesStreamRenderer(StreamRenderer):
     def on_tool_start(self, event: ToolCallStart) -> None:
         index = len(self._items)
         self._tools[event.key] = index
-        self._add_item({"id": f"fc_{self._request_id}_{index}", "type": "function_call", "status": "in_progress",
-                        "call_id": event.id, "name": event.name, "arguments": ""})
+        item_id = f"fc_{self._request_id}_{index}"
+        tool = self._client_tools.get(event.name)
+        if tool is not None and tool.custom:
+            self._add_item({"id": item_id, "type": "custom_tool_call", "status": "in_progress", "call_id": event.id,
+                            "name": tool.name, "input": ""})
+            return
+        item: dict[str, object] = {"id": item_id, "type": "function_call", "status": "in_progress", "call_id": event.id,
+                "name": event.name, "arguments": ""}
+        if tool is not None:
+            item["name"], item["namespace"] = tool.name, tool.namespace
+        self._add_item(item)
 
     def on_tool_delta(self, event: ToolCallDelta) -> None:
         index = self._tools.get(event.key)
@@ -194,6 +220,8 @@ class ResponsesStreamRenderer(StreamRenderer):
         item = self._items[index]
         self.output_chars += len(event.arguments)
         self._fragments[index].append(event.arguments)
+        if item["type"] == "custom_tool_call":
+            return  # its input is sent whole when the item closes
         self._event({"type": "response.function_call_arguments.delta", "item_id": item["id"],
                      "output_index": index, "delta": event.arguments})
 

@@ -27,11 +27,13 @@ from gateway.protocols.anthropic_stream import (
 )
 from gateway.protocols.canonical import (
     STREAM_END,
+    ClientTool,
     Price,
     ProtocolError,
     Request,
     Response,
     StreamError,
+    StreamRenderer,
     Usage,
 )
 from gateway.protocols.error_bodies import client_error, parse_upstream_error
@@ -44,7 +46,7 @@ from gateway.protocols.sse import SSEDecoder, SSEEvent
 from gateway.protocols.validate import validate_chat, validate_messages, validate_responses
 
 __all__ = [
-    "ProtocolError", "StreamTranslator", "Usage", "translate_embeddings_request",
+    "Prepared", "ProtocolError", "prepare", "StreamTranslator", "Usage", "translate_embeddings_request",
     "translate_embeddings_response", "translate_error", "translate_request", "translate_response",
     "validate_request",
 ]
@@ -68,7 +70,6 @@ _RESPONSE_FROM: dict[str, Callable[[dict, str], Response]] = {
 }
 _RESPONSE_TO: dict[str, Callable[[Response, str, str], dict]] = {
     "chat": openai_chat.response_to_chat,
-    "responses": openai_responses.response_to_responses,
     "messages": anthropic.response_to_messages,
 }
 _PARSERS = {
@@ -79,7 +80,6 @@ _PARSERS = {
 }
 _RENDERERS = {
     "chat": ChatStreamRenderer,
-    "responses": ResponsesStreamRenderer,
     "messages": MessagesStreamRenderer,
 }
 
@@ -94,6 +94,63 @@ def validate_request(client: str, body: dict) -> None:
         validate_responses(body)
 
 
+class Prepared:
+    """A client request parsed once into canonical form, and translated once per node protocol.
+
+    Built before any node is tried, so a request that no candidate node can
+    take is the client's 400 at once (contract §3), and a failover to another
+    node of the same protocol reuses the translation (only the model differs).
+    ``request`` also carries the tools dropped for other protocols and the
+    client's own tool names.
+    """
+
+    __slots__ = ("request", "_bodies", "_errors")
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
+        self._bodies: dict[str, dict] = {}
+        self._errors: dict[str, ProtocolError] = {}
+
+    def body_for(self, node: str, upstream_model: str) -> dict:
+        """The node's body with its own model id; raises the ProtocolError if this protocol cannot take it."""
+        template = self._bodies.get(node)
+        if template is None:
+            error = self._errors.get(node)
+            if error is not None:
+                raise error
+            try:
+                template = self._bodies[node] = _REQUEST_TO[node](self.request, "")
+            except ProtocolError as exc:
+                self._errors[node] = exc
+                raise
+        body = dict(template)
+        if "model" in body:  # Gemini's model is in the URL
+            body["model"] = upstream_model
+        return body
+
+
+def prepare(client: str, body: dict, node_protocols: set[str]) -> Prepared:
+    """Translate ``body`` for every protocol in ``node_protocols`` other than the client's own.
+
+    Raises the ProtocolError (400, naming the field) when the request cannot
+    be parsed, or when no protocol in the set can take it; nodes of a
+    protocol that cannot take it are skipped (``body_for`` raises) while
+    others serve the request.
+    """
+    prepared = Prepared(_REQUEST_FROM[client](body))
+    servable = client in node_protocols
+    first_error: ProtocolError | None = None
+    for node in sorted(node_protocols - {client}):
+        try:
+            prepared.body_for(node, "")
+            servable = True
+        except ProtocolError as exc:
+            first_error = first_error or exc
+    if not servable and first_error is not None:
+        raise first_error
+    return prepared
+
+
 def translate_request(client: str, body: dict, node: str, upstream_model: str) -> dict:
     """The body to send to a node speaking another protocol.
 
@@ -104,10 +161,17 @@ def translate_request(client: str, body: dict, node: str, upstream_model: str) -
     return _REQUEST_TO[node](_REQUEST_FROM[client](body), upstream_model)
 
 
-def translate_response(node: str, body: dict, client: str, public_model: str,
-                       request_id: str) -> tuple[dict, Usage]:
-    """A non-streaming node reply as the client's reply, plus its usage."""
+def translate_response(node: str, body: dict, client: str, public_model: str, request_id: str,
+                       client_tools: dict[str, ClientTool] | None = None) -> tuple[dict, Usage]:
+    """A non-streaming node reply as the client's reply, plus its usage.
+
+    ``client_tools`` (from the canonical request) renames tool calls back to
+    the client's own tools; only Responses clients have tools that need it.
+    """
     response = _RESPONSE_FROM[node](body, request_id)
+    if client == "responses":
+        return openai_responses.response_to_responses(response, public_model, request_id, client_tools), \
+            response.usage
     return _RESPONSE_TO[client](response, public_model, request_id), response.usage
 
 
@@ -165,8 +229,12 @@ class StreamTranslator:
     __slots__ = ("_decoder", "_parser", "_renderer", "_sink")
 
     def __init__(self, node: str, client: str, public_model: str, request_id: str, include_usage: bool,
-                 price: Price | None = None) -> None:
-        self._renderer = _RENDERERS[client](public_model, request_id, include_usage, price)
+                 price: Price | None = None, client_tools: dict[str, ClientTool] | None = None) -> None:
+        self._renderer: StreamRenderer
+        if client == "responses":
+            self._renderer = ResponsesStreamRenderer(public_model, request_id, include_usage, price, client_tools)
+        else:
+            self._renderer = _RENDERERS[client](public_model, request_id, include_usage, price)
         self._sink = _Sink(self._renderer)  # not a bound method of ours: that would be a reference cycle
         self._parser = _PARSERS[node](request_id, self._sink)
         self._decoder = SSEDecoder()

@@ -9,9 +9,10 @@ schema validity).
 
 from __future__ import annotations
 
+from gateway.protocols.anthropic import DROPPED_BLOCKS, INSTRUCTION_ROLES
 from gateway.protocols.canonical import ProtocolError
 
-_BLOCK_TYPES = frozenset({"text", "image", "tool_use", "tool_result", "thinking", "redacted_thinking", "document"})
+_BLOCK_TYPES = frozenset({"text", "image", "tool_use", "tool_result", "document", "search_result"}) | DROPPED_BLOCKS
 _CHOICE_TYPES = frozenset({"auto", "any", "tool", "none"})
 _ITEM_CONTENT_TYPES = frozenset({"input_text", "output_text", "input_image", "input_file", "refusal"})
 _MESSAGE_ROLES = frozenset({"user", "assistant", "system", "developer"})
@@ -63,9 +64,15 @@ def validate_messages(body: dict) -> None:
     for i, msg in enumerate(messages):
         path = f"messages[{i}]"
         _require(isinstance(msg, dict), "each message must be an object", path)
-        _require(msg.get("role") in ("user", "assistant"), "role must be user or assistant", f"{path}.role")
+        role = msg.get("role")
+        _require(_one_of(role, _MESSAGE_ROLES), "role must be user, assistant, system or developer", f"{path}.role")
         content = msg.get("content")
         if _is_str(content):
+            continue
+        if role in INSTRUCTION_ROLES:  # joins the system prompt: text only, as the top-level system
+            _require(isinstance(content, list) and all(
+                isinstance(b, dict) and b.get("type") == "text" and _is_str(b.get("text")) for b in content),
+                "system messages must be a string or text blocks", f"{path}.content")
             continue
         _require(isinstance(content, list), "content must be a string or a list of blocks", f"{path}.content")
         for j, block in enumerate(content):
@@ -115,7 +122,7 @@ def _validate_block(block: object, path: str, tool_ids: set[str]) -> None:
                          f"{path}.content[{k}]")
     elif kind == "thinking":
         _require(_is_str(block.get("thinking")), "thinking is required", f"{path}.thinking")
-    else:  # redacted_thinking
+    elif kind == "redacted_thinking":
         _require(_is_str(block.get("data")), "data is required", f"{path}.data")
 
 
@@ -125,9 +132,11 @@ def _validate_anthropic_tools(body: dict) -> None:
         _require(isinstance(tools, list), "tools must be a list", "tools")
         for i, tool in enumerate(tools):
             _require(isinstance(tool, dict), "each tool must be an object", f"tools[{i}]")
-            _require(_short_str(tool.get("name"), MAX_NAME_CHARS),
-                     f"name must be a string of 1 to {MAX_NAME_CHARS} characters", f"tools[{i}].name")
-            if tool.get("type") in (None, "custom"):
+            kind = tool.get("type")
+            _require(kind is None or (_is_str(kind) and bool(kind)), "type must be a string", f"tools[{i}].type")
+            if kind in (None, "custom"):  # server tools are Anthropic's to check (mcp_toolset has no name)
+                _require(_short_str(tool.get("name"), MAX_NAME_CHARS),
+                         f"name must be a string of 1 to {MAX_NAME_CHARS} characters", f"tools[{i}].name")
                 _require(isinstance(tool.get("input_schema"), dict), "input_schema must be an object",
                          f"tools[{i}].input_schema")
     choice = body.get("tool_choice")
@@ -157,13 +166,24 @@ def validate_responses(body: dict) -> None:
     if tools is not None:
         _require(isinstance(tools, list), "tools must be a list", "tools")
         for i, tool in enumerate(tools):
-            _require(isinstance(tool, dict) and _is_str(tool.get("type")), "each tool needs a type", f"tools[{i}]")
-            if tool["type"] == "function":
-                _require(_short_str(tool.get("name"), MAX_NAME_CHARS),
-                         f"name must be a string of 1 to {MAX_NAME_CHARS} characters", f"tools[{i}].name")
-                params = tool.get("parameters")
-                _require(params is None or isinstance(params, dict), "parameters must be an object",
-                         f"tools[{i}].parameters")
+            _validate_responses_tool(tool, f"tools[{i}]")
+
+
+def _validate_responses_tool(tool: object, path: str) -> None:
+    if not isinstance(tool, dict) or not _is_str(tool.get("type")):
+        raise ProtocolError("each tool needs a type", path)
+    kind = tool["type"]
+    if kind in ("function", "custom", "namespace"):
+        _require(_short_str(tool.get("name"), MAX_NAME_CHARS),
+                 f"name must be a string of 1 to {MAX_NAME_CHARS} characters", f"{path}.name")
+    if kind == "function":
+        params = tool.get("parameters")
+        _require(params is None or isinstance(params, dict), "parameters must be an object", f"{path}.parameters")
+    elif kind == "namespace":
+        inner = tool.get("tools")
+        _require(isinstance(inner, list), "tools must be a list", f"{path}.tools")
+        for j, member in enumerate(inner):
+            _validate_responses_tool(member, f"{path}.tools[{j}]")
 
 
 def _validate_item(item: object, path: str) -> None:
@@ -186,7 +206,13 @@ def _validate_item(item: object, path: str) -> None:
         _require(_short_str(item.get("name"), MAX_NAME_CHARS),
                  f"name must be a string of 1 to {MAX_NAME_CHARS} characters", f"{path}.name")
         _require(_is_str(item.get("arguments")), "arguments must be a string", f"{path}.arguments")
-    elif kind == "function_call_output":
+    elif kind == "custom_tool_call":
+        _require(_short_str(item.get("call_id"), MAX_ID_CHARS),
+                 f"call_id must be a string of 1 to {MAX_ID_CHARS} characters", f"{path}.call_id")
+        _require(_short_str(item.get("name"), MAX_NAME_CHARS),
+                 f"name must be a string of 1 to {MAX_NAME_CHARS} characters", f"{path}.name")
+        _require(_is_str(item.get("input")), "input must be a string", f"{path}.input")
+    elif kind in ("function_call_output", "custom_tool_call_output"):
         _require(_short_str(item.get("call_id"), MAX_ID_CHARS),
                  f"call_id must be a string of 1 to {MAX_ID_CHARS} characters", f"{path}.call_id")
         output = item.get("output")

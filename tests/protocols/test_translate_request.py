@@ -234,10 +234,11 @@ def test_messages_to_gemini_error_result_and_named_tool_choice() -> None:
         {"type": "tool_result", "tool_use_id": "t", "content": [
             {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}]}]}]},
      "chat", "messages[0]"),
-    ("messages", {"max_tokens": 5, "messages": [{"role": "user", "content": "x"}],
-                  "tools": [{"type": "web_search_20250305", "name": "web_search"}]}, "chat", "tools[0].type"),
     ("responses", {"input": "x", "previous_response_id": "resp_1"}, "chat", "previous_response_id"),
-    ("responses", {"input": "x", "tools": [{"type": "web_search"}]}, "messages", "tools[0].type"),
+    ("responses", {"input": "x", "tools": [{"type": "function", "name": "f"}, {"type": "teleport"}]},
+     "messages", "tools[1].type"),
+    ("responses", {"input": "x", "tools": [{"type": "namespace", "name": "n", "tools": [{"type": "warp"}]}]},
+     "chat", "tools[0].tools[0].type"),
     ("responses", {"input": [{"type": "item_reference", "id": "x"}]}, "chat", "input[0].type"),
 ])
 def test_untranslatable_requests_name_the_field(client: str, body: dict, node: str, param: str) -> None:

@@ -56,7 +56,7 @@ def _broken(base: dict, path: list, value: object) -> dict:
     (["max_tokens"], 0, "max_tokens"),
     (["max_tokens"], True, "max_tokens"),
     (["messages"], [], "messages"),
-    (["messages", 0, "role"], "system", "messages[0].role"),
+    (["messages", 0, "role"], "tool", "messages[0].role"),
     (["messages", 0, "content"], 5, "messages[0].content"),
     (["messages", 1, "content", 1, "type"], "video", "messages[1].content[1].type"),
     (["messages", 1, "content", 1, "input"], "{}", "messages[1].content[1].input"),
@@ -64,7 +64,7 @@ def _broken(base: dict, path: list, value: object) -> dict:
     (["messages", 2, "content", 1, "source"], {"type": "base64", "data": "x"}, "messages[2].content[1].source.media_type"),
     (["system"], [{"type": "image"}], "system[0]"),
     (["tools", 0, "input_schema"], KeyError, "tools[0].input_schema"),
-    (["tools", 1, "name"], "", "tools[1].name"),
+    (["tools", 0, "name"], "", "tools[0].name"),
     (["tool_choice"], {"type": "sometimes"}, "tool_choice"),
     (["tool_choice", "name"], KeyError, "tool_choice.name"),
 ])

@@ -1,0 +1,88 @@
+"""Today's Codex (``codex exec``) through the gateway, on every kind of node.
+
+Codex is pointed at the gateway the way the README says: a model provider in
+``~/.codex/config.toml`` with the gateway's ``base_url``, ``wire_api =
+"responses"`` (the only wire Codex speaks now) and ``env_key``. It streams
+``/v1/responses`` with ``developer`` messages, ``reasoning``, ``include``,
+``store``, ``prompt_cache_key``, ``client_metadata``, function tools, a
+``namespace`` of functions, a hosted ``web_search`` tool and, for some
+models, a free-form ``custom`` tool. Each run must exit 0 and print the
+model's answer, in a bounded number of requests (Codex retries failures five
+times), each received by the node in its own protocol, key and model id and
+billed exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.clients.conftest import KINDS, CliGateway, NodeKind, Run, require, run_cli
+from tests.clients.test_claude_code_cli import check_node_side
+from tests.conftest import DEMO_KEY
+
+KIND_IDS = [kind.kind for kind in KINDS]
+PATHS = {"anthropic": "/v1/messages", "openai-chat": "/v1/chat/completions", "openai-responses": "/v1/responses",
+         "gemini": "/v1beta/models/{model}:streamGenerateContent"}
+CONFIG = """\
+model = "{model}"
+model_provider = "infermesh"
+check_for_update_on_startup = false
+
+[model_providers.infermesh]
+name = "Infer Mesh"
+base_url = "{url}/v1"
+wire_api = "responses"
+env_key = "INFERMESH_API_KEY"
+
+[analytics]
+enabled = false
+"""
+
+
+def codex(cli: CliGateway, kind: NodeKind, prompt: str, home: Path) -> Run:
+    codex_home = home / ".codex"
+    codex_home.mkdir(parents=True, exist_ok=True)
+    (codex_home / "config.toml").write_text(CONFIG.format(model=kind.model, url=cli.url))
+    work = home / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    env = {"HOME": str(home), "CODEX_HOME": str(codex_home), "INFERMESH_API_KEY": DEMO_KEY}
+    argv = [require("codex"), "exec", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox",
+            "--color", "never", prompt]
+    return run_cli(cli, kind, argv, env, work)
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=KIND_IDS)
+def test_codex_answers_on_every_node_kind(cli_gateway: CliGateway, kind: NodeKind, tmp_path: Path) -> None:
+    run = codex(cli_gateway, kind, "Reply with the word pelican", tmp_path)
+    assert run.returncode == 0, (run.stdout, run.stderr)
+    assert "Reply with the word pelican" in run.stdout  # the mock model echoes what the user typed
+    check_node_side(cli_gateway, kind, run, max_requests=2, paths=PATHS)
+    body = cli_gateway.last(kind)["body"]
+    if kind.kind == "openai-responses":  # passed through: hosted tools and Codex's fields reach OpenAI untouched
+        assert {"namespace", "web_search"} <= {tool["type"] for tool in body["tools"]}
+        assert body["include"] == ["reasoning.encrypted_content"]
+    elif kind.kind == "gemini":
+        names = [d["name"] for tool in body["tools"] for d in tool["functionDeclarations"]]
+        assert "exec_command" in names and "multi_agent_v1__spawn_agent" in names
+    else:
+        names = [t.get("name") or t["function"]["name"] for t in body["tools"]]
+        assert "exec_command" in names and "multi_agent_v1__spawn_agent" in names and "web_search" not in names
+
+
+def test_codex_runs_a_shell_command_through_a_translated_node(cli_gateway: CliGateway, tmp_path: Path) -> None:
+    """The node asks for Codex's own exec_command tool; Codex runs it and sends the output back."""
+    kind = KINDS[0]  # anthropic: every request and reply translated between Responses and Messages
+    (tmp_path / "work").mkdir(parents=True)
+    (tmp_path / "work" / "notes.txt").write_text("the secret word is cormorant\n")
+    run = codex(cli_gateway, kind, 'call exec_command {"cmd": "cat notes.txt"}', tmp_path)
+    assert run.returncode == 0, (run.stdout, run.stderr)
+    assert "The tool said:" in run.stdout and "cormorant" in run.stdout
+    check_node_side(cli_gateway, kind, run, max_requests=3, paths=PATHS)
+    messages = cli_gateway.last(kind)["body"]["messages"]
+    (call,) = [b for b in messages[-2]["content"] if b["type"] == "tool_use"]
+    assert call["name"] == "exec_command" and call["input"] == {"cmd": "cat notes.txt"}
+    (result,) = [b for b in messages[-1]["content"] if b["type"] == "tool_result"]
+    assert result["tool_use_id"] == call["id"] and "cormorant" in json.dumps(result["content"])
