@@ -485,7 +485,7 @@
       '                                 messages=[{"role": "user", "content": "Hello!"}])\n' +
       "print(message.content[0].text)";
     const env = {ANTHROPIC_BASE_URL: origin, ANTHROPIC_AUTH_TOKEN: key, ANTHROPIC_MODEL: claudeModel};
-    if (small) env.ANTHROPIC_SMALL_FAST_MODEL = small;
+    if (small) env.ANTHROPIC_DEFAULT_HAIKU_MODEL = small;  // the current name (ANTHROPIC_SMALL_FAST_MODEL is deprecated)
     $("qs-claude").textContent = JSON.stringify({env}, null, 2);
   }
 

@@ -142,14 +142,13 @@ def append_parts(messages: list[Message], role: str, parts: list[Part]) -> None:
         messages.append(Message(role, list(parts)))
 
 
-def result_text(content: list[TextPart | ImagePart], param: str, target: str) -> str:
-    """A tool result as plain text, for targets whose tool results carry only text."""
-    texts: list[str] = []
-    for part in content:
-        if not isinstance(part, TextPart):
-            raise ProtocolError(f"{target} nodes accept only text in tool results", param)
-        texts.append(part.text)
-    return "".join(texts)
+def split_result(content: list[TextPart | ImagePart]) -> tuple[str, list[ImagePart]]:
+    """A tool result's text, and its images, for targets whose tool results carry only text (Chat,
+    Gemini): those send the images right after the results, in the same user turn, so a screenshot
+    or an image file a tool read still reaches the model."""
+    texts = [part.text for part in content if isinstance(part, TextPart)]
+    images = [part for part in content if isinstance(part, ImagePart)]
+    return "".join(texts), images
 
 
 def parse_data_url(url: str) -> tuple[str, str] | None:

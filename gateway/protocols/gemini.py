@@ -21,8 +21,9 @@ Choices made where Gemini and the other protocols disagree:
 * Gemini 3 rejects replayed function calls without a ``thoughtSignature``;
   other protocols cannot carry one, so replayed calls use the documented
   ``skip_thought_signature_validator`` sentinel.
-* Images and documents must be inline (base64); URLs are rejected, as are
-  images inside tool results.
+* Images and documents must be inline (base64); URLs are rejected. Images
+  a tool returned follow its function response as inline parts of the same
+  turn (a function response carries text only).
 * Calls without an ``id`` get ``call_<request id>_<n>``; thought parts are dropped.
 * Usage: thinking tokens (``thoughtsTokenCount``) are billed as output, and
   tool-use prompt tokens as input.
@@ -53,12 +54,13 @@ from gateway.protocols.canonical import (
     ToolCallDelta,
     ToolCallPart,
     ToolCallStart,
+    ToolResultPart,
     Usage,
     UsageUpdate,
     dumps,
     json_object,
-    result_text,
     settle_stop,
+    split_result,
 )
 from gateway.protocols.sse import SSEEvent
 from gateway.protocols.usage import usage_from_gemini
@@ -86,7 +88,11 @@ def request_to_gemini(req: Request, model: str) -> dict:
     contents: list[dict] = []
     names: dict[str, str] = {}  # tool call id -> function name, for functionResponse
     for i, msg in enumerate(req.messages):
-        parts = [p for p in (_part_to_gemini(part, names, f"messages[{i}]") for part in msg.parts) if p]
+        path = f"messages[{i}]"
+        parts = [p for p in (_part_to_gemini(part, names, path) for part in msg.parts) if p]
+        for part in msg.parts:  # images a tool returned follow the function responses, in the same turn
+            if isinstance(part, ToolResultPart):
+                parts.extend(_part_to_gemini(image, names, path) for image in split_result(part.content)[1])
         if parts:
             contents.append({"role": "user" if msg.role == "user" else "model", "parts": parts})
     body: dict = {"contents": contents}
@@ -137,7 +143,7 @@ def _part_to_gemini(part: Part, names: dict[str, str], path: str) -> dict | None
     name = names.get(part.tool_call_id)
     if name is None:
         raise ProtocolError(f"tool result {part.tool_call_id!r} has no earlier tool call", path)
-    text = result_text(part.content, path, "Gemini")
+    text = split_result(part.content)[0]
     return {"functionResponse": {"name": name, "response": {"error" if part.is_error else "output": text}}}
 
 

@@ -9,7 +9,8 @@ Choices made where Chat and the other protocols disagree:
 * Tool results become ``role: tool`` messages placed before any other content
   of the same user turn, because OpenAI requires them right after the
   assistant's ``tool_calls``. Chat tool results carry text only, and no error
-  flag: an Anthropic ``is_error`` result is sent as its text.
+  flag: an Anthropic ``is_error`` result is sent as its text, and images in a
+  result follow in the user message after the tool messages.
 * The node body uses ``max_completion_tokens`` (OpenAI's current name; the
   reasoning models reject ``max_tokens``).
 * ``n`` > 1, audio and stored files (``file_id``) cannot be expressed
@@ -44,7 +45,7 @@ from gateway.protocols.canonical import (
     data_url,
     image_from_url,
     parse_data_url,
-    result_text,
+    split_result,
 )
 from gateway.protocols.usage import usage_from_chat, usage_to_chat
 
@@ -220,8 +221,11 @@ def request_to_chat(req: Request, model: str) -> dict:
         content: list[dict] = []
         for part in msg.parts:
             if isinstance(part, ToolResultPart):
-                text = result_text(part.content, f"messages[{i}]", "chat")
+                text, images = split_result(part.content)
                 messages.append({"role": "tool", "tool_call_id": part.tool_call_id, "content": text})
+                if images:
+                    content.append({"type": "text", "text": f"(images returned by tool call {part.tool_call_id})"})
+                    content.extend(_user_part_to_chat(image, f"messages[{i}]") for image in images)
             else:
                 content.append(_user_part_to_chat(part, f"messages[{i}]"))
         if content:

@@ -230,10 +230,6 @@ def test_messages_to_gemini_error_result_and_named_tool_choice() -> None:
         {"id": "c", "type": "function", "function": {"name": "f", "arguments": "[1]"}}]}]},
      "messages", "messages[0].tool_calls"),
     ("chat", {"messages": [{"role": "tool", "tool_call_id": "nope", "content": "x"}]}, "gemini", "messages[0]"),
-    ("messages", {"max_tokens": 5, "messages": [{"role": "user", "content": [
-        {"type": "tool_result", "tool_use_id": "t", "content": [
-            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}]}]}]},
-     "chat", "messages[0]"),
     ("responses", {"input": "x", "previous_response_id": "resp_1"}, "chat", "previous_response_id"),
     ("responses", {"input": "x", "tools": [{"type": "function", "name": "f"}, {"type": "teleport"}]},
      "messages", "tools[1].type"),
