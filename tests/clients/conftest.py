@@ -80,10 +80,13 @@ class CliGateway:
         return self.upstream.stats(self.node(kind))["last"]
 
     def usage(self) -> list[dict[str, Any]]:
-        request = urllib.request.Request(self.url + "/v1/usage?limit=1000",
-                                         headers={"Authorization": f"Bearer {DEMO_KEY}"})
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return json.loads(response.read())["data"]
+        return usage_records(self.url, DEMO_KEY)
+
+
+def usage_records(url: str, key: str) -> list[dict[str, Any]]:
+    request = urllib.request.Request(url + "/v1/usage?limit=1000", headers={"Authorization": f"Bearer {key}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())["data"]
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +103,70 @@ def cli_gateway(upstream: MockUpstream, tmp_path_factory: pytest.TempPathFactory
     gateway.stop()
 
 
+@dataclass(frozen=True)
+class Command:
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path
+
+
+def claude_command(url: str, key: str, model: str, home: Path, prompt: str, *extra: str) -> Command:
+    """``claude -p`` configured as the README says, current variable names, nothing but loopback traffic."""
+    env = {
+        "HOME": str(home),
+        "ANTHROPIC_BASE_URL": url,
+        "ANTHROPIC_AUTH_TOKEN": key,
+        "ANTHROPIC_MODEL": model,
+        "ANTHROPIC_DEFAULT_SONNET_MODEL": model,
+        "ANTHROPIC_DEFAULT_HAIKU_MODEL": model,
+        "ANTHROPIC_DEFAULT_OPUS_MODEL": model,
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "DISABLE_AUTOUPDATER": "1",
+        "DISABLE_TELEMETRY": "1",
+        "DISABLE_ERROR_REPORTING": "1",
+    }
+    return Command([require("claude"), "-p", prompt, "--model", model, *extra], env, _work(home))
+
+
+CODEX_CONFIG = """\
+model = "{model}"
+model_provider = "infermesh"
+check_for_update_on_startup = false
+
+[model_providers.infermesh]
+name = "Infer Mesh"
+base_url = "{url}/v1"
+wire_api = "responses"
+env_key = "INFERMESH_API_KEY"
+
+[analytics]
+enabled = false
+"""
+
+
+def codex_command(url: str, key: str, model: str, home: Path, prompt: str) -> Command:
+    """``codex exec`` with the README's provider block in a temporary ``~/.codex/config.toml``."""
+    codex_home = home / ".codex"
+    codex_home.mkdir(parents=True, exist_ok=True)
+    (codex_home / "config.toml").write_text(CODEX_CONFIG.format(model=model, url=url))
+    env = {"HOME": str(home), "CODEX_HOME": str(codex_home), "INFERMESH_API_KEY": key}
+    argv = [require("codex"), "exec", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox",
+            "--color", "never", prompt]
+    return Command(argv, env, _work(home))
+
+
+def _work(home: Path) -> Path:
+    work = home / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    return work
+
+
+def execute(command: Command, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    base_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "TERM": "dumb"}
+    return subprocess.run(command.argv, env={**base_env, **command.env}, cwd=command.cwd, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=timeout)
+
+
 @dataclass
 class Run:
     returncode: int
@@ -109,13 +176,10 @@ class Run:
     records: list[dict[str, Any]]  # usage records the run added
 
 
-def run_cli(cli: CliGateway, kind: NodeKind, argv: list[str], env: dict[str, str], cwd: Path,
-            timeout: float = 120) -> Run:
+def run_cli(cli: CliGateway, kind: NodeKind, command: Command) -> Run:
     """Run a CLI to completion; what its node received and what the gateway billed meanwhile."""
     before_requests, before_records = cli.requests(kind), {r["request_id"] for r in cli.usage()}
-    base_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "TERM": "dumb"}
-    proc = subprocess.run(argv, env={**base_env, **env}, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True,
-                          text=True, timeout=timeout)
+    proc = execute(command)
     records = [r for r in cli.usage() if r["request_id"] not in before_records]
     return Run(proc.returncode, proc.stdout, proc.stderr, cli.requests(kind) - before_requests, records)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.clients.conftest import KINDS, CliGateway, NodeKind, Run, require, run_cli
+from tests.clients.conftest import KINDS, CliGateway, NodeKind, Run, claude_command, run_cli
 from tests.conftest import DEMO_KEY
 
 KIND_IDS = [kind.kind for kind in KINDS]
@@ -29,22 +29,7 @@ PATHS = {"anthropic": "/v1/messages", "openai-chat": "/v1/chat/completions", "op
 
 
 def claude(cli: CliGateway, kind: NodeKind, prompt: str, home: Path, *extra: str) -> Run:
-    env = {
-        "HOME": str(home),
-        "ANTHROPIC_BASE_URL": cli.url,
-        "ANTHROPIC_AUTH_TOKEN": DEMO_KEY,
-        "ANTHROPIC_MODEL": kind.model,
-        "ANTHROPIC_DEFAULT_SONNET_MODEL": kind.model,
-        "ANTHROPIC_DEFAULT_HAIKU_MODEL": kind.model,
-        "ANTHROPIC_DEFAULT_OPUS_MODEL": kind.model,
-        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-        "DISABLE_AUTOUPDATER": "1",
-        "DISABLE_TELEMETRY": "1",
-        "DISABLE_ERROR_REPORTING": "1",
-    }
-    work = home / "work"
-    work.mkdir(parents=True, exist_ok=True)
-    return run_cli(cli, kind, [require("claude"), "-p", prompt, "--model", kind.model, *extra], env, work)
+    return run_cli(cli, kind, claude_command(cli.url, DEMO_KEY, kind.model, home, prompt, *extra))
 
 
 def check_node_side(cli: CliGateway, kind: NodeKind, run: Run, max_requests: int,

@@ -19,39 +19,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.clients.conftest import KINDS, CliGateway, NodeKind, Run, require, run_cli
+from tests.clients.conftest import KINDS, CliGateway, NodeKind, Run, codex_command, run_cli
 from tests.clients.test_claude_code_cli import check_node_side
 from tests.conftest import DEMO_KEY
 
 KIND_IDS = [kind.kind for kind in KINDS]
 PATHS = {"anthropic": "/v1/messages", "openai-chat": "/v1/chat/completions", "openai-responses": "/v1/responses",
          "gemini": "/v1beta/models/{model}:streamGenerateContent"}
-CONFIG = """\
-model = "{model}"
-model_provider = "infermesh"
-check_for_update_on_startup = false
-
-[model_providers.infermesh]
-name = "Infer Mesh"
-base_url = "{url}/v1"
-wire_api = "responses"
-env_key = "INFERMESH_API_KEY"
-
-[analytics]
-enabled = false
-"""
 
 
 def codex(cli: CliGateway, kind: NodeKind, prompt: str, home: Path) -> Run:
-    codex_home = home / ".codex"
-    codex_home.mkdir(parents=True, exist_ok=True)
-    (codex_home / "config.toml").write_text(CONFIG.format(model=kind.model, url=cli.url))
-    work = home / "work"
-    work.mkdir(parents=True, exist_ok=True)
-    env = {"HOME": str(home), "CODEX_HOME": str(codex_home), "INFERMESH_API_KEY": DEMO_KEY}
-    argv = [require("codex"), "exec", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox",
-            "--color", "never", prompt]
-    return run_cli(cli, kind, argv, env, work)
+    return run_cli(cli, kind, codex_command(cli.url, DEMO_KEY, kind.model, home, prompt))
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=KIND_IDS)
