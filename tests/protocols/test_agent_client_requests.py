@@ -165,7 +165,7 @@ def _chat_stream() -> bytes:
 
 def test_streamed_calls_come_back_under_the_clients_tool_names() -> None:
     tools = prepare("responses", CODEX, {"chat"}).request.client_tools
-    translator = StreamTranslator("chat", "responses", "gpt-4o-mini", "r1", True, tools)
+    translator = StreamTranslator("chat", "responses", "gpt-4o-mini", "r1", True, client_tools=tools)
     raw = translator.feed(_chat_stream()) + translator.finish()
     adapter: TypeAdapter = TypeAdapter(ResponseStreamEvent)
     events = [adapter.validate_python(json.loads(e.data)) for e in SSEDecoder().feed(raw)]
