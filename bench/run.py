@@ -37,6 +37,7 @@ from typing import Any, Callable
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import peers as peer_table  # noqa: E402
 from bench.load import LoadConfig, chat_body, proc_status_kib, run_load  # noqa: E402
 
 KEY = "sk-bench-00000000000000000000"
@@ -50,6 +51,7 @@ NODE_BEHAVIOUR = {
     "many10": {"tokens": 146, "chunk_delay_ms": 100},  # 10 events/s for 15 s
     "ok-a": {}, "ok-b": {}, "ok-c": {}, "ok-d": {},
     "hang": {"fault": "hang"},
+    **peer_table.PEER_NODES,
 }
 
 
@@ -152,7 +154,7 @@ state: {{dir: "{state_dir}", snapshot_interval_s: 30}}
 upstream: {{max_clients: 2048, queue_timeout_s: 5}}
 routing: {{strategy: least-latency, max_attempts: 3}}
 circuit_breaker: {{failure_threshold: 3, open_s: 5}}
-logging: {{access_log: false, level: warning}}
+logging: {{access_log: true, level: warning}}
 nodes:
   - {{id: fast, provider: openai, base_url: "{up}/fast/v1", api_key: sk-up, models: {{bench-fast: mock-model}}}}
   - {{id: stream, provider: openai, base_url: "{up}/stream/v1", api_key: sk-up, models: {{bench-stream: mock-model}}}}
@@ -166,6 +168,9 @@ nodes:
   - {{id: hang, provider: openai, base_url: "{up}/hang/v1", api_key: sk-up, first_byte_timeout_s: 0.5,
      models: {{bench-fo-hang: mock-model}}}}
   - {{id: ok-d, provider: openai, base_url: "{up}/ok-d/v1", api_key: sk-up, models: {{bench-fo-hang: mock-model}}}}
+  - {{id: ttft, provider: openai, base_url: "{up}/ttft/v1", api_key: sk-up, models: {{bench-ttft: mock-model}}}}
+  - {{id: slow50, provider: openai, base_url: "{up}/slow50/v1", api_key: sk-up, models: {{bench-slow50: mock-model}}}}
+  - {{id: burst20, provider: openai, base_url: "{up}/burst20/v1", api_key: sk-up, models: {{bench-burst20: mock-model}}}}
 models:
   bench-fast: {{price: {price}}}
   bench-stream: {{price: {price}}}
@@ -174,6 +179,9 @@ models:
   bench-fo-healthy: {{price: {price}}}
   bench-fo-refused: {{price: {price}}}
   bench-fo-hang: {{price: {price}}}
+  bench-ttft: {{price: {price}}}
+  bench-slow50: {{price: {price}}}
+  bench-burst20: {{price: {price}}}
 accounts:
   - {{id: bench, balance_usd: 1000000000, keys: [{KEY}]}}
 """
@@ -183,10 +191,12 @@ accounts:
 class Gateway:
     """One gateway process; ``variant`` "real" runs gateway.py, "no-ledger" stubs the ledger's money path."""
 
-    def __init__(self, name: str, config: Path, work: Path, pin: bool, variant: str = "real") -> None:
+    def __init__(self, name: str, config: Path, work: Path, pin: bool, variant: str = "real",
+                 source: Path = ROOT) -> None:
+        """``source``: the tree whose gateway.py runs (``--compare-gateway``: an older commit, side by side)."""
         self.port = free_port()
         if variant == "real":
-            argv = [sys.executable, "gateway.py", "--config", str(config), "--port", str(self.port)]
+            argv = [sys.executable, str(source / "gateway.py"), "--config", str(config), "--port", str(self.port)]
         else:
             argv = [sys.executable, "bench/run.py", "--serve-gateway-without-ledger", str(config), str(self.port)]
         self.child = Child(name, argv, work, 0 if pin else None)
@@ -236,6 +246,7 @@ class Bench:
         self.mock_port = 0
         self.mock_pid = 0
         self.gw: Gateway | None = None
+        self.peers: list[peer_table.Peer] = []
 
     # one measurement
     def load(self, url: str, model: str, *, gateway: bool, stream: bool = False, pids: list[int] | None = None,
@@ -346,6 +357,44 @@ class Bench:
             entry[name] = rep
         self.record("ledger", entry)
 
+    def s8_peers(self, r: int) -> None:
+        self.record("peers", peer_table.measure_round(self.load, self.peers, r, self.quick, self.progress))
+
+    def start_peers(self, work: Path, config: Path, children: list[Any]) -> None:
+        """Direct, nginx, LiteLLM (if importable), this gateway, and ``--compare-gateway`` (if given)."""
+        assert self.gw is not None
+        mock = f"http://127.0.0.1:{self.mock_port}"
+        self.peers = [peer_table.Peer("direct", mock, False, [self.mock_pid])]
+        if peer_table.nginx_binary():
+            port = free_port()
+            nginx, worker = peer_table.start_nginx(Child, work, self.mock_port, port, self.pin)
+            children.append(nginx)
+            self.peers.append(peer_table.Peer("nginx", f"http://127.0.0.1:{port}", False, [worker, self.mock_pid]))
+        else:
+            print("nginx not installed: no nginx column", flush=True)
+        if peer_table.litellm_available():
+            port = free_port()
+            litellm = peer_table.start_litellm(Child, work, self.mock_port, port, self.pin)
+            children.append(litellm)
+            wait_http(port, "/health/liveliness", 120, litellm)
+            self.peers.append(peer_table.Peer("LiteLLM", f"http://127.0.0.1:{port}", False, [litellm.pid,
+                                                                                             self.mock_pid],
+                                              litellm=True))
+        if self.args.compare_gateway:
+            source = Path(self.args.compare_gateway).resolve()
+            before_cfg = work / "gateway-compare.yaml"
+            before_cfg.write_text(config.read_text().replace(str(work / "state-disk"), str(work / "state-compare")))
+            before = Gateway("gateway-compare", before_cfg, work, self.pin, source=source)
+            children.append(before)
+            self.peers.append(peer_table.Peer(self.args.compare_label, f"http://127.0.0.1:{before.port}", True,
+                                              [before.pid, self.mock_pid]))
+        self.peers.append(peer_table.Peer("Infer Mesh", f"http://127.0.0.1:{self.gw.port}", True,
+                                          [self.gw.pid, self.mock_pid]))
+        for peer in self.peers:  # warm-up: connections, caches, the first JIT-free paths
+            for node in ("fast", "burst20"):
+                self.load(peer.url(node), peer.model(node), gateway=peer.gateway, concurrency=8, duration=0.5,
+                          stream=node == "burst20")
+
     def warmup(self) -> None:
         assert self.gw is not None
         for gateway, url in ((True, self.gw.url()), (False, self.direct_url("fast"))):
@@ -383,6 +432,9 @@ class Bench:
                 ("throughput", self.s2_throughput), ("rate", self.s3_fixed_rate),
                 ("streaming", self.s4_streaming), ("many", self.s5_many_streams), ("failover", self.s6_failover)]
             steps = [(name, fn) for name, fn in steps if wanted is None or name in wanted]
+            if wanted is None or "peers" in wanted:
+                self.start_peers(work, disk_cfg, children)
+                steps.append(("peers", self.s8_peers))
             ledger_gateways: dict[str, Gateway] = {}
             if wanted is None or "ledger" in wanted:
                 ledger_gateways["disk"] = self.gw
@@ -506,6 +558,12 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
                             ("max_ms", "latency_ms.max"), ("over_250ms", "slow_over_250ms"))}
             fo[variant]["errors"] = sum(r[variant]["error_count"] for r in rounds)
         out["failover"] = fo
+    if "peers" in sc:
+        names = list(sc["peers"][0]["ttft"])
+        fixed = ("direct", "nginx", "LiteLLM")
+        names = [n for n in fixed if n in names] + sorted((n for n in names if n not in fixed),
+                                                           key=lambda n: n == "Infer Mesh")
+        out["peers"] = {"names": names, "rows": peer_table.summarize(sc["peers"], names)}
     if "ledger" in sc:
         lg: dict[str, Any] = {}
         for variant in ("disk", "tmpfs", "no-ledger"):
@@ -619,6 +677,9 @@ def markdown(results: dict[str, Any]) -> str:
             plain(num, label, "gateway share of its core", q["gateway_core_share"])
             plain(num, label, "gateway peak RSS", q["gateway_peak_rss_mib"], " MiB")
             plain(num, label, "errors (gateway / direct)", f"{q['errors']['gateway']} / {q['errors']['direct']}")
+    if "peers" in s:
+        lines += ["", "Peers (medians over rounds; \"+\" is added to the direct figure of the same round):", "",
+                  peer_table.markdown(s["peers"]["rows"], s["peers"]["names"]).rstrip("\n")]
     if "failover" in s:
         fo = s["failover"]
         lines += ["", "Failover (16 connections, closed loop; breaker: 3 failures, open 5 s; "
@@ -668,7 +729,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="rounds of every scenario (default 3)")
     parser.add_argument("--rate-duration", type=float, help="seconds per fixed-rate run (default 30; quick 5)")
     parser.add_argument("--stream-procs", type=int, default=1, help="load generator processes for scenario 5")
-    parser.add_argument("--only", help="comma list of: mock,sequential,throughput,rate,streaming,many,failover,ledger")
+    parser.add_argument("--only", help="comma list of: mock,sequential,throughput,rate,streaming,many,failover,"
+                                       "ledger,peers")
+    parser.add_argument("--compare-gateway", metavar="DIR",
+                        help="also measure the gateway.py of this source tree in the peer table (e.g. an older "
+                             "commit: git archive <commit> | tar -x -C DIR)")
+    parser.add_argument("--compare-label", default="Infer Mesh before", help="its column's name")
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     parser.add_argument("--disk-dir", default="/tmp", help="where the on-disk state dir goes (default /tmp)")
     parser.add_argument("--out", default=str(RESULTS / "latest.json"))
