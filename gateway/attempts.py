@@ -27,6 +27,7 @@ from gateway.routing.router import Attempt, Outcome, Plan
 from gateway.services import Services
 from gateway.upstream.client import Overloaded
 from gateway.upstream.exchange import Exchange, UpstreamError
+from gateway.upstream.providers import FORWARDED_HEADERS
 from gateway.upstream.mock import open_mock
 
 MAX_ERROR_BODY = 1 << 20
@@ -221,11 +222,12 @@ class Opener:
         if attempt.node.provider == "mock":
             return open_mock(attempt.node, node_protocol, body, call.channel.request_id), node_protocol
         target = endpoints.target(node_protocol, model_key, call.facts.stream)
-        headers = dict(target.headers)
+        headers = target.headers
         if node_protocol == "messages" and call.endpoint == "messages":
-            for name in ("anthropic-version", "anthropic-beta"):
-                if name in call.headers:
-                    headers[name] = call.headers[name]
+            # Tornado refused control characters in client headers while parsing, so these encode cleanly.
+            forwarded = {name: call.headers[name] for name in FORWARDED_HEADERS if name in call.headers}
+            if forwarded:
+                headers = headers.with_overrides(forwarded)
         payload = ujson.dumps(body, ensure_ascii=False, escape_forward_slashes=False).encode()
         try:
             exchange = await self.services.client.open(target.url, headers, payload, attempt.node.timeouts)

@@ -40,10 +40,10 @@ from gateway.routing.router import Outcome
 from gateway.upstream.client import Overloaded
 from gateway.upstream.exchange import UpstreamError
 from gateway.upstream.mock_script import estimate_tokens
+from gateway.upstream.providers import FORWARDED_HEADERS
 
 MAX_ANSWER_BYTES = 1 << 20
 CLIENT_FAULT_STATUSES = frozenset({400, 413, 422})
-FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")
 
 
 def _block_texts(content: Any, out: list[str]) -> None:
@@ -132,11 +132,8 @@ class CountTokensHandler(JsonBodyHandler):
         out = dict(body)
         out.pop("fallback_models", None)
         out["model"] = attempt.upstream_model
-        headers = dict(target.headers)
-        for name in FORWARDED_HEADERS:
-            value = self.request.headers.get(name)
-            if value:
-                headers[name] = value
+        forwarded = {name: value for name in FORWARDED_HEADERS if (value := self.request.headers.get(name))}
+        headers = target.headers.with_overrides(forwarded) if forwarded else target.headers
         payload = ujson.dumps(out, ensure_ascii=False, escape_forward_slashes=False).encode()
         try:
             exchange = await self.services.client.open(target.url, headers, payload, attempt.node.timeouts)

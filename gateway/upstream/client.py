@@ -18,7 +18,9 @@ sets a handle up):
   iteration (measured: the upstream sees the close within 1-2 ms).
 
 These callbacks run synchronously on the IOLoop thread inside curl's socket
-handling, so they may touch futures directly.
+handling, so they may touch futures directly. Transfers run on ``CurlPool``
+(``curl_pool.py``), tornado's curl client with a per-request setup that only
+sets what changed since the handle's previous request.
 
 Tornado's own queue in front of curl has no deadline (a request queued past
 its timeout still ran), so admission happens here: ``max_clients`` slots and
@@ -32,11 +34,11 @@ import collections
 from typing import Any
 
 import pycurl
-from tornado.curl_httpclient import CurlAsyncHTTPClient
-from tornado.httpclient import HTTPRequest
 
 from gateway.config import Timeouts
+from gateway.upstream.curl_pool import CurlPool
 from gateway.upstream.exchange import Phase, UpstreamError
+from gateway.upstream.headers import HeaderBlock
 
 HIGH_WATER_BYTES = 256 * 1024
 
@@ -84,8 +86,7 @@ class UpstreamClient:
     """The gateway's own curl client (never the process-wide default instance)."""
 
     def __init__(self, max_clients: int, queue_timeout_s: float) -> None:
-        self._http = CurlAsyncHTTPClient(force_instance=True, max_clients=max_clients,
-                                         max_body_size=1 << 62)
+        self._http = CurlPool(force_instance=True, max_clients=max_clients)
         self._max_clients = max_clients  # CurlAsyncHTTPClient keeps no such attribute
         self._admission = _Admission(max_clients)
         self._active: set[CurlExchange] = set()
@@ -95,19 +96,17 @@ class UpstreamClient:
     def in_use(self) -> int:
         return self._max_clients - self._admission.free
 
-    async def open(self, url: str, headers: dict[str, str], body: bytes, timeouts: Timeouts,
-                   method: str = "POST") -> "CurlExchange":
-        """Start one transfer; raises ``Overloaded`` when no slot frees up in time."""
+    async def open(self, url: str, headers: HeaderBlock, body: bytes | None, timeouts: Timeouts) -> "CurlExchange":
+        """Start one transfer (POST ``body``, or GET when it is None); raises ``Overloaded`` when no slot frees
+        up in time. A failure to set the transfer up surfaces from ``started()``, like any other."""
         await self._admission.acquire(self.queue_timeout_s)
         exchange = CurlExchange(self._done, timeouts)
         self._active.add(exchange)
-        request = HTTPRequest(
-            url, method=method, headers=headers, body=body if method == "POST" else None,
-            connect_timeout=timeouts.connect_timeout_s, request_timeout=timeouts.request_timeout_s,
-            decompress_response=False,  # relayed bytes stay as sent (curl/curl#16280)
-            follow_redirects=False, prepare_curl_callback=exchange._install,
-        )
-        exchange._start(self._http.fetch(request, raise_error=False))
+        try:
+            exchange._curl = self._http.start(exchange, url, headers.lines, body, timeouts.connect_timeout_s,
+                                              timeouts.request_timeout_s)
+        except Exception as exc:
+            exchange._ended(-1, f"{type(exc).__name__}: {exc}")
         return exchange
 
     def _done(self, exchange: "CurlExchange") -> None:
@@ -196,15 +195,6 @@ class CurlExchange:
 
     # -- libcurl's side -----------------------------------------------------
 
-    def _install(self, curl: pycurl.Curl) -> None:
-        self._curl = curl
-        curl.setopt(pycurl.HEADERFUNCTION, self._on_header)
-        curl.setopt(pycurl.WRITEFUNCTION, self._on_body)
-        curl.setopt(pycurl.NOPROGRESS, 0)
-        curl.setopt(pycurl.XFERINFOFUNCTION, self._on_progress)
-        if self._abort_reason is not None:  # aborted while queued
-            self._curl = None
-
     def _on_header(self, line: bytes) -> None:
         if line.startswith(b"HTTP/"):
             parts = line.split(b" ", 2)
@@ -240,19 +230,16 @@ class CurlExchange:
     def _on_progress(self, *_: int) -> int:
         return 1 if self._abort_reason is not None else 0
 
-    def _start(self, future: "asyncio.Future[Any]") -> None:
-        future.add_done_callback(self._on_done)
-
-    def _on_done(self, future: "asyncio.Future[Any]") -> None:
+    def _ended(self, errno: int, message: str) -> None:
+        """The pool's report: ``errno`` 0 when the transfer completed, else libcurl's error (-1: setup)."""
         self._finished = True
-        self._curl = None  # the handle goes back to Tornado's pool now
+        self._curl = None  # the handle is back in the pool now
         self._on_finished(self)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        exc = future.exception()
-        if exc is not None:
-            self._error = self._classify(exc)
+        if errno:
+            self._error = self._classify(errno, message)
         if not self._started.done():
             if self._error is None:  # completed without a header block: treat as a reset
                 self._error = UpstreamError(Phase.FIRST_BYTE, "reset", "no response headers")
@@ -260,16 +247,15 @@ class CurlExchange:
             self._started.exception()  # retrieved here so an unawaited failure is not logged
         self._wake()
 
-    def _classify(self, exc: BaseException) -> UpstreamError:
+    def _classify(self, errno: int, message: str) -> UpstreamError:
         phase = Phase.MID_STREAM if self._got_body else Phase.FIRST_BYTE
-        errno = getattr(exc, "errno", None)
-        if self._abort_reason is not None and (errno in _ABORTED_ERRNOS or errno is None):
+        if self._abort_reason is not None and errno in _ABORTED_ERRNOS:
             return UpstreamError(phase, self._abort_reason)
         if errno in _CONNECT_ERRNOS:
-            return UpstreamError(Phase.CONNECT, "connect", str(exc))
+            return UpstreamError(Phase.CONNECT, "connect", message)
         if errno == _TIMEOUT_ERRNO:
             return UpstreamError(phase, "timeout", "total request timeout")
-        return UpstreamError(phase, "reset", str(exc))
+        return UpstreamError(phase, "reset", message)
 
     # -- timers -------------------------------------------------------------
 

@@ -11,8 +11,10 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from gateway.config import Node
+from gateway.upstream.headers import HeaderBlock
 
 ANTHROPIC_VERSION = "2023-06-01"
+FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")  # client headers an Anthropic node receives as sent
 
 # client endpoint -> node protocol, per provider. "responses" on an openai node
 # depends on the node's ``responses`` flag, handled in node_protocol().
@@ -27,7 +29,7 @@ _PROTOCOLS = {
 @dataclass(frozen=True)
 class Target:
     url: str
-    headers: dict[str, str]
+    headers: HeaderBlock  # the node's, encoded once (a request forwarding a client header derives its own)
 
 
 class NodeEndpoints:
@@ -48,7 +50,7 @@ class NodeEndpoints:
                 headers["Authorization"] = "Bearer " + node.api_key
             self._paths = {"chat": base + "/chat/completions", "responses": base + "/responses",
                            "embeddings": base + "/embeddings"}
-        self.headers = headers
+        self.headers = HeaderBlock(headers)
         # Gemini puts the model in the path: quote it once, from config only.
         self._gemini = {model: f"{base}/v1beta/models/{quote(own, safe='')}" for model, own in node.models.items()}
 

@@ -11,9 +11,10 @@ import pytest
 from gateway.config import Timeouts
 from gateway.upstream.client import Overloaded, UpstreamClient
 from gateway.upstream.exchange import Phase, UpstreamError
+from gateway.upstream.headers import HeaderBlock
 
 BODY = b'{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}'
-HEADERS = {"Content-Type": "application/json"}
+HEADERS = HeaderBlock({"Content-Type": "application/json"})
 FAST = Timeouts(connect_timeout_s=2, first_byte_timeout_s=2, idle_timeout_s=2, request_timeout_s=10)
 
 
@@ -25,7 +26,7 @@ async def fetch(url: str, timeouts: Timeouts = FAST, headers: dict[str, str] | N
     own = client is None
     client = client or UpstreamClient(10, 1.0)
     try:
-        exchange = await client.open(url, {**HEADERS, **(headers or {})}, BODY, timeouts)
+        exchange = await client.open(url, HEADERS.with_overrides(headers or {}), BODY, timeouts)
         await exchange.started()
         body = await exchange.read_all(1 << 24)
         return exchange, body
@@ -96,7 +97,7 @@ def test_abort_reaches_the_idle_upstream_quickly(upstream):
     async def go():
         client = UpstreamClient(10, 1.0)
         exchange = await client.open(upstream.base("cl-abort") + "/chat/completions",
-                                     {**HEADERS, "x-mock-fault": "hang"}, BODY, FAST)
+                                     HEADERS.with_overrides({"x-mock-fault": "hang"}), BODY, FAST)
         await asyncio.sleep(0.2)  # connected and waiting: the socket is idle
         aborted = time.time()
         exchange.abort("client_gone")
@@ -117,7 +118,7 @@ def test_admission_waits_then_refuses_past_its_deadline(upstream):
     async def go():
         client = UpstreamClient(1, 0.2)
         held = await client.open(upstream.base("cl-adm") + "/chat/completions",
-                                 {**HEADERS, "x-mock-fault": "hang"}, BODY, FAST)
+                                 HEADERS.with_overrides({"x-mock-fault": "hang"}), BODY, FAST)
         with pytest.raises(Overloaded):
             await client.open(upstream.base("cl-adm") + "/chat/completions", HEADERS, BODY, FAST)
         waiting = asyncio.ensure_future(client.open(upstream.base("cl-adm2") + "/chat/completions", HEADERS, BODY,
@@ -132,3 +133,37 @@ def test_admission_waits_then_refuses_past_its_deadline(upstream):
 
     body = run(go())
     assert body.endswith(b"[DONE]\n\n")
+
+
+def test_a_reused_handle_sends_each_requests_own_url_headers_method_and_body(upstream):
+    """One slot, so every request reuses the same curl handle, which is never reset (curl_pool.py)."""
+    async def go():
+        client = UpstreamClient(1, 1.0)
+        results = []
+        for url, headers, body in (
+                (upstream.base("cl-reuse-a") + "/chat/completions", {"x-first": "1"}, BODY),
+                (upstream.base("cl-reuse-b") + "/models", {"x-second": "2"}, None),
+                (upstream.base("cl-reuse-a") + "/chat/completions", {}, BODY.replace(b'"hi"', b'"again"'))):
+            exchange = await client.open(url, HEADERS.with_overrides(headers), body, FAST)
+            await exchange.started()
+            results.append((exchange.status, await exchange.read_all(1 << 20)))
+        await client.close()
+        return results
+
+    (first, _), (second, models), (third, _) = run(go())
+    assert (first, second, third) == (200, 200, 200)
+    assert b'"object":"list"' in models.replace(b" ", b"")  # GET /models answered: the method was GET
+    a, b = upstream.stats("cl-reuse-a")["last"], upstream.stats("cl-reuse-b")["last"]
+    assert "x-second" in b["headers"] and "x-first" not in b["headers"]
+    assert "x-first" not in a["headers"] and "again" in str(a["body"])
+    assert "expect" not in a["headers"] and "pragma" not in a["headers"]
+
+
+def test_header_block_refuses_injection_and_overrides_case_insensitively():
+    with pytest.raises(ValueError):
+        HeaderBlock({"x-evil": "a\r\nHost: elsewhere"})
+    block = HeaderBlock({"Content-Type": "application/json", "anthropic-version": "2023-06-01"})
+    derived = block.with_overrides({"Anthropic-Version": "2024-01-01"})
+    assert b"Anthropic-Version: 2024-01-01" in derived.lines
+    assert not any(line.lower().startswith(b"anthropic-version: 2023") for line in derived.lines)
+    assert b"anthropic-version: 2023-06-01" in block.lines  # the node's block is untouched

@@ -1,0 +1,143 @@
+"""Tornado's curl client with a per-request setup that only touches what changed.
+
+``CurlAsyncHTTPClient`` drives libcurl's multi interface from the IOLoop
+(sockets, timers, completion), and that part is kept as it is. What is
+replaced is the per-request path around it, which profiles put at 80-130 µs
+of a ~450 µs request:
+
+* ``fetch()`` built an ``HTTPRequest`` (the header dict copied into
+  ``HTTPHeaders``), a request proxy, a future, a ``BytesIO``;
+* ``_curl_setup_request`` re-set some 30 options on every request (after a
+  ``curl.reset()`` at the end of the previous one), re-encoded each header
+  line and checked it with a regex;
+* ``_finish`` read eight timing values, built an ``HTTPResponse`` and resolved
+  a future whose callback ran one loop iteration later.
+
+Here each handle gets the options that never change between the gateway's
+requests once, when it is created; a handle is never reset, and it remembers
+the URL, header block, timeouts and method it last sent, so a request to the
+same node sets only its body and its three callbacks. Completion calls the
+transfer directly with libcurl's error number. Options libcurl keeps per
+handle are exactly what is compared, so nothing from one request leaks into
+the next: every option the gateway ever sets is either constant or set
+(or compared) on every request.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, Sequence
+
+import pycurl
+from tornado.curl_httpclient import CurlAsyncHTTPClient
+
+_USER_AGENT = "Mozilla/5.0 (compatible; pycurl)"  # what tornado's client sent: unchanged for upstreams
+
+
+class Transfer(Protocol):
+    """What the pool needs from one transfer: libcurl's three callbacks and an end notification."""
+
+    def _on_header(self, line: bytes) -> None: ...
+
+    def _on_body(self, chunk: bytes) -> int | None: ...
+
+    def _on_progress(self, download_total: int, downloaded: int, upload_total: int, uploaded: int) -> int: ...
+
+    def _ended(self, errno: int, message: str) -> None:
+        """``errno`` 0: completed; else libcurl's error number and message."""
+
+
+class _Sticky:
+    """What a handle last sent; compared by identity (a node's URL and header block are shared objects)."""
+
+    __slots__ = ("url", "headers", "connect_ms", "total_ms", "post")
+
+    def __init__(self) -> None:
+        self.url: str | None = None
+        self.headers: Sequence[bytes] | None = None
+        self.connect_ms = -1
+        self.total_ms = -1
+        self.post: bool | None = None
+
+
+class CurlPool(CurlAsyncHTTPClient):
+    """The gateway's own transfers on tornado's curl multi loop; ``start`` replaces ``fetch``."""
+
+    def _curl_create(self) -> pycurl.Curl:
+        curl = pycurl.Curl()
+        curl.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
+        curl.setopt(pycurl.REDIR_PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
+        curl.setopt(pycurl.FOLLOWLOCATION, 0)  # an upstream's redirect is its answer, relayed as is
+        curl.setopt(pycurl.USERAGENT, _USER_AGENT)
+        curl.setopt(pycurl.NOSIGNAL, 1)  # the gateway has threads (the journal's fsync)
+        curl.setopt(pycurl.NOPROGRESS, 0)  # the progress function is what aborts a transfer
+        # Body bytes stay as sent (no Accept-Encoding, no decoding: curl/curl#16280); TLS verified (defaults).
+        curl.sticky = _Sticky()
+        return curl
+
+    @property
+    def free_handles(self) -> int:
+        return len(self._free_list)
+
+    def start(self, transfer: Transfer, url: str, headers: Sequence[bytes], body: bytes | None,
+              connect_timeout_s: float, request_timeout_s: float) -> pycurl.Curl:
+        """Start one transfer on a free handle (the caller's admission guarantees one); POST iff ``body``."""
+        curl = self._free_list.pop()
+        try:
+            sticky: _Sticky = curl.sticky
+            if url is not sticky.url:
+                curl.setopt(pycurl.URL, url)
+                sticky.url = url
+            if headers is not sticky.headers:
+                curl.setopt(pycurl.HTTPHEADER, list(headers))
+                sticky.headers = headers
+            connect_ms, total_ms = int(connect_timeout_s * 1000), int(request_timeout_s * 1000)
+            if connect_ms != sticky.connect_ms:
+                curl.setopt(pycurl.CONNECTTIMEOUT_MS, connect_ms)
+                sticky.connect_ms = connect_ms
+            if total_ms != sticky.total_ms:
+                curl.setopt(pycurl.TIMEOUT_MS, total_ms)
+                sticky.total_ms = total_ms
+            if body is not None:
+                curl.setopt(pycurl.POSTFIELDS, body)  # pycurl sets the size first, libcurl copies: binary-safe
+                sticky.post = True
+            elif sticky.post is not False:
+                curl.setopt(pycurl.HTTPGET, 1)
+                sticky.post = False
+            curl.setopt(pycurl.HEADERFUNCTION, transfer._on_header)
+            curl.setopt(pycurl.WRITEFUNCTION, transfer._on_body)
+            curl.setopt(pycurl.XFERINFOFUNCTION, transfer._on_progress)
+            curl.info = transfer
+            self._multi.add_handle(curl)
+        except BaseException:
+            curl.info = None
+            curl.sticky = _Sticky()  # half set up: compare nothing next time
+            self._free_list.append(curl)
+            raise
+        # No _set_timeout(0) as in tornado's fetch_impl: add_handle already made libcurl ask for a 0 ms
+        # timer through M_TIMERFUNCTION, and the transfer starts on the next loop iteration.
+        return curl
+
+    def _finish(self, curl: pycurl.Curl, curl_error: int | None = None, curl_message: str | None = None) -> None:
+        """Called by tornado's loop when libcurl reports a transfer done (overrides the response building)."""
+        transfer: Any = curl.info
+        curl.info = None
+        self._multi.remove_handle(curl)
+        # Drop the callbacks' references to the finished transfer; no reset: the options stay for the next.
+        curl.setopt(pycurl.HEADERFUNCTION, _ignore_header)
+        curl.setopt(pycurl.WRITEFUNCTION, _ignore_body)
+        curl.setopt(pycurl.XFERINFOFUNCTION, _ignore_progress)
+        self._free_list.append(curl)
+        if transfer is not None:
+            transfer._ended(curl_error or 0, curl_message or "")
+
+
+def _ignore_header(line: bytes) -> None:
+    return None
+
+
+def _ignore_body(chunk: bytes) -> int:
+    return 0  # never called between transfers; refusing is the safe answer
+
+
+def _ignore_progress(*_: int) -> int:
+    return 0
