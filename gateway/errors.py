@@ -21,6 +21,7 @@ class ErrorKind(Enum):
     NOT_FOUND = (404, "not_found_error", "not_found_error")
     METHOD_NOT_ALLOWED = (405, "invalid_request_error", "invalid_request_error")
     PAYLOAD_TOO_LARGE = (413, "invalid_request_error", "request_too_large")
+    RATE_LIMITED = (429, "rate_limit_error", "rate_limit_error")
     UPSTREAM_FAILED = (502, "upstream_error", "api_error")
     OVERLOADED = (503, "overloaded_error", "overloaded_error")
     UPSTREAM_TIMEOUT = (504, "timeout_error", "timeout_error")
@@ -32,7 +33,12 @@ class ErrorKind(Enum):
 
 
 class GatewayError(Exception):
-    """An error answered to the client; ``param`` names the request field at fault."""
+    """An error answered to the client; ``param`` names the request field at fault.
+
+    ``headers`` are sent with the error answer (e.g. a 429's ``x-ratelimit-*``).
+    """
+
+    headers: dict[str, str] | None = None
 
     def __init__(self, kind: ErrorKind, message: str, param: str | None = None,
                  code: str | None = None, retry_after_s: int | None = None) -> None:

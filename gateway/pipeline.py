@@ -76,16 +76,16 @@ class Pipeline:
         if call.endpoint in TRANSLATABLE:
             self._prepare(call, [model, *(fallbacks if fallbacks is not None else self._configured(model))])
         key = normalize_model_id(model.id)
-        estimate = call.prices.estimate_nano(key, facts.prompt_tokens_estimate,
-                                             facts.max_output_tokens or DEFAULT_OUTPUT_RESERVE)
+        max_output = facts.max_output_tokens or DEFAULT_OUTPUT_RESERVE
+        estimate = call.prices.estimate_nano(key, facts.prompt_tokens_estimate, max_output)
         try:
-            call.reservation = await services.ledger.reserve(call.key, estimate, call.channel.request_id)
+            call.reservation = await services.ledger.reserve(call.key, estimate, call.channel.request_id,
+                                                             tokens=facts.prompt_tokens_estimate + max_output)
         except InsufficientBalance:
             raise GatewayError(ErrorKind.INSUFFICIENT_BALANCE, "your balance is exhausted; top up to continue",
                                code="insufficient_quota") from None
-        except KeyLimitExceeded:
-            raise GatewayError(ErrorKind.INSUFFICIENT_BALANCE, "this key has reached its spend limit",
-                               code="key_limit_reached") from None
+        except KeyLimitExceeded as exc:  # the message names the limit and when its window resets
+            raise GatewayError(ErrorKind.INSUFFICIENT_BALANCE, str(exc), code="budget_exceeded") from None
         try:
             await self._route(call, services.router.plan(model, fallbacks))
         finally:
@@ -234,6 +234,8 @@ class Pipeline:
             return
         if error.retry_after_s is not None:
             channel.set_header("Retry-After", str(error.retry_after_s))
+        for name, value in (error.headers or {}).items():
+            channel.set_header(name, value)
         channel.send(error.kind.status, error_body(call.endpoint, error))
         model = call.model.id if call.model is not None else "-"
         self.services.metrics.child(self.services.metrics.requests, call.endpoint, model,

@@ -18,11 +18,13 @@ from decimal import Decimal
 from typing import Any
 
 from gateway.auth import Caller, authenticate
+from gateway.config import Config
 from gateway.errors import ErrorKind, GatewayError
 from gateway.http.admin import AdminHandler
 from gateway.http.base import BaseHandler, api_key_from
 from gateway.ledger.errors import UnknownAccount
 from gateway.ledger.keys import KeyInfo
+from gateway.ledger.limits import MAX_RATE, PERIODS, KeyLimits
 from gateway.ledger.money import nano_to_usd, usd_to_nano
 
 MAX_ADMIN_BODY = 64 * 1024
@@ -106,6 +108,50 @@ def parse_text(value: Any, param: str, max_len: int) -> str:
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
         raise _invalid(f"'{param}' must not contain control characters", param)
     return value
+
+
+KEY_FIELDS = ("name", "models", "limit_usd", "limit_period", "rpm", "tpm", "max_concurrent", "expires_at", "kind")
+
+
+def parse_key_options(body: dict[str, Any]) -> dict[str, Any]:
+    """A new key's limits and expiry from a request body (``POST /admin/accounts/{id}/keys``, ``POST /v1/keys``),
+    as ``create_key`` keyword arguments; 400 naming the field at fault."""
+    limit = None if body.get("limit_usd") is None else parse_amount(body["limit_usd"], "limit_usd")
+    period = body.get("limit_period")
+    if period is not None:
+        if period not in PERIODS:
+            raise _invalid(f"'limit_period' must be one of {', '.join(PERIODS)} (omit it for a lifetime limit)",
+                           "limit_period")
+        if limit is None:
+            raise _invalid("'limit_period' needs 'limit_usd': it says how often that limit starts over",
+                           "limit_period")
+    rates: dict[str, int | None] = {}
+    for name in ("rpm", "tpm", "max_concurrent"):
+        value = body.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or not 1 <= value <= MAX_RATE):
+            raise _invalid(f"'{name}' must be an integer from 1 to {MAX_RATE} (omit it for no limit)", name)
+        rates[name] = value
+    expires_at = None if body.get("expires_at") is None else parse_unix_time(body["expires_at"], "expires_at")
+    return {"limit_nano": limit, "expires_at": expires_at, "limits": KeyLimits(period, **rates)}
+
+
+def resolve_models(config: Config, value: Any) -> list[str] | None:
+    """Public model ids, aliases resolved through the catalogue; None allows every model."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value or len(value) > 1000:
+        raise _invalid("'models' must be a non-empty list of model ids, or omitted to allow every model", "models")
+    resolved = []
+    for index, model_id in enumerate(value):
+        param = f"models[{index}]"
+        if not isinstance(model_id, str) or not model_id:
+            raise _invalid(f"'{param}' must be a model id", param)
+        model = config.find_model(model_id)
+        if model is None:
+            raise _invalid(f"'{param}': the model '{model_id[:128]}' does not exist", param)
+        resolved.append(model.id)
+    return resolved
 
 
 def parse_unix_time(value: Any, param: str) -> float:
@@ -264,7 +310,8 @@ class AdminCreditHandler(_AdminLedgerHandler):
 
 
 class AdminKeysHandler(_AdminLedgerHandler):
-    """``POST /admin/accounts/{id}/keys {name, models?, limit_usd?, expires_at?, kind?}``: the plaintext, once.
+    """``POST /admin/accounts/{id}/keys {name, models?, limit_usd?, limit_period?, rpm?, tpm?, max_concurrent?,
+    expires_at?, kind?}``: the plaintext, once.
 
     ``kind`` is ``"api"`` (default, an ``sk-`` key) or ``"management"`` (an ``mk-`` console key; docs/console.md).
     """
@@ -272,17 +319,15 @@ class AdminKeysHandler(_AdminLedgerHandler):
     async def post(self, account_id: str) -> None:
         ledger = self.services.ledger
         try:
-            body = self._body(("name", "models", "limit_usd", "expires_at", "kind"), ("name",))
+            body = self._body(KEY_FIELDS, ("name",))
             kind = "api" if body.get("kind") is None else body["kind"]
             if kind not in ("api", "management"):
                 raise _invalid("'kind' must be \"api\" or \"management\"", "kind")
             name = parse_text(body["name"], "name", 128)
-            models = self._models(body.get("models"))
-            limit = None if body.get("limit_usd") is None else parse_amount(body["limit_usd"], "limit_usd")
-            expires_at = None if body.get("expires_at") is None else parse_unix_time(body["expires_at"],
-                                                                                     "expires_at")
+            models = resolve_models(self.services.config, body.get("models"))
+            options = parse_key_options(body)
             try:
-                created = await ledger.create_key(account_id, name, models, limit, expires_at, kind=kind)
+                created = await ledger.create_key(account_id, name, models, kind=kind, **options)
             except UnknownAccount:
                 raise _not_found(f"no account '{account_id}'") from None
             except ValueError as exc:
@@ -290,24 +335,6 @@ class AdminKeysHandler(_AdminLedgerHandler):
             self._answer(201, created)
         except GatewayError as error:
             self.send_error_json(error)
-
-    def _models(self, value: Any) -> list[str] | None:
-        """Public model ids, aliases resolved through the catalogue; None allows every model."""
-        if value is None:
-            return None
-        if not isinstance(value, list) or not value or len(value) > 1000:
-            raise _invalid("'models' must be a non-empty list of model ids, or omitted to allow every model",
-                           "models")
-        resolved = []
-        for index, model_id in enumerate(value):
-            param = f"models[{index}]"
-            if not isinstance(model_id, str) or not model_id:
-                raise _invalid(f"'{param}' must be a model id", param)
-            model = self.services.config.find_model(model_id)
-            if model is None:
-                raise _invalid(f"'{param}': the model '{model_id[:128]}' does not exist", param)
-            resolved.append(model.id)
-        return resolved
 
 
 class AdminKeyHandler(_AdminLedgerHandler):

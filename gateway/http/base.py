@@ -56,6 +56,8 @@ class BaseHandler(RequestHandler):
     def send_error_json(self, error: GatewayError) -> None:
         if error.retry_after_s is not None:
             self.set_header("Retry-After", str(error.retry_after_s))
+        for name, value in (error.headers or {}).items():
+            self.set_header(name, value)
         self.set_status(error.kind.status)
         self.set_header("Content-Type", "application/json")
         self.finish(error_body(self.protocol, error))

@@ -1,7 +1,8 @@
 """Self-service key management and usage aggregates, the JSON API behind the console (docs/console.md).
 
 * ``GET /v1/keys``: the caller's account's keys (API and management, revoked ones too);
-* ``POST /v1/keys {name, models?, limit_usd?, expires_at?}``: a new API key (``sk-``), plaintext shown once;
+* ``POST /v1/keys {name, models?, limit_usd?, limit_period?, rpm?, tpm?, max_concurrent?, expires_at?}``: a new
+  API key (``sk-``), plaintext shown once;
 * ``DELETE /v1/keys/{key_id}``: revoke one of the account's own keys (another account's -> 404);
 * ``GET /v1/usage/summary?bucket=hour|day&since=``: spend and tokens per time bucket and model.
 
@@ -21,14 +22,14 @@ import time
 from typing import Any
 
 from gateway.auth import Caller, authenticate
-from gateway.config import Config
 from gateway.errors import ErrorKind, GatewayError
 from gateway.http.accounts import (
+    KEY_FIELDS,
     _LedgerMixin,
-    parse_amount,
     parse_body,
+    parse_key_options,
     parse_text,
-    parse_unix_time,
+    resolve_models,
 )
 from gateway.http.base import BaseHandler, api_key_from
 from gateway.ledger.keys import API_KEY, MANAGEMENT_KEY, KeyInfo
@@ -43,24 +44,6 @@ MAX_BUCKETS = 2000
 
 def _invalid(message: str, param: str | None = None) -> GatewayError:
     return GatewayError(ErrorKind.INVALID_REQUEST, message, param)
-
-
-def resolve_models(config: Config, value: Any) -> list[str] | None:
-    """Public model ids, aliases resolved through the catalogue; None allows every model."""
-    if value is None:
-        return None
-    if not isinstance(value, list) or not value or len(value) > 1000:
-        raise _invalid("'models' must be a non-empty list of model ids, or omitted to allow every model", "models")
-    resolved = []
-    for index, model_id in enumerate(value):
-        param = f"models[{index}]"
-        if not isinstance(model_id, str) or not model_id:
-            raise _invalid(f"'{param}' must be a model id", param)
-        model = config.find_model(model_id)
-        if model is None:
-            raise _invalid(f"'{param}': the model '{model_id[:128]}' does not exist", param)
-        resolved.append(model.id)
-    return resolved
 
 
 class _SelfServiceHandler(_LedgerMixin, BaseHandler):
@@ -100,7 +83,7 @@ class KeysHandler(_SelfServiceHandler):
         try:
             self._query(())
             key = await self._manager()
-            body = parse_body(self.request.body, ("name", "models", "limit_usd", "expires_at", "kind"), ("name",))
+            body = parse_body(self.request.body, KEY_FIELDS, ("name",))
             kind = body.get("kind")
             if kind is not None and kind != API_KEY:
                 if kind == MANAGEMENT_KEY:
@@ -110,17 +93,14 @@ class KeysHandler(_SelfServiceHandler):
                 raise _invalid("'kind' must be \"api\" or omitted", "kind")
             name = parse_text(body["name"], "name", 128)
             models = resolve_models(self.services.config, body.get("models"))
-            limit = None if body.get("limit_usd") is None else parse_amount(body["limit_usd"], "limit_usd")
-            expires_at = (None if body.get("expires_at") is None
-                          else parse_unix_time(body["expires_at"], "expires_at"))
+            options = parse_key_options(body)
             active = sum(1 for k in await self._keys(key.account_id)
                          if not k["revoked"] and k.get("kind", API_KEY) == API_KEY)
             if active >= MAX_ACTIVE_KEYS:
                 raise _invalid(f"this account already has {active} active API keys (the most allowed is "
                                f"{MAX_ACTIVE_KEYS}); revoke some first")
             try:
-                created = await ledger.create_key(key.account_id, name, models, limit, expires_at,
-                                                           kind=API_KEY)
+                created = await ledger.create_key(key.account_id, name, models, kind=API_KEY, **options)
             except ValueError as exc:
                 raise _invalid(str(exc)) from None
             self.send_json(201, created)

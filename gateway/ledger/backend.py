@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Protocol, Sequence
 
 from gateway.ledger.keys import API_KEY, AuthStatus, KeyInfo
+from gateway.ledger.limits import NO_LIMITS, KeyLimits
 from gateway.ledger.money import nano_to_usd
 
 
@@ -35,6 +36,7 @@ class Reservation:
     key_id: str
     amount_nano: int
     id: int | str = 0
+    tokens: int | None = None  # the token estimate counted for the key's rate limits (None: it has none)
 
 
 class LedgerBackend(Protocol):
@@ -65,8 +67,10 @@ class LedgerBackend(Protocol):
 
     async def authenticate(self, api_key: str) -> tuple[AuthStatus, KeyInfo | None]: ...
 
-    async def reserve(self, key: KeyInfo, amount_nano: int, request_id: str | None = None) -> Reservation:
-        """InsufficientBalance / KeyLimitExceeded (402), KeyRevoked (401), LedgerUnavailable (503)."""
+    async def reserve(self, key: KeyInfo, amount_nano: int, request_id: str | None = None,
+                      tokens: int = 0) -> Reservation:
+        """InsufficientBalance / KeyLimitExceeded (402), RateLimited (429), KeyRevoked (401), LedgerUnavailable
+        (503). ``tokens``: the request's token estimate (prompt + max output), for the key's ``tpm``."""
 
     async def settle(self, reservation: Reservation, cost_nano: int, record: dict[str, Any], *,
                      deferrable: bool = False) -> None:
@@ -83,7 +87,7 @@ class LedgerBackend(Protocol):
     async def balance(self, account_id: str) -> dict[str, Any]: ...
     async def create_key(self, account_id: str, name: str, models: Sequence[str] | None = None,
                          limit_nano: int | None = None, expires_at: float | None = None,
-                         kind: str = API_KEY) -> dict[str, Any]: ...
+                         kind: str = API_KEY, limits: KeyLimits = NO_LIMITS) -> dict[str, Any]: ...
     async def revoke_key(self, key_id: str) -> bool: ...
     async def usage(self, account_id: str | None, limit: int = 100,
                     since: float | None = None) -> list[dict[str, Any]]: ...
@@ -108,3 +112,12 @@ def usage_record(reservation: Reservation, cost_nano: int, record: dict[str, Any
     usage["key_id"] = reservation.key_id
     usage["cost_usd"] = nano_to_usd(cost_nano)
     return usage
+
+
+def record_tokens(record: dict[str, Any]) -> int:
+    """Input + output tokens of a usage record: what a settled request counts against its key's ``tpm``."""
+    total = 0
+    for field in ("input_tokens", "output_tokens"):
+        value = record.get(field)
+        total += value if isinstance(value, int) and value > 0 else 0
+    return total

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from gateway.ledger.keys import MANAGEMENT_KEY, check_key_options, check_kind
+from gateway.ledger.limits import NO_LIMITS, KeyLimits
 
 MAX_NAME = 128  # account ids and key names
 MAX_REFERENCE = 256  # credit references
@@ -48,13 +49,15 @@ def check_cost(cost_nano: Any) -> None:
 
 
 def check_new_key(name: Any, kind: object, models: Sequence[str] | None, limit_nano: int | None,
-                  expires_at: float | None) -> tuple[str, frozenset[str] | None]:
+                  expires_at: float | None, limits: KeyLimits = NO_LIMITS) -> tuple[str, frozenset[str] | None]:
     """A new key's name, kind and options; returns the kind and the normalized model set.
 
-    A management key never calls models, so it takes no model list and no spend limit.
+    A management key never calls models, so it takes no model list, no spend limit and no rate limit.
     """
     check_text(name, "key name", MAX_NAME)
     kind = check_kind(kind)
-    if kind == MANAGEMENT_KEY and (models is not None or limit_nano is not None):
-        raise ValueError("a management key cannot call models, so it takes no 'models' and no 'limit_usd'")
+    if kind == MANAGEMENT_KEY and (models is not None or limit_nano is not None or limits != NO_LIMITS):
+        raise ValueError("a management key cannot call models, so it takes no 'models', no 'limit_usd' and no "
+                         "rate limits")
+    limits.check(limit_nano)
     return kind, check_key_options(models, limit_nano, expires_at)

@@ -15,6 +15,7 @@ from gateway.config import Account
 from gateway.ledger.backend import Reservation
 from gateway.ledger.export import check_document, export_document
 from gateway.ledger.keys import API_KEY, AuthStatus, KeyInfo
+from gateway.ledger.limits import NO_LIMITS, KeyLimits
 from gateway.ledger.ledger import Ledger, lock_state_dir
 from gateway.ledger.snapshot import write_snapshot
 from gateway.ledger.state import recover
@@ -50,8 +51,9 @@ class EmbeddedBackend:
     async def authenticate(self, api_key: str) -> tuple[AuthStatus, KeyInfo | None]:
         return self.ledger.authenticate(api_key)
 
-    async def reserve(self, key: KeyInfo, amount_nano: int, request_id: str | None = None) -> Reservation:
-        return self.ledger.reserve(key, amount_nano)
+    async def reserve(self, key: KeyInfo, amount_nano: int, request_id: str | None = None,
+                      tokens: int = 0) -> Reservation:
+        return self.ledger.reserve(key, amount_nano, tokens)
 
     async def settle(self, reservation: Reservation, cost_nano: int, record: dict[str, Any], *,
                      deferrable: bool = False) -> None:
@@ -77,8 +79,8 @@ class EmbeddedBackend:
 
     async def create_key(self, account_id: str, name: str, models: Sequence[str] | None = None,
                          limit_nano: int | None = None, expires_at: float | None = None,
-                         kind: str = API_KEY) -> dict[str, Any]:
-        return self.ledger.create_key(account_id, name, models, limit_nano, expires_at, kind)
+                         kind: str = API_KEY, limits: KeyLimits = NO_LIMITS) -> dict[str, Any]:
+        return self.ledger.create_key(account_id, name, models, limit_nano, expires_at, kind, limits)
 
     async def revoke_key(self, key_id: str) -> bool:
         return self.ledger.revoke_key(key_id)

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import math
+from datetime import datetime, timezone
+
 from gateway.errors import ErrorKind, GatewayError
 from gateway.ledger.money import nano_to_usd
+
+_PERIOD_WORD = {"day": "daily", "week": "weekly", "month": "monthly"}
 
 
 class InsufficientBalance(Exception):
@@ -16,11 +21,20 @@ class InsufficientBalance(Exception):
 
 
 class KeyLimitExceeded(Exception):
-    """The key's own spend limit is used up (the account may still have money): answer 402."""
+    """The key's own spend limit is used up (the account may still have money): answer 402 ``budget_exceeded``.
+
+    The message is shown to the client: it says which limit and, for a calendar window, when it resets.
+    """
 
     @classmethod
-    def of(cls, key_id: str, limit_nano: int) -> KeyLimitExceeded:
-        return cls(f"key {key_id} has reached its spend limit of {nano_to_usd(limit_nano)} USD")
+    def of(cls, key_id: str, limit_nano: int, period: str | None = None,
+           resets_at: float | None = None) -> KeyLimitExceeded:
+        limit = nano_to_usd(limit_nano)
+        if period is None or resets_at is None:
+            return cls(f"this key ({key_id}) has reached its spend limit of {limit} USD (a lifetime limit)")
+        reset = datetime.fromtimestamp(resets_at, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return cls(f"this key ({key_id}) has reached its {_PERIOD_WORD[period]} spend limit of {limit} USD; "
+                   f"it resets at {reset}")
 
 
 class LedgerCorrupt(Exception):
@@ -53,3 +67,13 @@ class LedgerUnavailable(GatewayError):
     def __init__(self, detail: str) -> None:
         super().__init__(ErrorKind.OVERLOADED, "the billing ledger is unreachable; retry shortly", retry_after_s=2)
         self.detail = detail
+
+
+class RateLimited(GatewayError):
+    """A key's rpm, tpm or max_concurrent is reached: 429 with ``Retry-After`` and OpenAI's ``x-ratelimit-*``
+    headers (built in limits.py), in the endpoint's own error shape (a ``GatewayError``, like LedgerUnavailable)."""
+
+    def __init__(self, message: str, retry_after_s: float, headers: dict[str, str]) -> None:
+        super().__init__(ErrorKind.RATE_LIMITED, message, code="rate_limit_exceeded",
+                         retry_after_s=max(1, math.ceil(retry_after_s)))
+        self.headers = headers

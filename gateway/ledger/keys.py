@@ -18,11 +18,13 @@ from __future__ import annotations
 import hashlib
 import math
 import secrets
+import time
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Sequence
 
 from gateway.config import normalize_model_id
+from gateway.ledger.limits import KeyLimits, window_end, window_start
 from gateway.ledger.money import nano_to_usd
 
 KEY_PREFIX = "sk-"
@@ -63,6 +65,10 @@ class KeyInfo:
     spent_nano: int
     last_used_at: float | None
     kind: str = API_KEY  # "api" calls models; "management" only manages its account (see module doc)
+    limit_period: str | None = None  # day | week | month; None: limit_nano is a lifetime limit (limits.py)
+    rpm: int | None = None
+    tpm: int | None = None
+    max_concurrent: int | None = None
 
     @property
     def is_management(self) -> bool:
@@ -141,6 +147,34 @@ class KeyRecord:
     last_used_at: float | None = None
     reserved_nano: int = 0
     kind: str = API_KEY
+    limit_period: str | None = None
+    rpm: int | None = None
+    tpm: int | None = None
+    max_concurrent: int | None = None
+    window_start: float | None = None  # start of the window window_spent_nano belongs to (limit_period set)
+    window_spent_nano: int = 0
+
+    @property
+    def limits(self) -> KeyLimits:
+        return KeyLimits(self.limit_period, self.rpm, self.tpm, self.max_concurrent)
+
+    def window_spent(self, now: float) -> int:
+        """What counts against ``limit_nano`` at ``now``: this window's spend, or everything for a lifetime limit."""
+        if self.limit_period is None:
+            return self.spent_nano
+        if self.window_start == window_start(self.limit_period, now):
+            return self.window_spent_nano
+        return 0  # the window the last charge fell in is over: a fresh one has started by itself
+
+    def charge(self, nano: int, at: float) -> None:
+        """Add a settled cost, in the window of ``at`` (the settle time; replays give the same answer)."""
+        self.spent_nano += nano
+        self.last_used_at = at
+        if self.limit_period is not None:
+            start = window_start(self.limit_period, at)
+            if start != self.window_start:
+                self.window_start, self.window_spent_nano = start, 0
+            self.window_spent_nano += nano
 
     def status(self, now: float) -> tuple[AuthStatus, KeyInfo]:
         """Whether this key may be used at ``now``: every ledger backend answers alike."""
@@ -154,10 +188,11 @@ class KeyRecord:
         """Freeze the current state for the request that just authenticated."""
         return KeyInfo(self.key_id, self.account_id, self.name, self.prefix, self.models, self.limit_nano,
                        self.expires_at, self.created_at, self.revoked, self.spent_nano, self.last_used_at,
-                       self.kind)
+                       self.kind, self.limit_period, self.rpm, self.tpm, self.max_concurrent)
 
-    def public(self) -> dict[str, Any]:
-        """The admin API's view: amounts as USD strings, never the hash."""
+    def public(self, now: float | None = None) -> dict[str, Any]:
+        """The admin API's view: amounts as USD strings, never the hash; window spend as of ``now``."""
+        now = time.time() if now is None else now
         return {
             "key_id": self.key_id,
             "name": self.name,
@@ -165,7 +200,13 @@ class KeyRecord:
             "kind": self.kind,
             "models": None if self.models is None else sorted(self.models),
             "limit_usd": None if self.limit_nano is None else nano_to_usd(self.limit_nano),
+            "limit_period": self.limit_period,
             "spent_usd": nano_to_usd(self.spent_nano),
+            "window_spent_usd": nano_to_usd(self.window_spent(now)),
+            "window_resets_at": None if self.limit_period is None else window_end(self.limit_period, now),
+            "rpm": self.rpm,
+            "tpm": self.tpm,
+            "max_concurrent": self.max_concurrent,
             "expires_at": self.expires_at,
             "created_at": self.created_at,
             "last_used_at": self.last_used_at,
@@ -188,15 +229,23 @@ class KeyRecord:
             "spent_nano": self.spent_nano,
             "last_used_at": self.last_used_at,
             "kind": self.kind,
+            "limit_period": self.limit_period,
+            "rpm": self.rpm,
+            "tpm": self.tpm,
+            "max_concurrent": self.max_concurrent,
+            "window_start": self.window_start,
+            "window_spent_nano": self.window_spent_nano,
         }
 
     @classmethod
     def from_state(cls, data: dict[str, Any]) -> KeyRecord:
         """Inverse of ``to_state``; KeyError/TypeError/ValueError on a malformed record (the caller names the file).
 
-        A record without ``kind`` (written before key kinds existed) is an ``api`` key.
+        A record without ``kind`` (written before key kinds existed) is an ``api`` key; one without
+        limits (written before they existed) has none.
         """
         models = data["models"]
+        window = data.get("window_start")
         return cls(
             key_id=str(data["key_id"]),
             account_id=str(data["account"]),
@@ -211,4 +260,14 @@ class KeyRecord:
             spent_nano=int(data["spent_nano"]),
             last_used_at=None if data["last_used_at"] is None else float(data["last_used_at"]),
             kind=check_kind(data.get("kind", API_KEY)),
+            limit_period=_optional(data.get("limit_period"), str),
+            rpm=_optional(data.get("rpm"), int),
+            tpm=_optional(data.get("tpm"), int),
+            max_concurrent=_optional(data.get("max_concurrent"), int),
+            window_start=None if window is None else float(window),
+            window_spent_nano=int(data.get("window_spent_nano") or 0),
         )
+
+
+def _optional(value: Any, cast: Any) -> Any:
+    return None if value is None else cast(value)

@@ -28,7 +28,7 @@ from gateway.ledger.errors import (
     LedgerLocked,
     UnknownAccount,
 )
-from gateway.ledger.backend import Reservation, amounts_view, usage_record
+from gateway.ledger.backend import Reservation, amounts_view, record_tokens, usage_record
 from gateway.ledger.checks import check_account, check_cost, check_credit, check_new_key
 from gateway.ledger.journal import Journal
 from gateway.ledger.keys import (
@@ -41,6 +41,7 @@ from gateway.ledger.keys import (
     key_prefix,
     new_key_id,
 )
+from gateway.ledger.limits import NO_LIMITS, KeyLimits, KeyRates, window_end
 from gateway.ledger.money import usd_to_nano
 from gateway.ledger.snapshot import write_snapshot
 from gateway.ledger.state import AccountState, LedgerState, recover
@@ -63,6 +64,7 @@ class Ledger:
         self._clock = clock
         self._lock_fd = lock_fd
         self._reservations: dict[int | str, Reservation] = {}
+        self._rates: dict[str, KeyRates] = {}  # keys with rate limits and recent or in-flight requests
         self._reservation_ids = itertools.count(1)
         self._closed = False
 
@@ -143,13 +145,15 @@ class Ledger:
             return AuthStatus.UNKNOWN, None
         return record.status(self._clock())
 
-    def reserve(self, key: KeyInfo, amount_nano: int) -> Reservation:
+    def reserve(self, key: KeyInfo, amount_nano: int, tokens: int = 0) -> Reservation:
         """Hold ``min(estimate, available, key's remaining limit)`` while the request runs.
 
         Admission only needs *something* available, so a request that would
         cost more than what is left still runs and may take the balance
         slightly negative at settle: bounded by one request, never by many,
-        because in-flight reservations count against what is available.
+        because in-flight reservations count against what is available. The
+        key's spend window is judged the same way; then its rate limits
+        (limits.py), where ``tokens`` is the request's estimate for ``tpm``.
         """
         account = self._state.accounts[key.account_id]
         available = account.balance_nano - account.reserved_nano
@@ -157,14 +161,25 @@ class Ledger:
             raise InsufficientBalance.of(account.id, account.balance_nano, account.reserved_nano)
         amount = min(max(amount_nano, 0), available)
         record = self._state.keys[key.key_id]
+        now = self._clock()
         if record.limit_nano is not None:
-            remaining = record.limit_nano - record.spent_nano - record.reserved_nano
+            remaining = record.limit_nano - record.window_spent(now) - record.reserved_nano
             if remaining <= 0:
-                raise KeyLimitExceeded.of(record.key_id, record.limit_nano)
+                period = record.limit_period
+                raise KeyLimitExceeded.of(record.key_id, record.limit_nano, period,
+                                          None if period is None else window_end(period, now))
             amount = min(amount, remaining)
+        counted = None
+        limits = record.limits
+        if limits.rated:
+            rates = self._rates.get(record.key_id)
+            if rates is None:
+                rates = self._rates[record.key_id] = KeyRates()
+            counted = max(int(tokens), 0)
+            rates.admit(now, counted, limits.rpm, limits.tpm, limits.max_concurrent)
         account.reserved_nano += amount
         record.reserved_nano += amount
-        reservation = Reservation(account.id, record.key_id, amount, next(self._reservation_ids))
+        reservation = Reservation(account.id, record.key_id, amount, next(self._reservation_ids), counted)
         self._reservations[reservation.id] = reservation
         return reservation
 
@@ -184,15 +199,24 @@ class Ledger:
             self._commit("charge", {"account": reservation.account_id, "key_id": reservation.key_id,
                                     "nano": cost_nano, "at": self._clock(), "request_id": record.get("request_id")})
         finally:
-            self.release(reservation)
+            self._drop(reservation, record_tokens(record))
         self._usage.append(usage_record(reservation, cost_nano, record))
 
     def release(self, reservation: Reservation) -> None:
         """Give back a hold without charging (a failed attempt with no output); no-op if already done."""
+        self._drop(reservation, None)
+
+    def _drop(self, reservation: Reservation, used_tokens: int | None) -> None:
+        """End a hold: money back to available, and the key's in-flight slot and token estimate freed."""
         if self._reservations.pop(reservation.id, None) is None:
             return
         self._state.accounts[reservation.account_id].reserved_nano -= reservation.amount_nano
         self._state.keys[reservation.key_id].reserved_nano -= reservation.amount_nano
+        if reservation.tokens is not None:
+            rates = self._rates[reservation.key_id]
+            rates.finish(self._clock(), reservation.tokens, used_tokens)
+            if rates.idle:
+                del self._rates[reservation.key_id]
 
     # -- administration ------------------------------------------------------------
 
@@ -218,8 +242,9 @@ class Ledger:
         account = self._account(account_id)
         amounts = amounts_view(account.id, account.balance_nano, account.reserved_nano)
         del amounts["account"]
+        now = self._clock()
         return {"id": account.id, **amounts,
-                "keys": [self._state.keys[key_id].public() for key_id in account.key_ids]}
+                "keys": [self._state.keys[key_id].public(now) for key_id in account.key_ids]}
 
     def accounts(self) -> list[dict[str, Any]]:
         """Every account, by id."""
@@ -232,21 +257,21 @@ class Ledger:
 
     def create_key(self, account_id: str, name: str, models: Sequence[str] | None = None,
                    limit_nano: int | None = None, expires_at: float | None = None,
-                   kind: str = API_KEY) -> dict[str, Any]:
+                   kind: str = API_KEY, limits: KeyLimits = NO_LIMITS) -> dict[str, Any]:
         """Make a key; the result is the only place its plaintext ever appears.
 
         ``models`` are public model ids, normalized here (aliases must be
         resolved by the caller, who has the catalogue). ``kind`` is ``api``
         (an ``sk-`` key that calls models) or ``management`` (an ``mk-`` key
         for the console, which never calls models: so it takes no model list
-        and no spend limit).
+        and no spend limit). ``limits``: its spend window and rate limits (limits.py).
         """
         self._account(account_id)
-        kind, allowed = check_new_key(name, kind, models, limit_nano, expires_at)
+        kind, allowed = check_new_key(name, kind, models, limit_nano, expires_at, limits)
         plaintext = generate_key(kind)
         record = self._add_key(account_id, plaintext, name, allowed, limit_nano,
-                               None if expires_at is None else float(expires_at), kind)
-        return {"key_id": record.key_id, "key": plaintext, "account": account_id, **record.public()}
+                               None if expires_at is None else float(expires_at), kind, limits)
+        return {"key_id": record.key_id, "key": plaintext, "account": account_id, **record.public(self._clock())}
 
     def revoke_key(self, key_id: str) -> bool:
         """Revoke at once (the next authenticate refuses it); False only if there is no such key.
@@ -300,12 +325,14 @@ class Ledger:
         self._state.apply(self._journal.append(op, fields))
 
     def _add_key(self, account_id: str, plaintext: str, name: str, models: frozenset[str] | None,
-                 limit_nano: int | None, expires_at: float | None, kind: str = API_KEY) -> KeyRecord:
+                 limit_nano: int | None, expires_at: float | None, kind: str = API_KEY,
+                 limits: KeyLimits = NO_LIMITS) -> KeyRecord:
         key_id = new_key_id()
         while key_id in self._state.keys:
             key_id = new_key_id()
         record = KeyRecord(key_id, account_id, hash_key(plaintext), name, key_prefix(plaintext), models,
-                           limit_nano, expires_at, self._clock(), kind=kind)
+                           limit_nano, expires_at, self._clock(), kind=kind, limit_period=limits.period,
+                           rpm=limits.rpm, tpm=limits.tpm, max_concurrent=limits.max_concurrent)
         self._commit("key", {"key": record.to_state()})
         return self._state.keys[key_id]
 

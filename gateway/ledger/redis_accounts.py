@@ -17,7 +17,8 @@ from gateway.ledger.checks import check_account, check_credit, check_new_key
 from gateway.ledger.errors import UnknownAccount
 from gateway.ledger.export import check_document, export_document
 from gateway.ledger.keys import API_KEY, KeyRecord, generate_key, hash_key, key_prefix, new_key_id
-from gateway.ledger.redis_store import RedisStore
+from gateway.ledger.limits import NO_LIMITS, KeyLimits
+from gateway.ledger.redis_store import RedisStore, key_hash_fields
 from gateway.ledger.state import AccountState, LedgerState
 
 
@@ -71,26 +72,29 @@ class RedisAccounts(RedisStore):
                 continue
             shown = amounts_view(account_id, int(pair[0]), int(pair[1]))
             del shown["account"]
-            views.append({"id": account_id, **shown, "keys": [records[k].public() for k in ids if k in records]})
+            now = self._clock()
+            views.append({"id": account_id, **shown, "keys": [records[k].public(now) for k in ids if k in records]})
         return views
 
     async def create_key(self, account_id: str, name: str, models: Sequence[str] | None = None,
                          limit_nano: int | None = None, expires_at: float | None = None,
-                         kind: str = API_KEY) -> dict[str, Any]:
-        kind, allowed = check_new_key(name, kind, models, limit_nano, expires_at)
+                         kind: str = API_KEY, limits: KeyLimits = NO_LIMITS) -> dict[str, Any]:
+        kind, allowed = check_new_key(name, kind, models, limit_nano, expires_at, limits)
         plaintext = generate_key(kind)
         record = KeyRecord(new_key_id(), account_id, hash_key(plaintext), name, key_prefix(plaintext), allowed,
-                           limit_nano, None if expires_at is None else float(expires_at), self._clock(), kind=kind)
+                           limit_nano, None if expires_at is None else float(expires_at), self._clock(), kind=kind,
+                           limit_period=limits.period, rpm=limits.rpm, tpm=limits.tpm,
+                           max_concurrent=limits.max_concurrent)
         await self._add_key_record(record)
-        return {"key_id": record.key_id, "key": plaintext, "account": account_id, **record.public()}
+        return {"key_id": record.key_id, "key": plaintext, "account": account_id, **record.public(self._clock())}
 
     async def _add_key_record(self, record: KeyRecord) -> bool:
         """False when the hash is known already (a config key seen before)."""
         while True:
-            state = record.to_state()
+            fields = key_hash_fields(record)
             result = int(await self._script("ADD_KEY", record.key_id, record.account_id, record.key_hash,
-                                            ujson.dumps(state), "" if record.limit_nano is None
-                                            else str(record.limit_nano)))
+                                            fields["state"], fields["limit"], fields["period"], fields["rpm"],
+                                            fields["tpm"], fields["maxc"]))
             if result == -1:
                 raise UnknownAccount(f"no account {record.account_id!r}")
             if result == -2:
@@ -173,11 +177,7 @@ class RedisAccounts(RedisStore):
             for account in state.accounts.values():
                 for key_id in account.key_ids:
                     record = state.keys[key_id]
-                    pipe.hset(self._k("key", key_id), mapping={
-                        "state": ujson.dumps(record.to_state()), "account": record.account_id,
-                        "hash": record.key_hash, "limit": "" if record.limit_nano is None else str(record.limit_nano),
-                        "revoked": "1" if record.revoked else "0", "spent": str(record.spent_nano), "reserved": "0",
-                        "last_used_at": "" if record.last_used_at is None else repr(record.last_used_at)})
+                    pipe.hset(self._k("key", key_id), mapping=key_hash_fields(record))
                     pipe.set(self._k("hash", record.key_hash), key_id)
                     pipe.rpush(self._k("acct", account.id) + ":keys", key_id)
             for ref in state.credit_refs:

@@ -39,13 +39,14 @@ from redis.exceptions import RedisError
 
 from gateway.config import Account
 from gateway.errors import ErrorKind, GatewayError
-from gateway.ledger.backend import Reservation, usage_record
+from gateway.ledger.backend import Reservation, record_tokens, usage_record
 from gateway.ledger.checks import check_cost
 from gateway.ledger.errors import InsufficientBalance, KeyLimitExceeded, LedgerUnavailable, UnknownAccount
 from gateway.ledger.keys import AuthStatus, KeyInfo, KeyRecord, hash_key, key_prefix, new_key_id
 from gateway.ledger.money import usd_to_nano
 from gateway.ledger.redis_accounts import RedisAccounts
-from gateway.ledger.redis_store import key_record, log, pairs, safe_url
+from gateway.ledger.limits import refusal, window_end
+from gateway.ledger.redis_store import key_record, log, pairs, safe_url, window_args
 
 AUTH_CACHE_S = 30.0  # a known key's record, while the invalidation channel is live
 NEGATIVE_CACHE_S = 2.0  # an unknown key (a "key" event clears it sooner)
@@ -257,19 +258,29 @@ class RedisBackend(RedisAccounts):
 
     # -- the request path -------------------------------------------------------------
 
-    async def reserve(self, key: KeyInfo, amount_nano: int, request_id: str | None = None) -> Reservation:
+    async def reserve(self, key: KeyInfo, amount_nano: int, request_id: str | None = None,
+                      tokens: int = 0) -> Reservation:
         rid = request_id or self._new_rid()
+        now = self._clock()
+        tokens = max(int(tokens), 0)
         result = await self._script("RESERVE", rid, key.account_id, key.key_id, str(max(int(amount_nano), 0)),
-                                    self._ttl_ms)
+                                    self._ttl_ms, str(int(now * 1000)), str(tokens), *window_args(now))
         code = int(result[0])
         if code == 1:
-            reservation = Reservation(key.account_id, key.key_id, int(result[1]), rid)
+            rated = key.rpm is not None or key.tpm is not None or key.max_concurrent is not None
+            reservation = Reservation(key.account_id, key.key_id, int(result[1]), rid, tokens if rated else None)
             self._live[rid] = reservation
             return reservation
         if code == -1:
             raise InsufficientBalance.of(key.account_id, int(result[1]), int(result[2]))
         if code == -2:
-            raise KeyLimitExceeded.of(key.key_id, int(result[1]))
+            period = key.limit_period
+            raise KeyLimitExceeded.of(key.key_id, int(result[1]), period,
+                                      None if period is None else window_end(period, now))
+        if code == -6:  # rate limited: reason, requests, tokens, in flight, ms until each frees up
+            raise refusal(str(result[1]), key.rpm, key.tpm, key.max_concurrent, requests_used=int(result[2]),
+                          tokens_used=int(result[3]), inflight=int(result[4]),
+                          requests_reset_s=int(result[5]) / 1000, tokens_reset_s=int(result[6]) / 1000)
         if code == -3:
             raise UnknownAccount(f"no account {key.account_id!r}")
         if code == -4:
@@ -298,9 +309,11 @@ class RedisBackend(RedisAccounts):
                       reservation.account_id)
 
     async def _settle(self, reservation: Reservation, cost_nano: int, usage: dict[str, Any]) -> bool:
+        now = self._clock()
         applied = await self._script("SETTLE", reservation.id, reservation.account_id, reservation.key_id,
-                                     str(cost_nano), repr(self._clock()), ujson.dumps(usage), SETTLED_TTL_S,
-                                     USAGE_PER_ACCOUNT, USAGE_OVERALL)
+                                     str(cost_nano), repr(now), ujson.dumps(usage), SETTLED_TTL_S,
+                                     USAGE_PER_ACCOUNT, USAGE_OVERALL, str(record_tokens(usage)),
+                                     str(int(now * 1000)), *window_args(now))
         self._live.pop(str(reservation.id), None)
         return bool(applied)
 

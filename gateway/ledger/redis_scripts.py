@@ -10,10 +10,16 @@ Layout (``P`` is ``state.redis_prefix``; amounts are integer nano-dollars as str
 * ``P accounts``         set   of account ids
 * ``P acct:{id}:keys``   list  of key ids, in creation order
 * ``P key:{key_id}``     hash  state (JSON: KeyRecord.to_state's static fields, ``kind`` included),
-                               account, hash, limit ('' = none), revoked (0/1), spent, reserved, last_used_at
+                               account, hash, limit ('' = none), revoked (0/1), spent, reserved, last_used_at;
+                               period, rpm, tpm, maxc ('' = none: limits.py); wstart, wspent (the spend
+                               window: its start in unix seconds, and what was spent in it);
+                               inflight, itok (requests in flight and their token estimates)
+* ``P rpm:{key_id}``     zset  rid -> admission time (ms, the ledger's clock): the rolling minute for rpm
+* ``P tpm:{key_id}``     zset  "rid|tokens" -> settle time (ms): the rolling minute for tpm
 * ``P hash:{sha256}``    string key id (the authentication index; keys are stored hashed only)
 * ``P credits``          hash  reference -> JSON {account, nano, at} (applied once per reference)
-* ``P resv:{rid}``       hash  account, key, amount: one in-flight request's hold
+* ``P resv:{rid}``       hash  account, key, amount, tokens: one in-flight request's hold (tokens: its
+                               estimate, counted in the key's inflight/itok while the hold lives)
 * ``P resv``             zset  rid -> expiry (Redis server time, ms): renewed by the live gateway,
                                purged (hold given back) once expired, i.e. when its gateway died
 * ``P settled:{rid}``    string, expires after a week: the settle of ``rid`` happened (idempotence)
@@ -21,8 +27,11 @@ Layout (``P`` is ``state.redis_prefix``; amounts are integer nano-dollars as str
 * ``P events``           pub/sub channel: ``revoke <hash>``, ``key <hash>``, ``account <id>``
 
 Scripts compute keys from the prefix they are given (standalone Redis or a
-Sentinel-managed primary; Redis Cluster is not supported). Time is
-``redis.call('TIME')``, one clock for every gateway machine. Lua numbers are
+Sentinel-managed primary; Redis Cluster is not supported). Reservation expiry
+uses ``redis.call('TIME')``, one clock for every gateway machine. Spend windows
+and rolling minutes use the time the gateway passes in (the ledger's own clock,
+which tests control): window starts are computed in Python (limits.py), so the
+calendar lives in one place. Lua numbers are
 doubles: balances compare exactly up to 2^53 nano-dollars (about $9M per
 account); the stored values are 64-bit integers that HINCRBY adds exactly.
 """
@@ -45,11 +54,16 @@ local function neg(amount)
 end
 local function drop_hold(rid)
   local resv = P .. 'resv:' .. rid
-  local r = redis.call('HMGET', resv, 'account', 'key', 'amount')
+  local r = redis.call('HMGET', resv, 'account', 'key', 'amount', 'tokens')
   redis.call('ZREM', P .. 'resv', rid)
   if not r[1] then return false end
+  local key = P .. 'key:' .. r[2]
   add(P .. 'acct:' .. r[1], 'reserved', neg(r[3]))
-  add(P .. 'key:' .. r[2], 'reserved', neg(r[3]))
+  add(key, 'reserved', neg(r[3]))
+  if r[4] then  -- counted in the key's in-flight requests (max_concurrent, tpm)
+    redis.call('HINCRBY', key, 'inflight', -1)
+    add(key, 'itok', neg(r[4]))
+  end
   redis.call('DEL', resv)
   return true
 end
@@ -60,8 +74,11 @@ local function purge(now, limit)
 end
 """
 
-# ARGV: P, rid, account, key_id, estimate, ttl_ms -> {1, amount} | {-1} no balance | {-2} key limit
-#       | {-3} no account | {-4} key revoked or gone | {-5} rid already settled
+# ARGV: P, rid, account, key_id, estimate, ttl_ms, now_ms, tokens, day_start, week_start, month_start
+#   -> {1, amount} | {-1, balance, reserved} no balance | {-2, limit} key's spend window used up
+#      | {-3} no account | {-4} key revoked or gone | {-5} rid already settled
+#      | {-6, reason, requests, tokens, inflight, requests_reset_ms, tokens_reset_ms} rate limited
+#        (reason: 'concurrent' | 'rpm' | 'tpm')
 RESERVE = _COMMON + r"""
 local rid, account, key_id = ARGV[2], ARGV[3], ARGV[4]
 local now = now_ms()
@@ -74,26 +91,79 @@ local acct = P .. 'acct:' .. account
 local a = redis.call('HMGET', acct, 'balance', 'reserved')
 if not a[1] then return {-3} end
 local key = P .. 'key:' .. key_id
-local k = redis.call('HMGET', key, 'revoked', 'limit', 'spent', 'reserved')
+local k = redis.call('HMGET', key, 'revoked', 'limit', 'spent', 'reserved', 'period', 'wstart', 'wspent',
+                     'rpm', 'tpm', 'maxc', 'inflight', 'itok')
 if not k[1] or k[1] == '1' then return {-4} end
 local available = tonumber(a[1]) - tonumber(a[2])
 if available <= 0 then return {-1, a[1], a[2]} end
 local amount = math.max(tonumber(ARGV[5]), 0)
 if amount > available then amount = available end
 if k[2] and k[2] ~= '' then
-  local remaining = tonumber(k[2]) - tonumber(k[3]) - tonumber(k[4])
+  local spent = tonumber(k[3])
+  if k[5] and k[5] ~= '' then  -- a calendar window: only this window's spend counts
+    local starts = {day = ARGV[9], week = ARGV[10], month = ARGV[11]}
+    if k[6] == starts[k[5]] then spent = tonumber(k[7]) else spent = 0 end
+  end
+  local remaining = tonumber(k[2]) - spent - tonumber(k[4])
   if remaining <= 0 then return {-2, k[2]} end
   if amount > remaining then amount = remaining end
+end
+local rpm, tpm, maxc = tonumber(k[8] or ''), tonumber(k[9] or ''), tonumber(k[10] or '')
+local tokens = ARGV[8]
+if rpm or tpm or maxc then
+  local clock = tonumber(ARGV[7])
+  local inflight, requests, used = tonumber(k[11] or '0') or 0, 0, 0
+  local rk, tk = P .. 'rpm:' .. key_id, P .. 'tpm:' .. key_id
+  if rpm then
+    redis.call('ZREMRANGEBYSCORE', rk, '-inf', clock - 60000)
+    requests = redis.call('ZCARD', rk)
+  end
+  local window = {}
+  if tpm then
+    redis.call('ZREMRANGEBYSCORE', tk, '-inf', clock - 60000)
+    window = redis.call('ZRANGE', tk, 0, -1, 'WITHSCORES')
+    for i = 1, #window, 2 do used = used + tonumber(string.match(window[i], '|(%d+)$')) end
+    used = used + (tonumber(k[12] or '0') or 0)
+  end
+  local reason = nil
+  if maxc and inflight >= maxc then reason = 'concurrent'
+  elseif rpm and requests >= rpm then reason = 'rpm'
+  elseif tpm and used >= tpm then reason = 'tpm' end
+  if reason then
+    local requests_reset, tokens_reset = 1000, 1000
+    if rpm and requests > 0 and reason ~= 'concurrent' then
+      local oldest = redis.call('ZRANGE', rk, 0, 0, 'WITHSCORES')
+      requests_reset = tonumber(oldest[2]) + 60000 - clock
+    end
+    if tpm then
+      local over = used - tpm + 1
+      for i = 1, #window, 2 do
+        over = over - tonumber(string.match(window[i], '|(%d+)$'))
+        if over <= 0 then tokens_reset = tonumber(window[i + 1]) + 60000 - clock break end
+      end
+    end
+    return {-6, reason, requests, used, inflight, int(requests_reset), int(tokens_reset)}
+  end
+  if rpm then
+    redis.call('ZADD', rk, clock, rid)
+    redis.call('PEXPIRE', rk, 61000)
+  end
+  redis.call('HINCRBY', key, 'inflight', 1)
+  add(key, 'itok', tokens)
+else
+  tokens = nil
 end
 local s = int(amount)
 add(acct, 'reserved', s)
 add(key, 'reserved', s)
 redis.call('HSET', resv, 'account', account, 'key', key_id, 'amount', s)
+if tokens then redis.call('HSET', resv, 'tokens', tokens) end
 redis.call('ZADD', P .. 'resv', now + tonumber(ARGV[6]), rid)
 return {1, s}
 """
 
-# ARGV: P, rid, account, key_id, cost, at, record_json, settled_ttl_s, per_account_max, overall_max
+# ARGV: P, rid, account, key_id, cost, at, record_json, settled_ttl_s, per_account_max, overall_max,
+#       tokens, at_ms, day_start, week_start, month_start (the windows ``at`` falls in)
 #   -> 1 charged | 0 already settled (a retry: nothing charged twice)
 SETTLE = _COMMON + r"""
 local rid, account, key_id, cost = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
@@ -104,6 +174,16 @@ local key = P .. 'key:' .. key_id
 add(P .. 'acct:' .. account, 'balance', neg(cost))
 add(key, 'spent', cost)
 redis.call('HSET', key, 'last_used_at', ARGV[6])
+local k = redis.call('HMGET', key, 'period', 'wstart', 'tpm')
+if k[1] and k[1] ~= '' then  -- the spend window the settle time falls in
+  local start = ({day = ARGV[13], week = ARGV[14], month = ARGV[15]})[k[1]]
+  if k[2] ~= start then redis.call('HSET', key, 'wstart', start, 'wspent', '0') end
+  add(key, 'wspent', cost)
+end
+if k[3] and k[3] ~= '' and ARGV[11] ~= '0' then  -- tpm: the real tokens count from now for a minute
+  redis.call('ZADD', P .. 'tpm:' .. key_id, tonumber(ARGV[12]), rid .. '|' .. ARGV[11])
+  redis.call('PEXPIRE', P .. 'tpm:' .. key_id, 61000)
+end
 redis.call('SET', marker, '1', 'EX', tonumber(ARGV[8]))
 redis.call('LPUSH', P .. 'usage:' .. account, ARGV[7])
 redis.call('LTRIM', P .. 'usage:' .. account, 0, tonumber(ARGV[9]) - 1)
@@ -162,7 +242,8 @@ redis.call('SADD', P .. 'accounts', ARGV[2])
 return 1
 """
 
-# ARGV: P, key_id, account, sha256, state_json, limit -> 1 | 0 hash known | -1 no account | -2 key id taken
+# ARGV: P, key_id, account, sha256, state_json, limit, period, rpm, tpm, maxc ('' = none)
+#   -> 1 | 0 hash known | -1 no account | -2 key id taken
 ADD_KEY = r"""
 local P = ARGV[1]
 local key_id, account, digest = ARGV[2], ARGV[3], ARGV[4]
@@ -170,7 +251,9 @@ if redis.call('EXISTS', P .. 'acct:' .. account) == 0 then return -1 end
 if redis.call('EXISTS', P .. 'hash:' .. digest) == 1 then return 0 end
 if redis.call('EXISTS', P .. 'key:' .. key_id) == 1 then return -2 end
 redis.call('HSET', P .. 'key:' .. key_id, 'state', ARGV[5], 'account', account, 'hash', digest, 'limit', ARGV[6],
-           'revoked', '0', 'spent', '0', 'reserved', '0', 'last_used_at', '')
+           'revoked', '0', 'spent', '0', 'reserved', '0', 'last_used_at', '', 'period', ARGV[7] or '',
+           'rpm', ARGV[8] or '', 'tpm', ARGV[9] or '', 'maxc', ARGV[10] or '', 'wstart', '', 'wspent', '0',
+           'inflight', '0', 'itok', '0')
 redis.call('SET', P .. 'hash:' .. digest, key_id)
 redis.call('RPUSH', P .. 'acct:' .. account .. ':keys', key_id)
 redis.call('PUBLISH', P .. 'events', 'key ' .. digest)

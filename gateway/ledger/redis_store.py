@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 from gateway.ledger import redis_scripts as lua
 from gateway.ledger.errors import LedgerUnavailable
 from gateway.ledger.keys import KeyRecord
+from gateway.ledger.limits import window_starts
 
 log = logging.getLogger("infermesh.ledger")
 
@@ -102,9 +103,32 @@ def key_record(fields: dict[str, str]) -> KeyRecord:
     state["spent_nano"] = int(fields.get("spent") or 0)
     last_used = fields.get("last_used_at")
     state["last_used_at"] = float(last_used) if last_used else None
+    window = fields.get("wstart")
+    state["window_start"] = float(window) if window else None
+    state["window_spent_nano"] = int(fields.get("wspent") or 0)
     record = KeyRecord.from_state(state)
     record.reserved_nano = int(fields.get("reserved") or 0)
     return record
+
+
+def key_hash_fields(record: KeyRecord) -> dict[Any, Any]:
+    """A key as its Redis hash (layout in redis_scripts.py): what ADD_KEY writes and an import restores."""
+    def text(value: int | None) -> str:
+        return "" if value is None else str(value)
+
+    return {"state": ujson.dumps(record.to_state()), "account": record.account_id, "hash": record.key_hash,
+            "limit": text(record.limit_nano), "revoked": "1" if record.revoked else "0",
+            "spent": str(record.spent_nano), "reserved": "0",
+            "last_used_at": "" if record.last_used_at is None else repr(record.last_used_at),
+            "period": record.limit_period or "", "rpm": text(record.rpm), "tpm": text(record.tpm),
+            "maxc": text(record.max_concurrent),
+            "wstart": "" if record.window_start is None else str(int(record.window_start)),
+            "wspent": str(record.window_spent_nano), "inflight": "0", "itok": "0"}
+
+
+def window_args(at: float) -> list[str]:
+    """The day, week and month window starts at ``at``, as the scripts compare them (whole unix seconds)."""
+    return [str(int(start)) for start in window_starts(at).values()]
 
 
 def safe_url(url: str) -> str:

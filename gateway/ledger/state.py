@@ -42,9 +42,7 @@ class LedgerState:
         op = entry["op"]
         if op == "charge":
             self.accounts[entry["account"]].balance_nano -= entry["nano"]
-            key = self.keys[entry["key_id"]]
-            key.spent_nano += entry["nano"]
-            key.last_used_at = entry["at"]
+            self.keys[entry["key_id"]].charge(entry["nano"], entry["at"])
         elif op == "credit":
             self.accounts[entry["account"]].balance_nano += entry["nano"]
             self.credit_refs.add(entry["ref"])

@@ -269,7 +269,7 @@ def test_key_spend_limit_is_enforced(gateway):
     client.chat.completions.create(**chat_body())
     with pytest.raises(openai.APIStatusError) as caught:
         client.chat.completions.create(**chat_body())
-    assert caught.value.status_code == 402 and caught.value.body["code"] == "key_limit_reached"
+    assert caught.value.status_code == 402 and caught.value.body["code"] == "budget_exceeded"
 
 
 def test_403_for_a_model_the_key_may_not_use(gateway):

@@ -25,7 +25,8 @@ from tests.conftest import DEMO_KEY, base_config
 ADMIN_TOKEN = "admin-token-for-console-tests-0123456789"
 CONSOLE_DIR = Path(console_module.__file__).resolve().parent.parent / "console"
 KEY_FIELDS = {"key_id", "name", "prefix", "kind", "created_at", "last_used_at", "models", "limit_usd", "spent_usd",
-              "expires_at", "revoked"}
+              "expires_at", "revoked", "limit_period", "window_spent_usd", "window_resets_at", "rpm", "tpm",
+              "max_concurrent"}
 
 
 # -- helpers ---------------------------------------------------------------------------------

@@ -66,6 +66,12 @@ def test_a_first_day_with_the_admin_cli(gateway: Any) -> None:
     assert key["key"].startswith("sk-") and key["name"] == "alice"
     human = admin("keys", "create", "team", "--name", "bob", *url)
     assert human.stdout.startswith("sk-") and "only time the key is shown" in human.stdout
+    limited = admin("keys", "create", "team", "--name", "carol", "--limit-usd", "20", "--period", "day",
+                    "--rpm", "60", "--tpm", "100000", "--max-concurrent", "4", "--json", *url)
+    assert limited.returncode == 0, limited.stderr
+    assert json.loads(limited.stdout)["limit_period"] == "day" and json.loads(limited.stdout)["rpm"] == 60
+    refused = admin("keys", "create", "team", "--name", "dave", "--period", "day", *url)
+    assert refused.returncode == 1 and "'limit_period' needs 'limit_usd'" in refused.stderr
 
     sdk = openai.OpenAI(base_url=gateway.url + "/v1", api_key=key["key"], max_retries=0)
     sdk.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], max_tokens=5)
@@ -74,10 +80,12 @@ def test_a_first_day_with_the_admin_cli(gateway: Any) -> None:
     lines = listing.stdout.splitlines()
     assert lines[0].split() == ["account", "balance", "reserved", "available", "active", "keys"]
     team = next(line.split() for line in lines if line.startswith("team"))
-    assert team[-1] == "2" and team[1].startswith("$25.49")  # one cheap request spent
+    assert team[-1] == "3" and team[1].startswith("$25.49")  # one cheap request spent
 
     shown = admin("accounts", "show", "team", *url)
     assert shown.returncode == 0 and key["key_id"] in shown.stdout and "alice" in shown.stdout
+    carol = next(line for line in shown.stdout.splitlines() if " carol " in line)
+    assert "$20.00/day" in carol and "60 rpm, 100000 tpm, 4 concurrent" in carol
     assert key["key"] not in shown.stdout  # the plaintext is never shown again
 
     usage = admin("usage", "--account", "team", "--csv", *url)
