@@ -38,6 +38,10 @@ class Pipeline:
     def __init__(self, services: Services) -> None:
         self.services = services
         self.opener = Opener(services)
+        # (client protocol, model ids) -> the protocols of the nodes serving them, for the node table it was
+        # computed from: a reload brings a new table and a fresh cache.
+        self._protocols: dict[tuple[str, ...], frozenset[str]] = {}
+        self._protocols_of: object = None
 
     async def handle(self, endpoint: str, channel: Channel, raw: bytes, api_key: str | None,
                      headers: Mapping[str, str]) -> None:
@@ -110,22 +114,31 @@ class Pipeline:
         found = (self.services.config.find_model(m) for m in model.fallbacks)
         return [m for m in found if m is not None]
 
-    @staticmethod
-    def _prepare(call: Call, models: list[Model]) -> None:
+    def _prepare(self, call: Call, models: list[Model]) -> None:
         """Translate once, before any node is tried, for the protocols of the nodes that may serve it.
 
         What no candidate node can take is the client's 400, naming the field,
         never a node failure (contract §3). Pass-through-only routes cost nothing.
         """
-        keys = {normalize_model_id(m.id) for m in models}
-        protocols = {endpoints.protocol_for(call.endpoint) for endpoints in call.endpoints.values()
-                     if not keys.isdisjoint(endpoints.node.models)}
-        protocols.discard(None)
-        if protocols - {call.endpoint}:
+        protocols = self._node_protocols(call, models)
+        if protocols and (len(protocols) > 1 or call.endpoint not in protocols):
             try:
-                call.prepared = translate.prepare(call.endpoint, call.body, protocols)  # type: ignore[arg-type]
+                call.prepared = translate.prepare(call.endpoint, call.body, set(protocols))
             except ProtocolError as exc:
                 raise GatewayError(ErrorKind.INVALID_REQUEST, exc.message, exc.param) from None
+
+    def _node_protocols(self, call: Call, models: list[Model]) -> frozenset[str]:
+        if self._protocols_of is not call.endpoints or len(self._protocols) > 4096:  # request fallbacks vary
+            self._protocols, self._protocols_of = {}, call.endpoints
+        cache_key = (call.endpoint, *(m.id for m in models))
+        found = self._protocols.get(cache_key)
+        if found is None:
+            keys = {normalize_model_id(m.id) for m in models}
+            found = frozenset(protocol for endpoints in call.endpoints.values()
+                              if not keys.isdisjoint(endpoints.node.models)
+                              and (protocol := endpoints.protocol_for(call.endpoint)) is not None)
+            self._protocols[cache_key] = found
+        return found
 
     @staticmethod
     def _check_allowed(key: KeyInfo, model: Model) -> None:

@@ -49,13 +49,14 @@ class NodeKind:
 
 KINDS = [
     NodeKind("anthropic", "anthropic", "claude-sonnet-4-6", "claude-sonnet-4-6-20991231", "sk-node-anthropic"),
-    NodeKind("openai-chat", "openai", "gpt-4o-mini", "own-gpt-4o-mini", "sk-node-chat"),
+    # gpt-5.5: a model Codex knows, so it also offers its free-form (custom) apply_patch tool
+    NodeKind("openai-chat", "openai", "gpt-5.5", "own-gpt-5.5", "sk-node-chat"),
     NodeKind("openai-responses", "openai", "gpt-4.1", "own-gpt-4.1", "sk-node-responses", responses=True),
     NodeKind("gemini", "gemini", "gemini-2.5-flash", "own-gemini-2.5-flash", "sk-node-gemini"),
 ]
 MODELS = {
     "claude-sonnet-4-6": {"price": {"input": 3.00, "output": 15.00, "cached_input": 0.30}},
-    "gpt-4o-mini": {"price": {"input": 0.15, "output": 0.60}},
+    "gpt-5.5": {"price": {"input": 1.25, "output": 10.00}},
     "gpt-4.1": {"price": {"input": 2.00, "output": 8.00}},
     "gemini-2.5-flash": {"price": {"input": 0.30, "output": 2.50}},
 }

@@ -42,12 +42,15 @@ def test_codex_answers_on_every_node_kind(cli_gateway: CliGateway, kind: NodeKin
     if kind.kind == "openai-responses":  # passed through: hosted tools and Codex's fields reach OpenAI untouched
         assert {"namespace", "web_search"} <= {tool["type"] for tool in body["tools"]}
         assert body["include"] == ["reasoning.encrypted_content"]
-    elif kind.kind == "gemini":
-        names = [d["name"] for tool in body["tools"] for d in tool["functionDeclarations"]]
-        assert "exec_command" in names and "multi_agent_v1__spawn_agent" in names
+        return
+    if kind.kind == "gemini":
+        names = {d["name"] for tool in body["tools"] for d in tool["functionDeclarations"]}
     else:
-        names = [t.get("name") or t["function"]["name"] for t in body["tools"]]
-        assert "exec_command" in names and "multi_agent_v1__spawn_agent" in names and "web_search" not in names
+        names = {t.get("name") or t["function"]["name"] for t in body["tools"]}
+    # For gpt-5.5 Codex offers its custom apply_patch (and tool_search); for other models, a namespace of
+    # sub-agent functions. Either way: translated to functions, hosted tools dropped.
+    special = "apply_patch" if kind.model == "gpt-5.5" else "multi_agent_v1__spawn_agent"
+    assert {"exec_command", special} <= names and not names & {"web_search", "tool_search"}
 
 
 def test_codex_runs_a_shell_command_through_a_translated_node(cli_gateway: CliGateway, tmp_path: Path) -> None:
@@ -64,3 +67,21 @@ def test_codex_runs_a_shell_command_through_a_translated_node(cli_gateway: CliGa
     assert call["name"] == "exec_command" and call["input"] == {"cmd": "cat notes.txt"}
     (result,) = [b for b in messages[-1]["content"] if b["type"] == "tool_result"]
     assert result["tool_use_id"] == call["id"] and "cormorant" in json.dumps(result["content"])
+
+
+def test_codex_applies_a_patch_with_its_free_form_tool_through_a_translated_node(cli_gateway: CliGateway,
+                                                                                  tmp_path: Path) -> None:
+    """Codex's custom apply_patch tool is a one-string function on a Chat node; the call comes back as a
+    custom_tool_call whose raw patch text Codex applies."""
+    kind = KINDS[1]  # openai-chat
+    patch = "*** Begin Patch\\n*** Add File: hello.txt\\n+hello from the gateway\\n*** End Patch\\n"
+    run = codex(cli_gateway, kind, 'call apply_patch {"input": "' + patch + '"}', tmp_path)
+    assert run.returncode == 0, (run.stdout, run.stderr)
+    assert (tmp_path / "work" / "hello.txt").read_text() == "hello from the gateway\n"
+    assert "The tool said:" in run.stdout
+    check_node_side(cli_gateway, kind, run, max_requests=3, paths=PATHS)
+    messages = cli_gateway.last(kind)["body"]["messages"]
+    call = messages[-2]["tool_calls"][0]
+    assert call["function"]["name"] == "apply_patch" and json.loads(call["function"]["arguments"])["input"].startswith(
+        "*** Begin Patch\n*** Add File: hello.txt")
+    assert messages[-1]["role"] == "tool" and messages[-1]["tool_call_id"] == call["id"]
