@@ -17,7 +17,9 @@ Behaviour, per node (``POST /_control/<name>`` with JSON) or per request
   chunk_delay_ms  delay between streamed events
   tokens          output tokens (words) per reply
   fault           "hang" (never answer), "reset-before" (close before the status line),
-                  "reset-mid" (close halfway through the body), "hang-mid" (stop sending halfway)
+                  "reset-mid" (close halfway through the body), "hang-mid" (stop sending halfway),
+                  or one of the hostile answers of ``mock_hostile.py`` (an HTML page behind a 200, ...)
+  event_bytes     size of the "huge-event" fault's event
 
 Counters: ``GET /_stats/<name>`` -> requests, closed_early, in_flight, the
 last request's path/headers/body and each close time. ``POST /_reset`` clears all.
@@ -37,9 +39,9 @@ import ujson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import mock_wires  # noqa: E402  (the wire formats; see that module)
+from bench import mock_hostile, mock_wires  # noqa: E402  (the wire formats; see those modules)
 
-BEHAVIOUR_KEYS = ("status", "retry_after", "first_byte_ms", "chunk_delay_ms", "tokens", "fault")
+BEHAVIOUR_KEYS = ("status", "retry_after", "first_byte_ms", "chunk_delay_ms", "tokens", "fault", "event_bytes")
 
 
 @dataclass
@@ -191,9 +193,15 @@ async def respond(conn: HTTPProtocol, request: Request, body: dict[str, Any], be
         return send(conn, 404, b'{"error":{"message":"no such path","type":"not_found_error"}}')
     if status >= 400:
         headers = [("Retry-After", str(behaviour["retry_after"]))] if behaviour.get("retry_after") else []
-        return send(conn, status, mock_wires.error_body(request.path, status), headers)
+        error = mock_wires.error_body(request.path, status)
+        if fault == "echo-key":  # some providers quote the key they were sent: "invalid key sk-..."
+            error = error.replace(b"mock upstream error", b"invalid key " + mock_hostile.credential(
+                request.headers, request.query).encode() + b", mock upstream error")
+        return send(conn, status, error, headers)
     tokens = int(behaviour.get("tokens", mock_wires.DEFAULT_TOKENS) or mock_wires.DEFAULT_TOKENS)
     reply = handler(request.path, request.query, body, tokens, request.headers)
+    if fault in mock_hostile.FAULTS:
+        return await mock_hostile.respond(conn, fault, request, body, reply, behaviour)
     if reply.frames is None:
         return send(conn, reply.status, reply.body)
     conn.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n"

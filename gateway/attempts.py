@@ -23,6 +23,7 @@ from gateway.errors import ErrorKind, GatewayError
 from gateway.observability.metrics import Metrics
 from gateway.protocols import translate
 from gateway.protocols.canonical import ProtocolError
+from gateway.protocols.stream_check import start_problem
 from gateway.routing.router import Attempt, Outcome, Plan
 from gateway.services import Services
 from gateway.upstream.client import Overloaded
@@ -65,6 +66,7 @@ class Opened:
     node_protocol: str
     first: bytes  # first body bytes (streams) or the whole body
     ttfb_s: float
+    body: Any = None  # a whole body, parsed (and judged) once
 
 
 def count_attempt(metrics: Metrics, attempt: Attempt, outcome: Outcome) -> None:
@@ -165,15 +167,20 @@ class Opener:
                 retry_after = _retry_after(exchange.headers.get("retry-after"))
                 outcome = Outcome.RATE_LIMITED if status in RATE_LIMIT_STATUSES else Outcome.FAILURE
                 raise AttemptFailed(outcome, f"HTTP {status}", retry_after)
+            body = None
             if call.streaming:
                 first = await exchange.read()
                 if not first:
                     raise AttemptFailed(Outcome.FAILURE, "empty stream")
+                problem = start_problem(first)
+                if problem is not None:
+                    raise AttemptFailed(Outcome.FAILURE, problem)
             else:
                 first = await exchange.read_all(MAX_RESPONSE_BODY)
+                body = judge_body(first)
             ttfb = time.monotonic() - began
             call.upstream_wait_s += ttfb
-            return Opened(attempt, exchange, node_protocol, first, ttfb)
+            return Opened(attempt, exchange, node_protocol, first, ttfb, body)
         except asyncio.CancelledError:
             if exchange is not None:
                 exchange.abort("hedge_lost")
@@ -251,6 +258,21 @@ class Opener:
             return translate.translate_embeddings_request(node_protocol.removesuffix("_embeddings"), body,
                                                           upstream_model)
         return translate.translate_request(call.endpoint, body, node_protocol, upstream_model)
+
+
+def judge_body(first: bytes) -> dict[str, Any]:
+    """A whole ``2xx`` body, parsed once (usage and translation read it): a JSON object that is not an
+    error object, or the node failed (an HTML page, a truncated body, ``{"error": ...}`` behind a 200)."""
+    try:
+        body = ujson.loads(first)
+    except ValueError:
+        kind = "an HTML page" if first.lstrip()[:1] == b"<" else "a body that is not JSON"
+        raise AttemptFailed(Outcome.FAILURE, f"sent {kind} with a 2xx status") from None
+    if not isinstance(body, dict):
+        raise AttemptFailed(Outcome.FAILURE, "sent a JSON body that is not an object")
+    if body.get("type") == "error" or (isinstance(body.get("error"), dict) and body.get("object") != "response"):
+        raise AttemptFailed(Outcome.FAILURE, "sent an error object with a 2xx status")
+    return body
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -203,11 +203,14 @@ class _Reader:
                                                                       0, 65535))
         admin_raw = self.mapping(top.get("admin"), "admin", ("token",))
         admin = Admin(self.string(admin_raw.get("token"), "admin.token", ""))
-        limits_raw = self.mapping(top.get("limits"), "limits", ("max_body_bytes", "max_inflight", "stream_heartbeat_s"))
+        limits_raw = self.mapping(top.get("limits"), "limits", ("max_body_bytes", "max_inflight", "stream_heartbeat_s",
+                                                                "max_event_bytes"))
         limits = Limits(self.number(limits_raw.get("max_body_bytes"), "limits.max_body_bytes", Limits.max_body_bytes, int, 1024),
                         self.number(limits_raw.get("max_inflight"), "limits.max_inflight", Limits.max_inflight, int, 1),
                         self.number(limits_raw.get("stream_heartbeat_s"), "limits.stream_heartbeat_s",
-                                    Limits.stream_heartbeat_s, float, 0))
+                                    Limits.stream_heartbeat_s, float, 0),
+                        self.number(limits_raw.get("max_event_bytes"), "limits.max_event_bytes", Limits.max_event_bytes,
+                                    int, 1024))
         state_raw = self.mapping(top.get("state"), "state", ("dir", "snapshot_interval_s", "backend", "redis_url",
                                                              "redis_prefix", "reservation_ttl_s", "fsync_interval_s"))
         state = self.state(state_raw)

@@ -50,6 +50,7 @@ class Limits:
     max_body_bytes: int = 8 * 1024 * 1024
     max_inflight: int = 10000
     stream_heartbeat_s: float = 10.0  # a silent stream gets a ping this often (0: never)
+    max_event_bytes: int = 8 * 1024 * 1024  # one upstream stream event; past it the stream fails
 
 
 @dataclass(frozen=True)

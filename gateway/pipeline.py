@@ -165,7 +165,8 @@ class Pipeline:
         outcome = Outcome.FAILURE
         try:
             if call.streaming:
-                outcome, status, usage = await relay_stream(call, opened, metrics)
+                outcome, status, usage = await relay_stream(call, opened, metrics,
+                                                            services.config.limits.max_event_bytes)
                 await self._settle(call, opened.attempt, usage, status, deferrable=True)  # already delivered
                 call.channel.end()
             else:

@@ -12,8 +12,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import ujson
-
 from gateway.attempts import Opened, describe
 from gateway.call import Call
 from gateway.errors import ErrorKind, GatewayError, stream_error_frame
@@ -43,18 +41,13 @@ def mark_dropped_tools(call: Call, opened: Opened) -> None:
 
 def whole_body(call: Call, opened: Opened) -> tuple[bytes, Usage]:
     """The client's response body and the usage to bill (estimated, and marked so, if the node gave none)."""
-    try:
-        upstream_body = ujson.loads(opened.first)
-    except ValueError:
-        upstream_body = None
+    upstream_body = opened.body  # parsed and judged before the first byte (attempts.judge_body)
     public_model = opened.attempt.model.id
     client_body: Any = None
     if opened.node_protocol == call.endpoint:
         out = opened.first
         usage = usage_from_body(call.endpoint, upstream_body)
         client_body = upstream_body
-    elif upstream_body is None:
-        raise GatewayError(ErrorKind.UPSTREAM_FAILED, f"node {opened.attempt.node.id} sent a body that is not JSON")
     else:
         if call.endpoint == "embeddings":  # node protocol "gemini_embeddings": the gemini translator
             client_body, usage = translate.translate_embeddings_response(
@@ -78,7 +71,8 @@ def _pricer(call: Call, opened: Opened) -> Price:
     return call.prices.pricer(normalize_model_id(opened.attempt.model.id))
 
 
-async def relay_stream(call: Call, opened: Opened, metrics: Metrics) -> tuple[Outcome, int, Usage]:
+async def relay_stream(call: Call, opened: Opened, metrics: Metrics,
+                       max_event_bytes: int) -> tuple[Outcome, int, Usage]:
     """Commit and relay until the stream ends; returns the node's verdict, the status to record, the usage.
 
     The channel is left open: the pipeline settles the charge, then ends it.
@@ -86,11 +80,11 @@ async def relay_stream(call: Call, opened: Opened, metrics: Metrics) -> tuple[Ou
     channel = call.channel
     exchange = opened.exchange
     if opened.node_protocol == call.endpoint:
-        tap: Any = make_tap(call.endpoint, call.facts.include_usage, _pricer(call, opened))
+        tap: Any = make_tap(call.endpoint, call.facts.include_usage, _pricer(call, opened), max_event_bytes)
     else:
         tap = translate.StreamTranslator(opened.node_protocol, call.endpoint, opened.attempt.model.id,
                                          channel.request_id, call.facts.include_usage, _pricer(call, opened),
-                                         _client_tools(call))
+                                         _client_tools(call), max_event_bytes)
     mark_dropped_tools(call, opened)
     channel.set_header("x-infermesh-node", opened.attempt.node.id)
     channel.set_header("x-infermesh-attempts", str(call.attempts))
@@ -106,6 +100,9 @@ async def relay_stream(call: Call, opened: Opened, metrics: Metrics) -> tuple[Ou
             out = tap.feed(chunk)
             if out and not await channel.relay(out):
                 break
+            if tap.upstream_error:  # the stream failed and its error event is out: stop the transfer too
+                exchange.abort("failed")
+                break
             waited = time.monotonic()
             chunk = await exchange.read()
             call.upstream_wait_s += time.monotonic() - waited
@@ -113,9 +110,8 @@ async def relay_stream(call: Call, opened: Opened, metrics: Metrics) -> tuple[Ou
             tail = tap.finish()
             if tail:
                 await channel.relay(tail)
-        upstream_error = getattr(tap, "upstream_error", None)
-        if upstream_error:  # the node reported an error inside its stream: the translator rendered it
-            outcome, status, call.error = Outcome.FAILURE, 502, upstream_error
+        if tap.upstream_error:  # an error event (the node's own, or ours for a broken stream) ended it
+            outcome, status, call.error = Outcome.FAILURE, 502, tap.upstream_error
     except UpstreamError as exc:
         if not channel.closed:  # (when it is, this was our own abort after the client left)
             outcome = Outcome.FAILURE

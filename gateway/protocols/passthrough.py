@@ -6,7 +6,8 @@ changes are ever made: on chat streams the gateway always asks the upstream for
 the usage chunk (billing needs it) and drops it again when the client did not
 ask; and the event that carries the final usage (chat's usage chunk, Messages'
 ``message_delta``, Responses' ``response.completed``) is re-encoded with
-``usage.cost`` added, when the tap has a price.
+``usage.cost`` added, when the tap has a price. A stream that turns out not to
+be what it claims ends with the protocol's error event (see ``_Tap``).
 
 Taps present the same ``feed``/``finish``/``usage`` shape as the translators'
 ``StreamTranslator``, so the relay loop does not care which it holds.
@@ -16,37 +17,77 @@ from __future__ import annotations
 
 import ujson
 
+from gateway.errors import ErrorKind, GatewayError, stream_error_frame
 from gateway.protocols.canonical import Price, Usage, dumpb
-from gateway.protocols.sse import SSEDecoder, SSEEvent, encode_event
+from gateway.protocols.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, SSEEvent, encode_event
+from gateway.protocols.stream_check import is_error_payload, well_formed
 from gateway.protocols.usage import priced, usage_from_anthropic, usage_from_chat, usage_from_responses
 
 
 class _Tap:
-    """Common relay: complete events out as raw bytes (or re-encoded with their cost), a partial event held back."""
+    """Common relay: complete events out as raw bytes (or re-encoded with their cost), a partial event held back.
 
-    def __init__(self, price: Price | None = None) -> None:
-        self._decoder = SSEDecoder()
+    It also judges the stream (contract §4): an event that is not well formed
+    or over ``max_event_bytes``, or an end without the protocol's final event,
+    ends the client's stream with the protocol's error event; the node's own
+    error event is relayed and ends it too. Either way ``upstream_error`` says
+    why, and the relay stops reading.
+    """
+
+    def __init__(self, price: Price | None = None, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+        self._decoder = SSEDecoder(max_event_bytes)
+        self._max_event_bytes = max_event_bytes
         self._price = price
+        self._protocol = "chat"
         self.usage: Usage | None = None
         self.events = 0  # each event ~ one output token: the estimate for abandoned streams
+        self.upstream_error: str | None = None
+        self._complete = False  # the protocol's final event went by
 
     def feed(self, chunk: bytes) -> bytes:
-        events = self._decoder.feed(chunk)
-        if not events:
+        if self.upstream_error is not None:
             return b""
-        self.events += len(events)
-        return self._relay(events)
+        events = self._decoder.feed(chunk)
+        out = self._relay(events) if events else b""
+        if self._decoder.overflowed and self.upstream_error is None:
+            out += self._fail(f"the upstream sent a stream event over {self._max_event_bytes} bytes")
+        return out
 
     def finish(self) -> bytes:
-        return self._relay(self._decoder.flush())
+        if self.upstream_error is not None:
+            return b""
+        out = self._relay(self._decoder.flush())
+        if not self._complete and self.upstream_error is None:
+            out += self._fail("the upstream stream ended without its final event")
+        return out
 
     def _relay(self, events: list[SSEEvent]) -> bytes:
-        kept = [out for out in map(self._out, events) if out is not None]
+        self.events += len(events)
+        kept: list[bytes] = []
+        for event in events:
+            if self._judge(event):
+                out = self._out(event)
+                if out is not None:
+                    kept.append(out)
+            elif self.upstream_error is None:  # not well formed: stop before it
+                kept.append(self._fail("the upstream sent a stream event that is not JSON"))
+            else:  # the node's own error event: relayed as sent, and the end
+                kept.append(event.raw)
+            if self.upstream_error is not None:
+                break
         return kept[0] if len(kept) == 1 else b"".join(kept)
+
+    def _fail(self, reason: str) -> bytes:
+        self.upstream_error = reason
+        return stream_error_frame(self._protocol, GatewayError(ErrorKind.UPSTREAM_FAILED, reason))
 
     @property
     def output_estimate(self) -> int:
         return self.events
+
+    def _judge(self, event: SSEEvent) -> bool:
+        """True to relay the event; False if it is malformed or (``upstream_error`` set) the node's error."""
+        raise NotImplementedError
 
     def _out(self, event: SSEEvent) -> bytes | None:
         """The bytes to relay for one event (usually ``event.raw``), or None to drop it."""
@@ -61,9 +102,20 @@ class _Tap:
 
 
 class ChatTap(_Tap):
-    def __init__(self, include_usage: bool, price: Price | None = None) -> None:
-        super().__init__(price)
+    def __init__(self, include_usage: bool, price: Price | None = None,
+                 max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+        super().__init__(price, max_event_bytes)
         self._include_usage = include_usage
+
+    def _judge(self, event: SSEEvent) -> bool:
+        data = event.data
+        if data == b"[DONE]":
+            self._complete = True
+            return True
+        if is_error_payload(data):
+            self.upstream_error = "the node reported an error in its stream"
+            return False
+        return well_formed(data)
 
     def _out(self, event: SSEEvent) -> bytes | None:
         if b'"usage"' not in event.data:
@@ -86,9 +138,19 @@ class ChatTap(_Tap):
 class MessagesTap(_Tap):
     """``message_start`` carries input and cache counts, each ``message_delta`` the cumulative rest: merged."""
 
-    def __init__(self, price: Price | None = None) -> None:
-        super().__init__(price)
+    def __init__(self, price: Price | None = None, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+        super().__init__(price, max_event_bytes)
+        self._protocol = "messages"
         self._raw_usage: dict = {}
+
+    def _judge(self, event: SSEEvent) -> bool:
+        name = event.event
+        if name == "error":
+            self.upstream_error = "the node reported an error in its stream"
+            return False
+        if name == "message_stop":
+            self._complete = True
+        return well_formed(event.data)
 
     def _out(self, event: SSEEvent) -> bytes | None:
         name = event.event
@@ -108,6 +170,27 @@ class MessagesTap(_Tap):
 
 class ResponsesTap(_Tap):
     _FINAL = ("response.completed", "response.incomplete", "response.failed")
+    _FAILED = ("response.failed", "error")
+
+    def __init__(self, price: Price | None = None, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+        super().__init__(price, max_event_bytes)
+        self._protocol = "responses"
+
+    def _judge(self, event: SSEEvent) -> bool:
+        if not well_formed(event.data):
+            return False
+        name = event.event
+        if name is None:  # a provider that names events only inside the JSON (rare): parse it to know
+            try:
+                name = ujson.loads(event.data).get("type")
+            except (ValueError, AttributeError):
+                return False
+        if name in self._FAILED:
+            self.upstream_error = "the node reported an error in its stream"
+            return False
+        if name in self._FINAL:
+            self._complete = True
+        return True
 
     def _out(self, event: SSEEvent) -> bytes | None:
         name = event.event
@@ -126,13 +209,14 @@ class ResponsesTap(_Tap):
         return self._with_cost(event, payload, usage_object)
 
 
-def make_tap(protocol: str, include_usage: bool, price: Price | None = None) -> _Tap:
+def make_tap(protocol: str, include_usage: bool, price: Price | None = None,
+             max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> _Tap:
     """The tap for a same-protocol stream; ``price`` turns on ``usage.cost`` in the final usage event."""
     if protocol == "chat":
-        return ChatTap(include_usage, price)
+        return ChatTap(include_usage, price, max_event_bytes)
     if protocol == "messages":
-        return MessagesTap(price)
+        return MessagesTap(price, max_event_bytes)
     if protocol == "responses":
-        return ResponsesTap(price)
+        return ResponsesTap(price, max_event_bytes)
     raise ValueError(f"no pass-through tap for {protocol!r}")
 

@@ -23,25 +23,42 @@ class SSEEvent:
 
 
 
+DEFAULT_MAX_EVENT_BYTES = 8 << 20  # limits.max_event_bytes
+
+
 class SSEDecoder:
-    """Feed it chunks; it returns every event completed by each chunk."""
+    """Feed it chunks; it returns every event completed by each chunk.
 
-    __slots__ = ("_buffer",)
+    One event may not exceed ``max_event_bytes``: past it the decoder sets
+    ``overflowed``, drops what it held and returns nothing more, so memory is
+    bounded by the limit, not by what the upstream sends. An unfinished event
+    is kept as a list of chunks and joined only once its end arrives: growing
+    one bytes object per chunk would copy a large event over and over.
+    """
 
-    def __init__(self) -> None:
-        self._buffer = b""
+    __slots__ = ("_parts", "_size", "_cr", "_limit", "overflowed")
+
+    def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+        self._parts: list[bytes] = []
+        self._size = 0
+        self._cr = False  # the last chunk ended in CR: its LF may start the next one
+        self._limit = max_event_bytes
+        self.overflowed = False
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
-        buffer = self._buffer + chunk if self._buffer else chunk
-        if b"\r" in buffer:
-            # Rare (every provider we know sends LF): fold CRLF and CR to LF,
-            # keeping a trailing CR back in case its LF is in the next chunk.
-            held = buffer.endswith(b"\r")
-            if held:
-                buffer = buffer[:-1]
-            buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-            if held:
-                buffer += b"\r"
+        if self.overflowed:
+            return []
+        if self._cr or b"\r" in chunk:
+            chunk = self._fold_cr(chunk)
+        parts = self._parts
+        if b"\n\n" not in chunk and not (parts and chunk[:1] == b"\n" and parts[-1][-1:] == b"\n"):
+            if chunk:
+                parts.append(chunk)
+                self._size += len(chunk)
+                if self._size > self._limit:
+                    self._overflow()
+            return []
+        buffer = b"".join(parts) + chunk if parts else chunk
         events: list[SSEEvent] = []
         start = 0
         find = buffer.find
@@ -49,17 +66,39 @@ class SSEDecoder:
             end = find(b"\n\n", start)
             if end < 0:
                 break
+            if end - start > self._limit:
+                self._overflow()
+                return events
             event = _parse_block(buffer[start:end], buffer[start:end + 2])
             if event is not None:
                 events.append(event)
             start = end + 2
-        self._buffer = buffer[start:]
+        rest = buffer[start:]
+        self._parts = [rest] if rest else []
+        self._size = len(rest)
+        if self._size > self._limit:
+            self._overflow()
         return events
+
+    def _fold_cr(self, chunk: bytes) -> bytes:
+        """Rare (every provider we know sends LF): fold CRLF and CR to LF, holding a trailing CR back."""
+        if self._cr:
+            chunk = b"\r" + chunk
+        self._cr = chunk.endswith(b"\r")
+        if self._cr:
+            chunk = chunk[:-1]
+        return chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+
+    def _overflow(self) -> None:
+        self.overflowed = True
+        self._parts = []
+        self._size = 0
 
     def flush(self) -> list[SSEEvent]:
         """End of stream: an unterminated final block still counts as an event."""
-        tail, self._buffer = self._buffer.rstrip(b"\r\n"), b""
-        if not tail.strip():
+        tail = b"".join(self._parts).rstrip(b"\r\n")
+        self._parts, self._size = [], 0
+        if self.overflowed or not tail.strip():
             return []
         event = _parse_block(tail, tail + b"\n\n")
         return [event] if event is not None else []
@@ -67,7 +106,7 @@ class SSEDecoder:
     @property
     def pending(self) -> bytes:
         """Bytes received but not yet part of a complete event."""
-        return self._buffer
+        return b"".join(self._parts)
 
 
 def _parse_block(block: bytes, raw: bytes) -> SSEEvent | None:

@@ -28,10 +28,12 @@ from gateway.protocols.anthropic_stream import (
 from gateway.protocols.canonical import (
     STREAM_END,
     ClientTool,
+    Finish,
     Price,
     ProtocolError,
     Request,
     Response,
+    StreamEnd,
     StreamError,
     StreamRenderer,
     Usage,
@@ -42,7 +44,8 @@ from gateway.protocols.openai_responses_stream import (
     ResponsesStreamParser,
     ResponsesStreamRenderer,
 )
-from gateway.protocols.sse import SSEDecoder, SSEEvent
+from gateway.protocols.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, SSEEvent
+from gateway.protocols.stream_check import well_formed
 from gateway.protocols.validate import validate_chat, validate_messages, validate_responses
 
 __all__ = [
@@ -205,15 +208,19 @@ def translate_embeddings_response(node: str, body: dict, public_model: str,
 class _Sink:
     """Where the parser delivers canonical events: to the renderer, noting an upstream error."""
 
-    __slots__ = ("_renderer", "error")
+    __slots__ = ("_renderer", "error", "seen")
 
     def __init__(self, renderer: object) -> None:
         self._renderer = renderer
         self.error: str | None = None
+        self.seen: set[type] = set()  # which of Finish and StreamEnd the node sent
 
     def __call__(self, event: object) -> None:
-        if type(event) is StreamError:
+        kind = type(event)
+        if kind is StreamError:
             self.error = event.message  # type: ignore[attr-defined]
+        elif kind is Finish or kind is StreamEnd:
+            self.seen.add(kind)
         self._renderer.handle(event)  # type: ignore[attr-defined]
 
 
@@ -226,10 +233,11 @@ class StreamTranslator:
     closing events need.
     """
 
-    __slots__ = ("_decoder", "_parser", "_renderer", "_sink")
+    __slots__ = ("_decoder", "_parser", "_renderer", "_sink", "_final")
 
     def __init__(self, node: str, client: str, public_model: str, request_id: str, include_usage: bool,
-                 price: Price | None = None, client_tools: dict[str, ClientTool] | None = None) -> None:
+                 price: Price | None = None, client_tools: dict[str, ClientTool] | None = None,
+                 max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
         self._renderer: StreamRenderer
         if client == "responses":
             self._renderer = ResponsesStreamRenderer(public_model, request_id, include_usage, price, client_tools)
@@ -237,7 +245,9 @@ class StreamTranslator:
             self._renderer = _RENDERERS[client](public_model, request_id, include_usage, price)
         self._sink = _Sink(self._renderer)  # not a bound method of ours: that would be a reference cycle
         self._parser = _PARSERS[node](request_id, self._sink)
-        self._decoder = SSEDecoder()
+        self._decoder = SSEDecoder(max_event_bytes)
+        # The node's own last word: Gemini has no end event, its last chunk carries the finishReason.
+        self._final: type = Finish if node == "gemini" else StreamEnd
 
     @property
     def upstream_error(self) -> str | None:
@@ -251,20 +261,27 @@ class StreamTranslator:
         """Node bytes (any split) -> client SSE bytes, possibly empty."""
         for event in self._decoder.feed(chunk):
             self._parse(event)
+        if self._decoder.overflowed and self._sink.error is None:
+            self._handle(StreamError("the upstream sent a stream event over the size limit", 502))
         return self._renderer.take()
 
     def _parse(self, event: SSEEvent) -> None:
         try:
+            if not well_formed(event.data):  # an empty ``data:`` too: not an event any SDK parses
+                raise ValueError("not a JSON object")
             self._parser.parse(event)
         except (ValueError, AttributeError):  # not JSON, or JSON of the wrong shape
             self._handle(StreamError("upstream sent a malformed stream event", 502))
 
     def finish(self) -> bytes:
-        """The node's stream ended: flush, then close the client's stream properly
-        even if the node never sent its own end (Gemini never does)."""
+        """The node's stream ended: flush, then close the client's stream, properly only if the node
+        said its last word; a stream cut short ends with the client protocol's error event."""
         for event in self._decoder.flush():
             self._parse(event)
-        self._renderer.handle(STREAM_END)
+        if self._final in self._sink.seen or self._sink.error is not None:
+            self._renderer.handle(STREAM_END)
+        else:
+            self._handle(StreamError("the upstream stream ended without its final event", 502))
         return self._renderer.take()
 
     @property

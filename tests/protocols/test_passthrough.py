@@ -48,7 +48,8 @@ def test_chat_usage_chunk_dropped_when_client_did_not_ask():
 
 
 def test_chat_usage_on_a_chunk_with_choices_is_never_dropped():
-    stream = b'data: {"choices":[{"index":0,"delta":{"content":"x"}}],"usage":{"prompt_tokens":1,"completion_tokens":1}}\n\n'
+    stream = (b'data: {"choices":[{"index":0,"delta":{"content":"x"}}],"usage":{"prompt_tokens":1,"completion_tokens":1}}'
+              b'\n\ndata: [DONE]\n\n')
     out, usage = relay("chat", stream, False, 10)
     assert out == stream and usage.output_tokens == 1
 
@@ -107,3 +108,39 @@ def test_messages_tap_reads_the_cache_write_split():
     out, usage = relay("messages", MESSAGES_CACHED, False, 50)
     assert out == MESSAGES_CACHED  # no price: nothing changes
     assert usage == Usage(5 + 10 + 7, 4, 10, 7, 3)
+
+
+def test_a_stream_without_its_final_event_ends_with_the_error_event():
+    """Cut short cleanly (no [DONE], message_stop, response.completed): never a silent, made-up success."""
+    for protocol, stream, error in (("chat", CHAT, b'data: {"error":'), ("messages", MESSAGES, b"event: error\n"),
+                                    ("responses", RESPONSES, b"event: error\n")):
+        cut = stream[:stream.rindex(b"\n\n", 0, len(stream) - 2) + 2]
+        tap = make_tap(protocol, True)
+        out = tap.feed(cut) + tap.finish()
+        assert out.startswith(cut) and out[len(cut):].startswith(error), protocol
+        assert "final event" in tap.upstream_error
+
+
+def test_a_malformed_event_ends_the_stream_before_it():
+    for bad in (b"data: {not json\n\n", b"data:\n\n", b"data: <html>\n\n"):
+        tap = make_tap("chat", True)
+        head = CHAT[:CHAT.index(b"\n\n") + 2]
+        out = tap.feed(head + bad + CHAT[len(head):])
+        assert out.startswith(head) and b"not JSON" in out[len(head):] and b"[DONE]" not in out
+        assert tap.feed(b"data: [DONE]\n\n") == b"" and tap.finish() == b""
+
+
+def test_the_nodes_own_error_event_is_relayed_and_ends_the_stream():
+    error = b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"busy"}}\n\n'
+    tap = make_tap("messages", False)
+    out = tap.feed(MESSAGES[:40]) + tap.feed(MESSAGES[40:MESSAGES.index(b"event: content")] + error + MESSAGES)
+    assert out.endswith(error) and tap.upstream_error and tap.finish() == b""
+
+
+def test_an_event_over_the_limit_ends_the_stream_with_bounded_memory():
+    tap = make_tap("chat", True, max_event_bytes=1000)
+    out = tap.feed(CHAT[:60])
+    for _ in range(100):  # 100 KB of one event, in pieces
+        out += tap.feed(b"x" * 1000)
+    assert b"over 1000 bytes" in out and len(tap._decoder.pending) == 0
+    assert tap.finish() == b""

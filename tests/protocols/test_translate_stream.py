@@ -259,27 +259,28 @@ def test_messages_client_sdk_accumulates(node: str) -> None:
 
 
 @pytest.mark.parametrize("client", ["chat", "responses", "messages"])
-def test_finish_closes_a_stream_the_node_cut_short(client: str) -> None:
-    """The node dies after the text (no message_stop / [DONE]): finish() still closes the client's stream."""
+def test_a_stream_the_node_cut_short_ends_with_the_error_event(client: str) -> None:
+    """The node's stream ends after the text (no message_stop / [DONE]): the client's stream ends with its
+    protocol's error event, never a made-up success (contract §4)."""
     node = "chat" if client == "messages" else "messages"
     upstream = NODES[node]()
     cut = upstream.rindex(b"\n\n", 0, upstream.index(b'"tool_use"' if node == "messages" else b'"tool_calls"')) + 2
     out, translator = _run(node, client, [upstream[:cut]])
-    names = [e.event for e in SSEDecoder().feed(out)]
-    if client == "messages":
-        assert names[-2:] == ["message_delta", "message_stop"]
-    elif client == "responses":
-        assert names[-1] == "response.completed"
+    events = SSEDecoder().feed(out)
+    if client == "chat":
+        assert b"[DONE]" not in out and json.loads(events[-1].data)["error"]["message"]
     else:
-        assert out.endswith(b"data: [DONE]\n\n")
+        assert events[-1].event == "error" and "message_stop" not in [e.event for e in events]
+        assert "response.completed" not in [e.event for e in events]
+    assert "final event" in translator.upstream_error
     assert translator.output_chars == len(TEXT)
     assert translator.finish() == b""  # idempotent
 
 
-def test_finish_on_an_empty_stream_still_renders_a_complete_reply() -> None:
+def test_an_empty_stream_is_an_error_not_an_empty_reply() -> None:
     out, translator = _run("gemini", "messages", [])
     names = [e.event for e in SSEDecoder().feed(out)]
-    assert names == ["message_start", "message_delta", "message_stop"]
+    assert names == ["error"]
     assert translator.usage is None
 
 
