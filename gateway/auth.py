@@ -37,4 +37,6 @@ async def authenticate(ledger: LedgerBackend, api_key: str | None, caller: Calle
         raise GatewayError(ErrorKind.PERMISSION, "API keys cannot manage keys: sign in with a management key "
                                                  "(mk-), which the operator creates with the admin API",
                            code="management_key_required")
+    if key.is_management:
+        await ledger.touch(key)  # so the console shows when it was last used (API keys: at each charge)
     return key

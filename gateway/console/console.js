@@ -65,7 +65,44 @@
     return el("td", {title: unix === null || unix === undefined ? "" : fmtTime(unix)}, fmtShortTime(unix));
   }
 
-  function fmtUsd(text) { return text === null || text === undefined ? "—" : "$" + text; }
+  // One rule for every amount (balances, prices, costs): rounded to a millionth of a dollar, trailing zeros
+  // dropped but at least cents: "$3.00", "$0.60", "$0.075", "$4.99871". Exact decimal arithmetic (BigInt):
+  // the server sends amounts as decimal strings and a binary float must not round them.
+  function fmtUsd(text) {
+    if (text === null || text === undefined || text === "") return "—";
+    const match = /^(-?)(\d+)(?:\.(\d*))?$/.exec(String(text).trim());
+    if (!match) return String(text);
+    const [, sign, whole, fraction = ""] = match;
+    const nano = BigInt(whole) * 1000000000n + BigInt((fraction + "000000000").slice(0, 9));
+    const micro = (nano + 500n) / 1000n;
+    const digits = (micro % 1000000n).toString().padStart(6, "0").replace(/0+$/, "").padEnd(2, "0");
+    return (sign && micro !== 0n ? "-" : "") + "$" + (micro / 1000000n).toLocaleString("en-US") + "." + digits;
+  }
+
+  const PERIOD_WORD = {day: "today", week: "this week", month: "this month"};
+
+  // "$1.20 of $20.00 today", "$3.00 of $10.00 (lifetime)", or "$0.42" without a limit.
+  function spendCell(key) {
+    const cell = el("td", {className: "num"});
+    if (key.limit_usd === null || key.limit_usd === undefined) {
+      cell.append(fmtUsd(key.spent_usd));
+      return cell;
+    }
+    const period = key.limit_period;
+    cell.append(fmtUsd(period ? key.window_spent_usd : key.spent_usd), " of ", fmtUsd(key.limit_usd));
+    cell.append(el("div", {className: "muted small",
+                           title: period && key.window_resets_at ? "resets " + fmtTime(key.window_resets_at) : ""},
+                   period ? PERIOD_WORD[period] || period : "lifetime"));
+    return cell;
+  }
+
+  function ratesText(key) {
+    const parts = [];
+    if (key.rpm) parts.push(fmtInt(key.rpm) + " req/min");
+    if (key.tpm) parts.push(fmtInt(key.tpm) + " tokens/min");
+    if (key.max_concurrent) parts.push(fmtInt(key.max_concurrent) + " at once");
+    return parts.length ? parts.join(" · ") : "none";
+  }
 
   function fmtInt(n) { return typeof n === "number" ? n.toLocaleString() : "—"; }
 
@@ -131,7 +168,7 @@
     } catch (err) {
       credential = null;
       let message = err.message;
-      if (err.status === 403) message = "That is an API key (sk-). Sign in with a management key (mk-): " + err.message;
+      if (err.status === 403) message = "That is an API key (sk-). Sign in with your account's management key (mk-).";
       else if (err.status === 401) message = "Sign-in failed: " + err.message;
       setError($("signin-error"), message);
     } finally {
@@ -209,19 +246,24 @@
         button.addEventListener("click", () => revoke(key, button));
         action.append(button);
       }
-      const name = el("td", {}, key.name);
+      // Seven columns, so the table fits its card at 1280 px with Revoke in view: the prefix and kind sit
+      // under the name, the creation time in its tooltip, the expiry under the status.
+      const name = el("td", {className: "name", title: "created " + fmtTime(key.created_at)}, key.name);
       if (key.key_id === currentKeyId) name.append(" ", el("span", {className: "tag"}, "you"));
+      if (key.kind === "management") name.append(" ", el("span", {className: "tag"}, "management"));
+      name.append(el("div", {}, el("code", {className: "small"}, key.prefix + "…")));
+      const state = el("td", {className: "status"}, el("span", {className: "pill " + status}, status));
+      if (key.expires_at !== null && !key.revoked) {
+        state.append(el("div", {className: "muted small", title: fmtTime(key.expires_at)},
+                        (expired ? "expired " : "until ") + fmtShortTime(key.expires_at)));
+      }
       body.append(el("tr", {data: {keyId: key.key_id}, className: status},
         name,
-        el("td", {}, el("code", {}, key.prefix + "…")),
-        el("td", {}, key.kind),
-        timeCell(key.created_at),
         timeCell(key.last_used_at),
-        el("td", {className: "wrap"}, key.models === null ? "all" : key.models.join(", ")),
-        el("td", {className: "num"}, key.limit_usd === null ? "none" : fmtUsd(key.limit_usd)),
-        el("td", {className: "num"}, fmtUsd(key.spent_usd)),
-        key.expires_at === null ? el("td", {}, "never") : timeCell(key.expires_at),
-        el("td", {className: "status"}, el("span", {className: "pill " + status}, status)),
+        el("td", {className: "wrap"}, key.kind === "management" ? "—" : key.models === null ? "all" : key.models.join(", ")),
+        spendCell(key),
+        el("td", {className: "wrap"}, key.kind === "management" ? "—" : ratesText(key)),
+        state,
         action));
     }
   }
@@ -267,7 +309,7 @@
         el("td", {className: "num"}, fmtInt(r.input_tokens)),
         el("td", {className: "num"}, fmtInt(r.output_tokens)),
         el("td", {className: "num"}, fmtInt(r.cached_tokens)),
-        el("td", {className: "num"}, r.cost_usd + (r.estimated ? " (est.)" : "")),
+        el("td", {className: "num"}, fmtUsd(r.cost_usd) + (r.estimated ? " (est.)" : "")),
         el("td", {}, el("span", {className: "pill " + (ok ? "active" : "revoked")}, String(r.status)))));
     }
     show($("usage-empty"), usage.data.length === 0);
@@ -389,6 +431,20 @@
     if (!body.name) { setError($("create-error"), "Give the key a name."); return; }
     const limit = $("create-limit").value.trim();
     if (limit) body.limit_usd = limit;
+    const period = $("create-period").value;
+    if (period) {
+      if (!limit) { setError($("create-error"), "A limit that resets needs an amount: fill in the spend limit."); return; }
+      body.limit_period = period;
+    }
+    for (const [id, field] of [["create-rpm", "rpm"], ["create-tpm", "tpm"], ["create-concurrent", "max_concurrent"]]) {
+      const text = $(id).value.trim();
+      if (!text) continue;
+      if (!/^[0-9]+$/.test(text) || Number(text) < 1) {
+        setError($("create-error"), "Rate limits are whole numbers from 1 (leave empty for none).");
+        return;
+      }
+      body[field] = Number(text);
+    }
     const expires = $("create-expires").value;
     if (expires) {
       const end = new Date(expires + "T23:59:59");

@@ -25,6 +25,9 @@ from gateway.ledger.limits import NO_LIMITS, KeyLimits
 from gateway.ledger.money import nano_to_usd
 
 
+TOUCH_INTERVAL_S = 60.0
+
+
 @dataclass(slots=True)
 class Reservation:
     """Money held for one in-flight request; ``id`` makes settle/release happen at most once.
@@ -79,6 +82,12 @@ class LedgerBackend(Protocol):
 
     async def release(self, reservation: Reservation) -> None:
         """Give the hold back; never raises for an unreachable ledger (the hold expires anyway)."""
+
+    async def touch(self, key: KeyInfo) -> None:
+        """Record that a management key was used (``last_used_at``), at most once per ``TOUCH_INTERVAL_S``.
+
+        API keys get ``last_used_at`` from their charges; a management key is never charged, so without this
+        the console would show the key you are signed in with as never used."""
 
     async def credit(self, account_id: str, amount_nano: int, reference: str) -> bool: ...
     async def create_account(self, account_id: str, balance_nano: int = 0) -> dict[str, Any]: ...

@@ -62,6 +62,9 @@ class EmbeddedBackend:
     async def release(self, reservation: Reservation) -> None:
         self.ledger.release(reservation)
 
+    async def touch(self, key: KeyInfo) -> None:
+        self.ledger.touch(key.key_id)
+
     async def credit(self, account_id: str, amount_nano: int, reference: str) -> bool:
         return self.ledger.credit(account_id, amount_nano, reference)
 

@@ -28,7 +28,7 @@ from gateway.ledger.errors import (
     LedgerLocked,
     UnknownAccount,
 )
-from gateway.ledger.backend import Reservation, amounts_view, record_tokens, usage_record
+from gateway.ledger.backend import TOUCH_INTERVAL_S, Reservation, amounts_view, record_tokens, usage_record
 from gateway.ledger.checks import check_account, check_cost, check_credit, check_new_key
 from gateway.ledger.journal import Journal
 from gateway.ledger.keys import (
@@ -217,6 +217,13 @@ class Ledger:
             rates.finish(self._clock(), reservation.tokens, used_tokens)
             if rates.idle:
                 del self._rates[reservation.key_id]
+
+    def touch(self, key_id: str) -> None:
+        """A management key was used: journal ``last_used_at``, at most once per TOUCH_INTERVAL_S."""
+        record = self._state.keys[key_id]
+        now = self._clock()
+        if record.last_used_at is None or now - record.last_used_at >= TOUCH_INTERVAL_S:
+            self._commit("touch", {"key_id": key_id, "at": now})
 
     # -- administration ------------------------------------------------------------
 

@@ -39,7 +39,7 @@ from redis.exceptions import RedisError
 
 from gateway.config import Account
 from gateway.errors import ErrorKind, GatewayError
-from gateway.ledger.backend import Reservation, record_tokens, usage_record
+from gateway.ledger.backend import TOUCH_INTERVAL_S, Reservation, record_tokens, usage_record
 from gateway.ledger.checks import check_cost
 from gateway.ledger.errors import InsufficientBalance, KeyLimitExceeded, LedgerUnavailable, UnknownAccount
 from gateway.ledger.keys import AuthStatus, KeyInfo, KeyRecord, hash_key, key_prefix, new_key_id
@@ -316,6 +316,13 @@ class RedisBackend(RedisAccounts):
                                      str(int(now * 1000)), *window_args(now))
         self._live.pop(str(reservation.id), None)
         return bool(applied)
+
+    async def touch(self, key: KeyInfo) -> None:
+        """``last_used_at`` of a management key; judged on the (possibly cached) KeyInfo, so at most a few
+        writes per cache lifetime instead of one per console request."""
+        now = self._clock()
+        if key.last_used_at is None or now - key.last_used_at >= TOUCH_INTERVAL_S:
+            await self._call(lambda: self._redis.hset(self._k("key", key.key_id), "last_used_at", repr(now)))
 
     async def _flush_pending(self) -> None:
         pending, self._pending = self._pending, []

@@ -52,6 +52,8 @@ class LedgerState:
             self.accounts[entry["account"]] = AccountState(entry["account"], int(entry["nano"]))
         elif op == "key":
             self.add_key(KeyRecord.from_state(entry["key"]))
+        elif op == "touch":
+            self.keys[entry["key_id"]].last_used_at = entry["at"]
         elif op == "revoke":
             self.keys[entry["key_id"]].revoked = True
         else:

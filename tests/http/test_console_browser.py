@@ -22,6 +22,7 @@ import http.client
 import inspect
 import json
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -30,6 +31,8 @@ from urllib.parse import urlsplit
 
 import openai
 import pytest
+
+from gateway.cli.render import usd  # the admin CLI's rule for amounts, which the console follows
 
 from tests.conftest import DEMO_KEY, ROOT, base_config
 
@@ -122,7 +125,8 @@ def test_console_end_to_end(gateway: Any, browser: Any, tmp_path: Path) -> None:
     page.screenshot(path=str(shots / "signin.png"))
     page.fill("#signin-key", DEMO_KEY)
     page.click("#signin-button")
-    sync_api.expect(page.locator("#signin-error")).to_contain_text("management key")
+    sync_api.expect(page.locator("#signin-error")).to_have_text(
+        "That is an API key (sk-). Sign in with your account's management key (mk-).")  # said once, not twice
     assert problems == ["console error: Failed to load resource: the server responded with a status of 403 "
                         "(Forbidden)"]  # Chromium logs the refused /v1/keys call; nothing else
     problems.clear()
@@ -135,13 +139,17 @@ def test_console_end_to_end(gateway: Any, browser: Any, tmp_path: Path) -> None:
     # -- the balance is the account's
     balance = json.loads(page.evaluate("""async (k) => JSON.stringify(await (await fetch('/v1/balance',
         {headers: {Authorization: 'Bearer ' + k}})).json())""", mk["key"]))
-    sync_api.expect(page.locator("#balance")).to_have_text("$" + balance["balance_usd"])
-    sync_api.expect(page.locator("#available")).to_have_text("$" + balance["available_usd"])
-    sync_api.expect(page.locator("#reserved")).to_have_text("$0.000000")
+    sync_api.expect(page.locator("#balance")).to_have_text(usd(balance["balance_usd"]))  # e.g. $99.99871
+    sync_api.expect(page.locator("#available")).to_have_text(usd(balance["available_usd"]))
+    sync_api.expect(page.locator("#reserved")).to_have_text("$0.00")
 
-    # -- create an API key; its plaintext is shown once
+    # -- create an API key with a daily limit and rate limits; its plaintext is shown once
     page.click("[data-tab=keys]")
     page.fill("#create-name", "browser key")
+    page.fill("#create-limit", "5")
+    page.select_option("#create-period", "day")
+    page.fill("#create-rpm", "30")
+    page.fill("#create-concurrent", "2")
     page.click("#create-button")
     sync_api.expect(page.locator("#new-key")).to_be_visible()
     new_key = page.input_value("#new-key-value")
@@ -150,6 +158,21 @@ def test_console_end_to_end(gateway: Any, browser: Any, tmp_path: Path) -> None:
     sync_api.expect(row).to_have_count(1)
     sync_api.expect(row).to_contain_text(new_key[:10])
     sync_api.expect(row.locator(".pill")).to_have_text("active")
+    sync_api.expect(row).to_contain_text("$0.00 of $5.00")
+    sync_api.expect(row).to_contain_text("today")
+    sync_api.expect(row).to_contain_text("30 req/min · 2 at once")
+    # the signed-in management key shows when it was used (signing in used it)
+    sync_api.expect(page.locator("#keys-table tbody tr", has_text="console").locator("td").nth(1)).not_to_have_text(
+        "never")
+    # at 1280 px the table fits its card: no horizontal scrolling, every Revoke button inside the card
+    fits = page.evaluate("""() => {
+        const wrap = document.querySelector('#keys-table').closest('.table-wrap');
+        const card = wrap.closest('.card').getBoundingClientRect();
+        const buttons = Array.from(document.querySelectorAll('#keys-table button.revoke'));
+        return {scroll: wrap.scrollWidth - wrap.clientWidth, buttons: buttons.length,
+                inside: buttons.every((b) => b.getBoundingClientRect().right <= card.right)};
+    }""")
+    assert fits == {"scroll": 0, "buttons": 3, "inside": True}, fits
     page.screenshot(path=str(shots / "keys.png"), full_page=True)
 
     # -- use it from Python through the gateway
@@ -181,8 +204,11 @@ def test_console_end_to_end(gateway: Any, browser: Any, tmp_path: Path) -> None:
     sync_api.expect(page.locator("#pricing-table tbody tr")).to_have_count(3)
     sync_api.expect(page.locator("#pricing-table")).to_contain_text("claude-sonnet-4-6")
     claude_row = page.locator("#pricing-table tbody tr", has_text="claude-sonnet-4-6")
-    sync_api.expect(claude_row).to_contain_text("3.75")  # the cache write prices
-    sync_api.expect(claude_row).to_contain_text("$6.0")
+    sync_api.expect(claude_row).to_contain_text("$3.75")  # the cache write prices
+    sync_api.expect(claude_row).to_contain_text("$6.00")
+    prices = page.locator("#pricing-table tbody td.num").all_text_contents()
+    assert prices and all(p == "—" or re.fullmatch(r"\$\d+\.\d{2,6}", p) for p in prices), prices
+    assert "$0.60" in prices and "$3.00" in prices  # not $0.6, $3.0
     page.screenshot(path=str(shots / "pricing.png"), full_page=True)
     page.click("[data-tab=quickstart]")
     sync_api.expect(page.locator("#qs-openai")).to_contain_text(f'base_url="{gateway.url}/v1"')

@@ -293,3 +293,23 @@ def test_options_are_checked_alike(make_backend: Any) -> None:
         assert (await backend.create_key("team", "x", limits=NO_LIMITS))["rpm"] is None
 
     run(make_backend, test)
+
+
+def test_a_management_key_records_when_it_was_used(make_backend: Any) -> None:
+    clock = FakeClock(utc(2026, 12, 7, 12))
+
+    async def test() -> None:
+        backend = await make_backend(clock)
+        created = await backend.create_key("team", "console", kind="management")
+        _, key = await backend.authenticate(created["key"])
+        await backend.touch(key)
+        shown = next(k for k in (await backend.account("team"))["keys"] if k["key_id"] == created["key_id"])
+        assert shown["last_used_at"] == clock.now
+        first = clock.now
+        clock.now += 30  # within a minute: not written again
+        _, key = await backend.authenticate(created["key"])
+        await backend.touch(key)
+        shown = next(k for k in (await backend.account("team"))["keys"] if k["key_id"] == created["key_id"])
+        assert shown["last_used_at"] == first
+
+    run(make_backend, test)
