@@ -9,7 +9,7 @@ import signal
 import sys
 
 from gateway.version import __version__
-from gateway.cli.startup import DEMO_KEY, bind_problem, demo_key_refusal
+from gateway.cli.startup import DEMO_KEY, bind_problem, demo_key_refusal, port_problem
 from gateway.config import Config, ConfigError, load_config
 
 
@@ -81,13 +81,15 @@ def main(argv: list[str] | None = None) -> int:
                   f"(see docs/scale-out.md) or run one worker.", file=sys.stderr)
             return 2
         from gateway.workers import supervise
-        refusal = asyncio.run(_demo_key_check(config, args.host or config.listen.host, args.allow_demo_key))
+        host = args.host or config.listen.host
+        port = config.listen.port if args.port is None else args.port
+        refusal = port_problem(host, port) or asyncio.run(_demo_key_check(config, host, args.allow_demo_key))
         if refusal:
             print(refusal, file=sys.stderr)
             return 1
         return supervise(args.workers, lambda worker, host, port: asyncio.run(
             _serve(_current_config(config), host, port, args.drain_grace, worker=worker, allow_demo_key=True)),
-            args.host or config.listen.host, config.listen.port if args.port is None else args.port)
+            host, port)
     return asyncio.run(_serve(config, args.host, args.port, args.drain_grace, allow_demo_key=args.allow_demo_key))
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import socket
 from typing import Any
 
 from gateway.ledger.keys import AuthStatus
@@ -46,6 +47,18 @@ async def demo_key_refusal(ledger: Any, config_has_demo_key: bool, host: str, al
     return (f"refusing to listen on {host}: the public demo key {DEMO_KEY} still works. Revoke it "
             f"(python gateway.py admin keys revoke KEY_ID; see docs/operations.md), listen on 127.0.0.1, "
             f"or pass --allow-demo-key")
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """For ``--workers``: bind the port once (as the workers will, SO_REUSEPORT) before forking them, so a busy
+    port is one line here instead of workers that fail and are restarted."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            return bind_problem(error, host, port)
+    return None
 
 
 def bind_problem(error: OSError, host: str, port: int) -> str:

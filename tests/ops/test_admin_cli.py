@@ -190,9 +190,16 @@ def test_port_in_use_and_unreadable_config_are_one_line(tmp_path: Path) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         result = run_gateway("--config", str(path), "--port", str(port), cwd=tmp_path)
-    assert result.returncode == 1
-    assert result.stderr.strip() == (f"cannot listen on 127.0.0.1:{port}: the port is already in use "
-                                     f"(another gateway?); stop it or choose another port with --port")
+        assert result.returncode == 1
+        assert result.stderr.strip() == (f"cannot listen on 127.0.0.1:{port}: the port is already in use "
+                                         f"(another gateway?); stop it or choose another port with --port")
+        shared = demo_config(tmp_path)  # --workers checks the port before forking (and before Redis)
+        shared["state"].update(backend="redis", redis_url="redis://127.0.0.1:1/0")
+        (tmp_path / "workers.yaml").write_text(yaml.safe_dump(shared))
+        workers = run_gateway("--config", str(tmp_path / "workers.yaml"), "--workers", "2", "--port", str(port),
+                              cwd=tmp_path)
+    assert workers.returncode == 1 and workers.stdout == ""
+    assert workers.stderr.strip().startswith(f"cannot listen on 127.0.0.1:{port}: the port is already in use")
     missing = run_gateway("--config", str(tmp_path / "nope.yaml"), cwd=tmp_path)
     assert missing.returncode == 1 and missing.stderr.count("\n") == 1
     assert "nope.yaml: cannot read: No such file or directory" in missing.stderr
