@@ -24,7 +24,7 @@ from enum import Enum
 from typing import Any, Sequence
 
 from gateway.config import normalize_model_id
-from gateway.ledger.limits import KeyLimits, window_end, window_start
+from gateway.ledger.limits import window_end, window_start
 from gateway.ledger.money import nano_to_usd
 
 KEY_PREFIX = "sk-"
@@ -153,10 +153,6 @@ class KeyRecord:
     max_concurrent: int | None = None
     window_start: float | None = None  # start of the window window_spent_nano belongs to (limit_period set)
     window_spent_nano: int = 0
-
-    @property
-    def limits(self) -> KeyLimits:
-        return KeyLimits(self.limit_period, self.rpm, self.tpm, self.max_concurrent)
 
     def window_spent(self, now: float) -> int:
         """What counts against ``limit_nano`` at ``now``: this window's spend, or everything for a lifetime limit."""

@@ -170,13 +170,12 @@ class Ledger:
                                           None if period is None else window_end(period, now))
             amount = min(amount, remaining)
         counted = None
-        limits = record.limits
-        if limits.rated:
+        if record.rpm is not None or record.tpm is not None or record.max_concurrent is not None:
             rates = self._rates.get(record.key_id)
             if rates is None:
                 rates = self._rates[record.key_id] = KeyRates()
             counted = max(int(tokens), 0)
-            rates.admit(now, counted, limits.rpm, limits.tpm, limits.max_concurrent)
+            rates.admit(now, counted, record.rpm, record.tpm, record.max_concurrent)
         account.reserved_nano += amount
         record.reserved_nano += amount
         reservation = Reservation(account.id, record.key_id, amount, next(self._reservation_ids), counted)

@@ -70,11 +70,6 @@ class KeyLimits:
     tpm: int | None = None
     max_concurrent: int | None = None
 
-    @property
-    def rated(self) -> bool:
-        """Whether any rate limit is on (only then does the request path keep rolling state)."""
-        return self.rpm is not None or self.tpm is not None or self.max_concurrent is not None
-
     def check(self, limit_nano: int | None) -> None:
         """ValueError naming the option that is wrong."""
         if self.period is not None:

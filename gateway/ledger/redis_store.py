@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 from gateway.ledger import redis_scripts as lua
 from gateway.ledger.errors import LedgerUnavailable
 from gateway.ledger.keys import KeyRecord
-from gateway.ledger.limits import window_starts
+from gateway.ledger.limits import window_end, window_starts
 
 log = logging.getLogger("infermesh.ledger")
 
@@ -126,9 +126,20 @@ def key_hash_fields(record: KeyRecord) -> dict[Any, Any]:
             "wspent": str(record.window_spent_nano), "inflight": "0", "itok": "0"}
 
 
+_windows: tuple[float, float, list[str]] = (0.0, 0.0, [])  # [start, end) of the UTC day they hold, the args
+
+
 def window_args(at: float) -> list[str]:
-    """The day, week and month window starts at ``at``, as the scripts compare them (whole unix seconds)."""
-    return [str(int(start)) for start in window_starts(at).values()]
+    """The day, week and month window starts at ``at``, as the scripts compare them (whole unix seconds).
+
+    Computed once per UTC day (every reserve and settle passes them; the calendar math is not free)."""
+    global _windows
+    start, end, args = _windows
+    if not start <= at < end:
+        starts = window_starts(at)
+        args = [str(int(value)) for value in starts.values()]
+        _windows = (starts["day"], window_end("day", at), args)
+    return args
 
 
 def safe_url(url: str) -> str:
