@@ -14,7 +14,7 @@ mode's version of the failure:
   empty-event   a ``data:`` event with nothing in it halfway; an empty 200 body
   huge-event    one event of ``event_bytes`` bytes (default 50 MB) halfway, sent under flow control
   echo-key      the credential the node received, echoed: in the error message when ``status``
-                is set, else as the ``model`` of a normal reply
+                is set, else as the ``model`` of a normal reply and in its text for ``ECHO-KEY``
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ FAULTS = frozenset({"html", "error-200", "truncated", "no-terminal", "bad-event"
 HTML_PAGE = (b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway"
              b"</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n")
 DEFAULT_EVENT_BYTES = 50 << 20
+ECHO_MARK = b"ECHO-KEY"  # a prompt word the mock repeats in its reply: "echo-key" puts the key there
 
 
 def credential(headers: dict[str, str], query: str) -> str:
@@ -54,11 +55,14 @@ async def respond(conn: Any, fault: str, request: Any, body: dict[str, Any], rep
         return _send(conn, 200, mock_wires.error_body(request.path, 500))
     if fault == "echo-key":
         key = credential(request.headers, request.query).encode()
-        model = str(body.get("model", "")).encode()
+        model = str(body.get("model", "")).encode() or ECHO_MARK
+
+        def echo(data: bytes) -> bytes:
+            return data.replace(model, key).replace(ECHO_MARK, key)
+
         if reply.frames is None:
-            return _send(conn, 200, reply.body.replace(model, key) if model else reply.body)
-        frames = [frame.replace(model, key) for frame in reply.frames] if model else reply.frames
-        return await _stream(conn, frames)
+            return _send(conn, 200, echo(reply.body))
+        return await _stream(conn, [echo(frame) for frame in reply.frames])
     if reply.frames is None:
         whole = reply.body
         cut = {"truncated": whole[:len(whole) // 2], "no-terminal": whole.rstrip()[:-1], "bad-event": b"{not json",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+from gateway import redact
 from gateway.config import Config
 from gateway.ledger.backend import LedgerBackend
 from gateway.ledger.factory import build_backend
@@ -35,6 +36,7 @@ class Services:
 
     @classmethod
     def build(cls, config: Config) -> "Services":
+        redact.register(config)
         router = Router(config)
         return cls(
             config=config,
@@ -49,6 +51,7 @@ class Services:
 
     def apply(self, config: Config) -> None:
         """Swap in a reloaded config: nodes, models and prices change together, open streams keep theirs."""
+        redact.register(config)
         self.router.reload(config)
         self.prices = PriceTable.from_models(config.models)
         self.endpoints = {node.id: NodeEndpoints(node) for node in config.nodes}

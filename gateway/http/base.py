@@ -8,6 +8,7 @@ from typing import Any
 import ujson
 from tornado.web import HTTPError, RequestHandler
 
+from gateway import redact
 from gateway.errors import ErrorKind, GatewayError, error_body
 from gateway.services import Services
 
@@ -60,7 +61,7 @@ class BaseHandler(RequestHandler):
             self.set_header(name, value)
         self.set_status(error.kind.status)
         self.set_header("Content-Type", "application/json")
-        self.finish(error_body(self.protocol, error))
+        self.finish(redact.current().bytes(error_body(self.protocol, error)))
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Tornado's own errors (405, 404, bad framing) in the protocol's JSON shape, never HTML."""

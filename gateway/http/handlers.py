@@ -8,6 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tornado.ioloop import IOLoop
 from tornado.iostream import StreamClosedError
 
+from gateway import redact
 from gateway.auth import Caller, authenticate
 from gateway.config import PRICE_FIELDS, Price
 from gateway.errors import ErrorKind, GatewayError
@@ -66,7 +67,7 @@ class ModelHandler(JsonBodyHandler):
             return
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
-        self.finish(body)
+        self.finish(redact.current().bytes(body))
 
     def start_stream(self) -> None:
         self.set_status(200)
@@ -96,7 +97,7 @@ class ModelHandler(JsonBodyHandler):
         if self.closed:
             return False
         self._wrote = True
-        self.write(data)
+        self.write(redact.current().bytes(data))  # whole events: a secret is never split between two writes
         try:
             await self.flush()
         except StreamClosedError:

@@ -10,7 +10,8 @@ Every line is one JSON object with ``ts`` (Unix seconds) and ``kind``:
 - ``log``: a record from Python's ``logging`` (libraries, the ledger's
   fsync thread), once ``install_json_logging`` routed it here.
 
-Never API keys, never prompt or completion text: the record is built from an
+Never API keys (a configured upstream key or the admin token in a line is
+``[redacted]``, see ``gateway/redact.py``), never prompt or completion text: the record is built from an
 explicit list of fields, not from the request. When the access log is off,
 ``AccessLog.write`` is never called at all (the caller holds ``None``), so it
 costs nothing.
@@ -24,6 +25,8 @@ import time
 from typing import Any, TextIO
 
 import ujson
+
+from gateway import redact
 
 ACCESS_FIELDS = ("request_id", "account", "key_id", "endpoint", "model", "node", "attempts", "status",
                  "input_tokens", "output_tokens", "cached_tokens", "cost_usd", "latency_ms", "ttft_ms",
@@ -41,14 +44,14 @@ class AccessLog:
             if value is not None:
                 line[name] = value
         stream = self._stream or sys.stdout
-        stream.write(ujson.dumps(line, escape_forward_slashes=False) + "\n")
+        stream.write(redact.current().text(ujson.dumps(line, escape_forward_slashes=False)) + "\n")
         stream.flush()
 
 
 def log_event(event: str, level: str = "info", **fields: Any) -> None:
     """A lifecycle event (start, reload, drain, snapshot, stop) as one JSON line."""
     line = {"ts": round(time.time(), 3), "kind": "event", "level": level, "event": event, **fields}
-    sys.stdout.write(ujson.dumps(line, escape_forward_slashes=False, reject_bytes=False) + "\n")
+    sys.stdout.write(redact.current().text(ujson.dumps(line, escape_forward_slashes=False, reject_bytes=False)) + "\n")
     sys.stdout.flush()
 
 
@@ -67,7 +70,8 @@ class JsonLogHandler(logging.Handler):
             if record.exc_info:
                 line["exception"] = logging.Formatter().formatException(record.exc_info)
             stream = self._stream or sys.stdout
-            stream.write(ujson.dumps(line, escape_forward_slashes=False, reject_bytes=False) + "\n")
+            stream.write(redact.current().text(ujson.dumps(line, escape_forward_slashes=False, reject_bytes=False))
+                         + "\n")
             stream.flush()
         except Exception:  # logging must never raise into the caller
             self.handleError(record)
