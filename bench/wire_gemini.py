@@ -3,7 +3,7 @@
 ``POST /v1beta/models/{model}:generateContent``,
 ``:streamGenerateContent?alt=sse`` (``data: {GenerateContentResponse}`` events
 framed with CRLF and no end marker; without ``alt=sse`` the stream is one JSON
-array) and ``:batchEmbedContents``.
+array), ``:batchEmbedContents`` and ``:countTokens``.
 
 Requests are checked as the real API checks them: the key must come in the
 ``x-goog-api-key`` header and never as a ``key=`` query parameter (a URL ends
@@ -42,7 +42,7 @@ PART_FIELDS = PART_DATA | {"thought", "thoughtSignature", "videoMetadata", "part
 STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
           429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
 FINISH = {"stop": "STOP", "length": "MAX_TOKENS", "tool_calls": "STOP"}
-SIGNATURE = "CiQBmock-thought-signature"
+SIGNATURE = "CiQBbW9jay10aG91Z2h0LXNpZ25hdHVyZQ=="  # base64, as real signatures are (the SDK decodes it)
 
 
 def error_body(status: int, message: str | None = None) -> bytes:
@@ -151,7 +151,8 @@ def script_for(body: dict[str, Any], tokens: int) -> Script:
     tool_result = _result_text(answers[-1].get("response") or {}) if answers else None
     if tool_result is not None:
         texts.append(tool_result)
-    tools = [{"name": d["name"], "parameters": d.get("parametersJsonSchema") or d.get("parameters")}
+    tools = [{"name": d["name"], "parameters": d.get("parametersJsonSchema") or d.get("parameters_json_schema")
+              or d.get("parameters")}
              for tool in body.get("tools") or () for d in tool.get("functionDeclarations") or ()]
     max_tokens = (body.get("generationConfig") or {}).get("maxOutputTokens")
     calling = (body.get("toolConfig") or {}).get("functionCallingConfig") or {}
@@ -228,6 +229,21 @@ def embed(model: str, body: dict[str, Any]) -> Reply:
     return json_reply({"embeddings": vectors})
 
 
+def count_tokens(model: str, body: dict[str, Any]) -> Reply:
+    """``{"contents"}`` or ``{"generateContentRequest": {"model", "contents", ...}}`` -> ``{"totalTokens"}``."""
+    inner = body.get("generateContentRequest")
+    if inner is not None:
+        if inner.get("model") != "models/" + model:
+            return _error(400, f"generateContentRequest.model must be models/{model}")
+        body = {key: value for key, value in inner.items() if key != "model"}
+    extra = sorted(set(body) - GENERATE_FIELDS)
+    if extra:
+        return _unknown(extra[0])
+    if not body.get("contents"):
+        return _error(400, "* CountTokensRequest.contents: contents is not specified")
+    return json_reply({"totalTokens": script_for(body, 1).input_tokens})
+
+
 def handle(path: str, query: str, body: dict[str, Any], tokens: int, headers: Mapping[str, str]) -> Reply:
     match = PATH.match(path)
     if match is None:
@@ -242,6 +258,8 @@ def handle(path: str, query: str, body: dict[str, Any], tokens: int, headers: Ma
         return generate(model, query, body, tokens, stream=True)
     if action == "batchEmbedContents":
         return embed(model, body)
+    if action == "countTokens":
+        return count_tokens(model, body)
     return _error(404, f"method {action} not found")
 
 

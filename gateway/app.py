@@ -17,7 +17,9 @@ from gateway.http.admin import NodesHandler, ReloadHandler
 from gateway.http.base import NotFoundHandler
 from gateway.http.console import ConsoleHandler
 from gateway.http.count_tokens import CountTokensHandler
+from gateway.http.gemini import GeminiHandler
 from gateway.http.handlers import (
+    GeminiModelsHandler,
     HealthHandler,
     MetricsHandler,
     ModelHandler,
@@ -45,6 +47,12 @@ def make_app(services: Services) -> Application:
         for path, endpoint in MODEL_ENDPOINTS.items()
     ]
     routes.append((r"/v1/messages/count_tokens", CountTokensHandler, shared))  # Anthropic token counting, unbilled
+    routes += [  # the Gemini API (google-genai SDK, Gemini CLI); POST actions also under /v1, the SDK's default
+        (r"/v1beta/models/([^/:]+):([A-Za-z]+)", GeminiHandler, {**shared, "pipeline": pipeline}),
+        (r"/v1/models/([^/:]+):([A-Za-z]+)", GeminiHandler, {**shared, "pipeline": pipeline}),
+        (r"/v1beta/models", GeminiModelsHandler, shared),
+        (r"/v1beta/models/([^/:]+)", GeminiModelsHandler, shared),
+    ]
     routes += [
         (r"/v1/models", ModelsHandler, shared),
         (r"/v1/models/([^/]+)", ModelsHandler, shared),

@@ -24,6 +24,7 @@ from gateway.observability.metrics import Metrics
 from gateway.protocols import translate
 from gateway.protocols.canonical import ProtocolError
 from gateway.protocols.stream_check import start_problem
+from gateway.protocols.inspect import EMBEDDING_ENDPOINTS
 from gateway.routing.router import Attempt, Outcome, Plan
 from gateway.services import Services
 from gateway.upstream.client import Overloaded
@@ -246,18 +247,15 @@ class Opener:
     def _node_body(self, call: Call, node_protocol: str, upstream_model: str) -> dict[str, Any]:
         body = call.body
         if node_protocol == call.endpoint:
-            out = dict(body)
-            out.pop("fallback_models", None)
-            out["model"] = upstream_model
+            out = translate.passthrough_request(node_protocol, body, upstream_model)
             if node_protocol == "chat" and call.facts.stream and not call.facts.include_usage:
                 out["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
             return out
         if call.prepared is not None:
             return call.prepared.body_for(node_protocol, upstream_model)
-        if call.endpoint == "embeddings":  # node protocol "gemini_embeddings": the gemini translator
-            return translate.translate_embeddings_request(node_protocol.removesuffix("_embeddings"), body,
-                                                          upstream_model)
-        return translate.translate_request(call.endpoint, body, node_protocol, upstream_model)
+        if call.endpoint in EMBEDDING_ENDPOINTS:  # OpenAI <-> Gemini embeddings
+            return translate.translate_embeddings_request(call.endpoint, node_protocol, body, upstream_model)
+        return translate.translate_request(call.endpoint, body, node_protocol, upstream_model, call.facts.stream)
 
 
 def judge_body(first: bytes) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from gateway.ledger.keys import KeyInfo
 from gateway.ledger.backend import Reservation
 from gateway.ledger.pricing import PriceTable
 from gateway.protocols.canonical import ProtocolError, Usage
-from gateway.protocols.inspect import RequestFacts
+from gateway.protocols.inspect import EMBEDDING_ENDPOINTS, RequestFacts
 from gateway.protocols.translate import Prepared
 from gateway.upstream.exchange import Exchange
 from gateway.upstream.providers import NodeEndpoints
@@ -66,4 +66,4 @@ class Call:
 
     @property
     def streaming(self) -> bool:
-        return bool(self.facts and self.facts.stream) and self.endpoint != "embeddings"
+        return bool(self.facts and self.facts.stream) and self.endpoint not in EMBEDDING_ENDPOINTS

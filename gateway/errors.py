@@ -11,6 +11,8 @@ from enum import Enum
 
 import ujson
 
+from gateway.protocols.error_bodies import GEMINI_CLIENTS, gemini_error
+
 
 class ErrorKind(Enum):
     # value: (HTTP status, OpenAI error type, Anthropic error type)
@@ -51,8 +53,11 @@ class GatewayError(Exception):
 
 
 def error_body(protocol: str, error: GatewayError) -> bytes:
-    """The JSON error body for a protocol: Anthropic's for ``messages``, OpenAI's otherwise."""
+    """The JSON error body for a protocol: Anthropic's for ``messages``, Google's for the Gemini
+    endpoints, OpenAI's otherwise."""
     status, openai_type, anthropic_type = error.kind.value
+    if protocol in GEMINI_CLIENTS:
+        return ujson.dumps(gemini_error(error.message, status)).encode()
     if protocol == "messages":
         return ujson.dumps({"type": "error", "error": {"type": anthropic_type, "message": error.message}}).encode()
     return ujson.dumps({"error": {"message": error.message, "type": openai_type, "param": error.param,

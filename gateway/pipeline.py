@@ -26,12 +26,12 @@ from gateway.ledger.money import nano_to_usd
 from gateway.protocols import translate
 from gateway.protocols.body import parse_body
 from gateway.protocols.canonical import ProtocolError, Usage
-from gateway.protocols.inspect import DEFAULT_OUTPUT_RESERVE, inspect_request
+from gateway.protocols.inspect import DEFAULT_OUTPUT_RESERVE, EMBEDDING_ENDPOINTS, inspect_request
 from gateway.relay import mark_dropped_tools, relay_stream, whole_body
 from gateway.routing.router import Attempt, Outcome, Plan
 from gateway.services import Services
 
-TRANSLATABLE = frozenset({"chat", "responses", "messages"})
+TRANSLATABLE = frozenset({"chat", "responses", "messages", "gemini"})
 
 
 class Pipeline:
@@ -44,13 +44,14 @@ class Pipeline:
         self._protocols_of: object = None
 
     async def handle(self, endpoint: str, channel: Channel, raw: bytes, api_key: str | None,
-                     headers: Mapping[str, str]) -> None:
+                     headers: Mapping[str, str], url_model: str | None = None, url_stream: bool = False) -> None:
+        """One request. Gemini endpoints name the model and the stream flag in the URL: ``url_model``, ``url_stream``."""
         call = Call(endpoint, channel, time.monotonic(), headers=headers)
         metrics = self.services.metrics
         metrics.inflight.inc()
         channel.on_close(lambda: [exchange.abort("client_gone") for exchange in list(call.live)])
         try:
-            await self._run(call, raw, api_key)
+            await self._run(call, raw, api_key, url_model, url_stream)
         except GatewayError as error:
             self._fail(call, error)
         finally:
@@ -58,13 +59,14 @@ class Pipeline:
             metrics.inflight.dec()
             self._record(call)
 
-    async def _run(self, call: Call, raw: bytes, api_key: str | None) -> None:
+    async def _run(self, call: Call, raw: bytes, api_key: str | None, url_model: str | None,
+                   url_stream: bool) -> None:
         services = self.services
         call.key = await authenticate(services.ledger, api_key, Caller.MODELS)
         try:
             body = parse_body(raw)
-            call.facts = facts = inspect_request(call.endpoint, body, len(raw))
-            if call.endpoint != "embeddings":
+            call.facts = facts = inspect_request(call.endpoint, body, len(raw), url_model, url_stream)
+            if call.endpoint not in EMBEDDING_ENDPOINTS:
                 translate.validate_request(call.endpoint, body)
         except ProtocolError as exc:
             raise GatewayError(ErrorKind.INVALID_REQUEST, exc.message, exc.param) from None
@@ -104,7 +106,7 @@ class Pipeline:
         if model is None:
             raise GatewayError(ErrorKind.NOT_FOUND, f"the model '{model_id}' does not exist", param,
                                code="model_not_found")
-        wants_embedding = endpoint == "embeddings"
+        wants_embedding = endpoint in EMBEDDING_ENDPOINTS
         if (model.kind == "embedding") != wants_embedding:
             kind = "an embedding model" if model.kind == "embedding" else "not an embedding model"
             raise GatewayError(ErrorKind.INVALID_REQUEST, f"the model '{model_id}' is {kind}", param)
@@ -123,7 +125,7 @@ class Pipeline:
         protocols = self._node_protocols(call, models)
         if protocols and (len(protocols) > 1 or call.endpoint not in protocols):
             try:
-                call.prepared = translate.prepare(call.endpoint, call.body, set(protocols))
+                call.prepared = translate.prepare(call.endpoint, call.body, set(protocols), call.facts.stream)
             except ProtocolError as exc:
                 raise GatewayError(ErrorKind.INVALID_REQUEST, exc.message, exc.param) from None
 

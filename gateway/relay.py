@@ -19,7 +19,7 @@ from gateway.observability.metrics import Metrics
 from gateway.protocols import translate
 from gateway.config import normalize_model_id
 from gateway.protocols.canonical import Price, Usage, dumpb
-from gateway.protocols.inspect import estimate_prompt_tokens
+from gateway.protocols.inspect import EMBEDDING_ENDPOINTS, estimate_prompt_tokens
 from gateway.protocols.passthrough import make_tap
 from gateway.protocols.usage import usage_from_body, with_cost
 from gateway.routing.router import Outcome
@@ -49,9 +49,9 @@ def whole_body(call: Call, opened: Opened) -> tuple[bytes, Usage]:
         usage = usage_from_body(call.endpoint, upstream_body)
         client_body = upstream_body
     else:
-        if call.endpoint == "embeddings":  # node protocol "gemini_embeddings": the gemini translator
+        if call.endpoint in EMBEDDING_ENDPOINTS:  # OpenAI <-> Gemini embeddings
             client_body, usage = translate.translate_embeddings_response(
-                opened.node_protocol.removesuffix("_embeddings"), upstream_body, public_model, call.body)
+                call.endpoint, opened.node_protocol, upstream_body, public_model, call.body)
         else:
             client_body, usage = translate.translate_response(opened.node_protocol, upstream_body, call.endpoint,
                                                               public_model, call.channel.request_id,
@@ -60,7 +60,7 @@ def whole_body(call: Call, opened: Opened) -> tuple[bytes, Usage]:
     if usage is None:
         usage = Usage(estimate_prompt_tokens(call.body), max(1, len(opened.first) // 4), 0)
         call.estimated = True
-    elif call.endpoint != "embeddings" and with_cost(client_body, _pricer(call, opened)(usage)):
+    elif call.endpoint not in EMBEDDING_ENDPOINTS and with_cost(client_body, _pricer(call, opened)(usage)):
         out = dumpb(client_body)  # the body carries the usage, so it is the one re-encoded
     return out, usage
 

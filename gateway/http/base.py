@@ -33,6 +33,23 @@ def api_key_from(handler: RequestHandler) -> str | None:
     return None
 
 
+def gemini_api_key(handler: RequestHandler) -> str | None:
+    """Gemini clients: ``x-goog-api-key`` (what the google-genai SDK and Gemini CLI send), then
+    ``?key=``, then the gateway's own ``x-api-key`` / ``Authorization: Bearer``."""
+    key = handler.request.headers.get("x-goog-api-key")
+    if key:
+        return key.strip()
+    key = handler.get_query_argument("key", None)
+    if key:
+        return key.strip()
+    return api_key_from(handler)
+
+
+def wants_google_shape(handler: RequestHandler) -> bool:
+    """A Gemini client on a path shared with OpenAI's (``GET /v1/models``): it sends its key Google's way."""
+    return "x-goog-api-key" in handler.request.headers or handler.get_query_argument("key", None) is not None
+
+
 class BaseHandler(RequestHandler):
     protocol = "chat"  # error shape: "messages" answers Anthropic-style, anything else OpenAI-style
 

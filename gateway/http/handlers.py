@@ -12,7 +12,7 @@ from gateway import redact
 from gateway.auth import Caller, authenticate
 from gateway.config import PRICE_FIELDS, Price
 from gateway.errors import ErrorKind, GatewayError
-from gateway.http.base import BaseHandler, api_key_from
+from gateway.http.base import BaseHandler, api_key_from, gemini_api_key, wants_google_shape
 from gateway.http.body import JsonBodyHandler
 from gateway.pipeline import Pipeline
 
@@ -87,7 +87,7 @@ class ModelHandler(JsonBodyHandler):
         if self.closed or self._finished:
             return
         if not self._wrote:
-            self.write(_PING_MESSAGES if self.protocol == "messages" else _PING_COMMENT)
+            self.write(_PINGS.get(self.protocol, _PING_COMMENT))
             self.flush().add_done_callback(lambda f: f.exception())
         self._wrote = False
         self._heartbeat = IOLoop.current().call_later(interval, self._beat, interval)
@@ -118,36 +118,45 @@ class ModelHandler(JsonBodyHandler):
 
 _PING_MESSAGES = b'event: ping\ndata: {"type": "ping"}\n\n'  # what Anthropic itself sends
 _PING_COMMENT = b": ping\n\n"  # an SSE comment: OpenAI clients skip it
+# Google's SDKs reject SSE comments but skip blank lines (also JSON whitespace in an array stream).
+_PINGS = {"messages": _PING_MESSAGES, "gemini": b"\r\n"}
 
 
 class ModelsHandler(BaseHandler):
-    """``GET /v1/models[/{id}]``: the catalogue, each entry with its prices."""
+    """``GET /v1/models[/{id}]``: the catalogue, each entry with its prices.
+
+    A Gemini client (key in ``x-goog-api-key`` or ``?key=``: the google-genai
+    SDK lists ``/v1/models`` by default) gets Google's ``Model`` resources instead.
+    """
 
     async def get(self, model_id: str | None = None) -> None:
+        if wants_google_shape(self):
+            self.protocol = "gemini"
+        google = self.protocol == "gemini"
         try:
-            info = await self._authenticated()
-        except GatewayError as error:  # the shared ledger is unreachable: 503, fail closed
+            await authenticate(self.services.ledger, gemini_api_key(self) if google else api_key_from(self),
+                               Caller.MODELS)
+        except GatewayError as error:  # a bad key (401/403), or the shared ledger is unreachable (503)
             self.send_error_json(error)
             return
-        if info is None:
-            return
         config = self.services.config
+        entry = _google_model if google else _model_entry
         if model_id is None:
-            self.send_json(200, {"object": "list", "data": [_model_entry(m) for m in config.models.values()]})
+            models = [entry(m) for m in config.models.values()]
+            self.send_json(200, {"models": models} if google else {"object": "list", "data": models})
             return
-        model = config.find_model(model_id)
+        model = config.find_model(model_id.removeprefix("models/") if google else model_id)
         if model is None:
             self.send_error_json(GatewayError(ErrorKind.NOT_FOUND, f"the model '{model_id}' does not exist",
                                               "model", code="model_not_found"))
             return
-        self.send_json(200, _model_entry(model))
+        self.send_json(200, entry(model))
 
-    async def _authenticated(self) -> Any:
-        try:
-            return await authenticate(self.services.ledger, api_key_from(self), Caller.MODELS)
-        except GatewayError as error:
-            self.send_error_json(error)
-            return None
+
+class GeminiModelsHandler(ModelsHandler):
+    """``GET /v1beta/models[/{id}]``: the catalogue as Google's ``Model`` resources."""
+
+    protocol = "gemini"
 
 
 class PricingHandler(BaseHandler):
@@ -205,3 +214,12 @@ def price_fields(price: Price) -> dict[str, str]:
         if value is not None:
             fields[name] = str(value)
     return fields
+
+
+def _google_model(model: Any) -> dict[str, Any]:
+    """A catalogue entry as a Gemini ``Model``; the methods tell chat models from embedding models."""
+    methods = (["embedContent", "batchEmbedContents"] if model.kind == "embedding"
+               else ["generateContent", "streamGenerateContent", "countTokens"])
+    return {"name": "models/" + model.id, "baseModelId": model.id, "version": "infermesh",
+            "displayName": model.id, "description": f"{model.id}, served by Infer Mesh",
+            "supportedGenerationMethods": methods}

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import ujson
 
+# Client endpoints that answer errors in Google's shape.
+GEMINI_CLIENTS = frozenset({"gemini", "gemini_embeddings"})
+
 # The longest non-JSON upstream body quoted back to the client.
 _MAX_TEXT = 1000
 
@@ -68,6 +71,38 @@ def anthropic_error(message: str, status: int, error_type: str | None = None) ->
     return {"type": "error", "error": {"type": error_type, "message": message}}
 
 
+# google.rpc.Code names by HTTP status, as the Gemini API pairs them.
+_GOOGLE_STATUSES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    402: "RESOURCE_EXHAUSTED",  # the gateway's balance: Google reports quota exhaustion this way
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    405: "UNIMPLEMENTED",
+    409: "ABORTED",
+    413: "INVALID_ARGUMENT",
+    422: "INVALID_ARGUMENT",
+    429: "RESOURCE_EXHAUSTED",
+    499: "CANCELLED",
+    500: "INTERNAL",
+    501: "UNIMPLEMENTED",
+    502: "UNAVAILABLE",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+
+
+def google_status(status: int) -> str:
+    if status in _GOOGLE_STATUSES:
+        return _GOOGLE_STATUSES[status]
+    return "INTERNAL" if status >= 500 else "FAILED_PRECONDITION"
+
+
+def gemini_error(message: str, status: int) -> dict:
+    """``{"error": {code, message, status}}``: a ``google.rpc.Status``, as the google-genai SDK expects."""
+    return {"error": {"code": status, "message": message, "status": google_status(status)}}
+
+
 def parse_upstream_error(status: int, body: bytes) -> tuple[str, str | None, object, object]:
     """(message, upstream type, code, param) from an upstream error body of any shape."""
     try:
@@ -99,6 +134,8 @@ def client_error(client: str, status: int, message: str, upstream_type: str | No
     """The client protocol's error JSON."""
     if client == "messages":
         return anthropic_error(message, status, upstream_type)
+    if client in GEMINI_CLIENTS:
+        return gemini_error(message, status)
     return openai_error(message, status, code, param,
                         upstream_type if upstream_type in _OPENAI_PASS_TYPES else None)
 

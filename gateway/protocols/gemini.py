@@ -31,9 +31,6 @@ Choices made where Gemini and the other protocols disagree:
 
 from __future__ import annotations
 
-import base64
-import struct
-
 import ujson
 
 from gateway.protocols.canonical import (
@@ -221,46 +218,3 @@ class GeminiStreamParser:
         stop = _finish(body, candidate)
         if stop is not None:
             emit(Finish(settle_stop(stop, self._calls > 0)))
-
-
-def embeddings_request(body: dict, model: str) -> dict:
-    """An OpenAI embeddings request as a ``batchEmbedContents`` body."""
-    inputs = body.get("input")
-    if isinstance(inputs, str):
-        inputs = [inputs]
-    if not isinstance(inputs, list) or not inputs:
-        raise ProtocolError("input must be a string or a non-empty list of strings", "input")
-    requests = []
-    for i, text in enumerate(inputs):
-        if not isinstance(text, str):
-            raise ProtocolError("Gemini embedding models accept only text input, not token arrays", f"input[{i}]")
-        item: dict = {"model": "models/" + model, "content": {"parts": [{"text": text}]}}
-        if body.get("dimensions"):
-            item["outputDimensionality"] = body["dimensions"]
-        requests.append(item)
-    return {"requests": requests}
-
-
-
-def embeddings_response(body: dict, model: str, request: dict | None) -> tuple[dict, Usage]:
-    """A ``batchEmbedContents`` reply as an OpenAI embeddings list.
-
-    Gemini reports no token counts, so usage is estimated from the request's
-    input as characters / 4, rounded up (OpenAI's rule of thumb for English).
-    ``encoding_format: base64`` (the OpenAI SDK's default) is honoured: little-
-    endian float32, base64-encoded, as OpenAI sends it.
-    """
-    request = request or {}
-    as_base64 = request.get("encoding_format") == "base64"
-    data = []
-    for i, item in enumerate(body.get("embeddings") or ()):
-        values = item.get("values") or []
-        vector: object = (base64.b64encode(struct.pack(f"<{len(values)}f", *values)).decode()
-                          if as_base64 else values)
-        data.append({"object": "embedding", "index": i, "embedding": vector})
-    inputs = request.get("input")
-    chars = len(inputs) if isinstance(inputs, str) else sum(len(t) for t in inputs or () if isinstance(t, str))
-    tokens = -(-chars // 4)
-    usage = Usage(tokens, 0, 0)
-    return {"object": "list", "data": data, "model": model,
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}, usage

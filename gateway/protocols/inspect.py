@@ -28,16 +28,27 @@ class RequestFacts:
     prompt_tokens_estimate: int
 
 
-def inspect_request(endpoint: str, body: Any, body_size: int) -> RequestFacts:
-    """Validate the common fields of a request to ``endpoint``; raise ProtocolError naming the field."""
+EMBEDDING_ENDPOINTS = frozenset({"embeddings", "gemini_embed", "gemini_embeddings"})
+GEMINI_ENDPOINTS = frozenset({"gemini", "gemini_embed", "gemini_embeddings"})  # model and stream in the URL
+
+
+def inspect_request(endpoint: str, body: Any, body_size: int, url_model: str | None = None,
+                    url_stream: bool = False) -> RequestFacts:
+    """Validate the common fields of a request to ``endpoint``; raise ProtocolError naming the field.
+
+    Gemini endpoints carry the model and the stream flag in the URL
+    (``models/{model}:streamGenerateContent``): the handler passes them as
+    ``url_model`` and ``url_stream``.
+    """
     if not isinstance(body, dict):
         raise ProtocolError(f"the request body must be a JSON object, not {_json_type(body)}")
-    model = body.get("model")
+    gemini = endpoint in GEMINI_ENDPOINTS
+    model = url_model if gemini else body.get("model")
     if not isinstance(model, str) or not model:
         raise ProtocolError("'model' is required and must be a non-empty string", "model")
     if len(model) > 256 or not model.isprintable():
         raise ProtocolError("'model' contains control characters or is too long", "model")
-    stream = body.get("stream", False)
+    stream = url_stream if gemini else body.get("stream", False)
     if stream is None:
         stream = False
     if not isinstance(stream, bool):
@@ -72,6 +83,13 @@ def inspect_request(endpoint: str, body: Any, body_size: int) -> RequestFacts:
         if max_output is None:
             raise ProtocolError("'max_tokens' is required", "max_tokens")
         _number(body, "temperature", 0, 1)
+    elif endpoint == "gemini":
+        _require_list(body, "contents")
+        config = body.get("generationConfig") or body.get("generation_config")  # Google takes either spelling
+        if config is not None:
+            if not isinstance(config, dict):
+                raise ProtocolError("'generationConfig' must be an object", "generationConfig")
+            max_output = _tokens(config, "maxOutputTokens") or _tokens(config, "max_output_tokens")
     elif endpoint == "count_tokens":
         _require_list(body, "messages")
     elif endpoint == "embeddings":
@@ -136,8 +154,10 @@ def _embedding_input(body: dict[str, Any]) -> None:
 
 # Structural fields whose strings are not prompt text (ids, roles, media, base64 data).
 _NOT_TEXT = frozenset({"role", "type", "id", "tool_call_id", "tool_use_id", "call_id", "media_type", "url",
-                       "data", "detail", "image_url", "file_id", "cache_control", "signature"})
-_PROMPT_FIELDS = ("system", "instructions", "messages", "input", "tools")
+                       "data", "detail", "image_url", "file_id", "cache_control", "signature",
+                       "mimeType", "fileUri", "thoughtSignature", "model"})
+_PROMPT_FIELDS = ("system", "instructions", "messages", "input", "tools",
+                  "systemInstruction", "contents", "content", "requests")  # the last four: Gemini's
 
 
 def estimate_prompt_tokens(body: dict[str, Any]) -> int:

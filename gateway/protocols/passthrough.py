@@ -19,9 +19,16 @@ import ujson
 
 from gateway.errors import ErrorKind, GatewayError, stream_error_frame
 from gateway.protocols.canonical import Price, Usage, dumpb
+from gateway.protocols.gemini_stream import line_safe
 from gateway.protocols.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, SSEEvent, encode_event
 from gateway.protocols.stream_check import is_error_payload, well_formed
-from gateway.protocols.usage import priced, usage_from_anthropic, usage_from_chat, usage_from_responses
+from gateway.protocols.usage import (
+    priced,
+    usage_from_anthropic,
+    usage_from_chat,
+    usage_from_gemini,
+    usage_from_responses,
+)
 
 
 class _Tap:
@@ -209,6 +216,61 @@ class ResponsesTap(_Tap):
         return self._with_cost(event, payload, usage_object)
 
 
+class GeminiTap(_Tap):
+    """Every Gemini chunk repeats a cumulative ``usageMetadata``, so only the last one matters: the
+    chunk with the finish reason is parsed (and re-encoded with ``usageMetadata.cost``); the others'
+    usage bytes are kept and parsed once, only if the stream ends without a finish reason."""
+
+    def __init__(self, price: Price | None = None, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+        self._last_data: bytes | None = None
+        self._usage: Usage | None = None
+        super().__init__(price, max_event_bytes)
+        self._protocol = "gemini"
+
+    def _judge(self, event: SSEEvent) -> bool:
+        data = event.data
+        if is_error_payload(data):
+            self.upstream_error = "the node reported an error in its stream"
+            return False
+        if b'"finishReason"' in data:  # Gemini has no end event: its final candidate carries the reason
+            self._complete = True
+        return well_formed(data)
+
+    def _out(self, event: SSEEvent) -> bytes | None:
+        data = event.data
+        if b'"usageMetadata"' not in data:
+            return event.raw
+        if b'"finishReason"' not in data:
+            self._last_data = data
+            return event.raw
+        try:
+            payload = ujson.loads(data)
+            meta = payload["usageMetadata"]
+        except (ValueError, TypeError, KeyError):
+            return event.raw
+        usage = usage_from_gemini(meta)
+        if usage is None:
+            return event.raw
+        self.usage, self._last_data = usage, None
+        return line_safe(self._with_cost(event, payload, meta))
+
+    @property  # type: ignore[override]
+    def usage(self) -> Usage | None:
+        if self._last_data is not None:  # cut off before the last chunk: the newest usage seen, parsed once
+            data, self._last_data = self._last_data, None
+            try:
+                parsed = usage_from_gemini(ujson.loads(data).get("usageMetadata"))
+            except (ValueError, AttributeError):
+                parsed = None
+            if parsed is not None:
+                self._usage = parsed
+        return self._usage
+
+    @usage.setter
+    def usage(self, value: Usage | None) -> None:
+        self._usage = value
+
+
 def make_tap(protocol: str, include_usage: bool, price: Price | None = None,
              max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> _Tap:
     """The tap for a same-protocol stream; ``price`` turns on ``usage.cost`` in the final usage event."""
@@ -218,5 +280,7 @@ def make_tap(protocol: str, include_usage: bool, price: Price | None = None,
         return MessagesTap(price, max_event_bytes)
     if protocol == "responses":
         return ResponsesTap(price, max_event_bytes)
+    if protocol == "gemini":
+        return GeminiTap(price, max_event_bytes)
     raise ValueError(f"no pass-through tap for {protocol!r}")
 

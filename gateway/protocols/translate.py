@@ -1,16 +1,19 @@
 """The one door the pipeline uses into protocol translation.
 
-Client protocols: ``chat``, ``responses``, ``messages``. Node protocols: those
-three plus ``gemini``. Every translation goes client -> canonical -> node and
+Client protocols: ``chat``, ``responses``, ``messages``, ``gemini``. Node
+protocols: the same four. Every translation goes client -> canonical -> node and
 node -> canonical -> client (see ``canonical.py``); this module only picks the
 two halves. Same-protocol traffic never comes here: it is passed through.
 
 Deviations from the first sketch of this API, all additive:
 
-* ``translate_embeddings_response`` takes the client's request body as an
-  optional fourth argument: Gemini reports no token counts (usage is
-  estimated from the input text) and the OpenAI SDK asks for
-  ``encoding_format: base64`` by default.
+* The embeddings functions take the client protocol as well as the node's
+  (OpenAI and Gemini clients, OpenAI and Gemini nodes; ``gemini_embed.py``),
+  and the response side takes the client's request body: Gemini reports no
+  token counts (usage is estimated from the input text) and the OpenAI SDK
+  asks for ``encoding_format: base64`` by default.
+* ``passthrough_request``: the body for a node that speaks the client's own
+  protocol (model id rewritten where that protocol keeps it).
 * ``StreamTranslator.upstream_error`` holds the message of an error the node
   sent *inside* its stream (already rendered to the client as its protocol's
   error event), so the pipeline can record the request as failed.
@@ -18,9 +21,10 @@ Deviations from the first sketch of this API, all additive:
 
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import replace
+from typing import Any, Callable
 
-from gateway.protocols import anthropic, gemini, openai_chat, openai_responses
+from gateway.protocols import anthropic, gemini, gemini_client, gemini_embed, openai_chat, openai_responses
 from gateway.protocols.anthropic_stream import (
     MessagesStreamParser,
     MessagesStreamRenderer,
@@ -39,6 +43,7 @@ from gateway.protocols.canonical import (
     Usage,
 )
 from gateway.protocols.error_bodies import client_error, parse_upstream_error
+from gateway.protocols.gemini_stream import GeminiStreamRenderer
 from gateway.protocols.openai_chat_stream import ChatStreamParser, ChatStreamRenderer
 from gateway.protocols.openai_responses_stream import (
     ResponsesStreamParser,
@@ -58,6 +63,7 @@ _REQUEST_FROM: dict[str, Callable[[dict], Request]] = {
     "chat": openai_chat.request_from_chat,
     "responses": openai_responses.request_from_responses,
     "messages": anthropic.request_from_messages,
+    "gemini": gemini_client.request_from_gemini,
 }
 _REQUEST_TO: dict[str, Callable[[Request, str], dict]] = {
     "chat": openai_chat.request_to_chat,
@@ -74,8 +80,9 @@ _RESPONSE_FROM: dict[str, Callable[[dict, str], Response]] = {
 _RESPONSE_TO: dict[str, Callable[[Response, str, str], dict]] = {
     "chat": openai_chat.response_to_chat,
     "messages": anthropic.response_to_messages,
+    "gemini": gemini_client.response_to_gemini,
 }
-_PARSERS = {
+_PARSERS: dict[str, type[Any]] = {  # each: (request_id, emit) -> .parse(event), .usage
     "chat": ChatStreamParser,
     "responses": ResponsesStreamParser,
     "messages": MessagesStreamParser,
@@ -84,13 +91,20 @@ _PARSERS = {
 _RENDERERS = {
     "chat": ChatStreamRenderer,
     "messages": MessagesStreamRenderer,
+    "gemini": GeminiStreamRenderer,
 }
 
 
 def validate_request(client: str, body: dict) -> None:
-    """Deep validation of a client request; raises ProtocolError with the field path."""
+    """Deep validation of a client request; raises ProtocolError with the field path.
+
+    A Gemini request is validated by translating it (and dropping the result):
+    the translation checks every field, and pass-through requests to Gemini
+    nodes need the same checks as translated ones."""
     if client == "chat":
         validate_chat(body)
+    elif client == "gemini":
+        gemini_client.request_from_gemini(body)
     elif client == "messages":
         validate_messages(body)
     elif client == "responses":
@@ -107,10 +121,11 @@ class Prepared:
     client's own tool names.
     """
 
-    __slots__ = ("request", "_bodies", "_errors")
+    __slots__ = ("request", "_client", "_bodies", "_errors")
 
-    def __init__(self, request: Request) -> None:
+    def __init__(self, request: Request, client: str) -> None:
         self.request = request
+        self._client = client
         self._bodies: dict[str, dict] = {}
         self._errors: dict[str, ProtocolError] = {}
 
@@ -122,7 +137,7 @@ class Prepared:
             if error is not None:
                 raise error
             try:
-                template = self._bodies[node] = _REQUEST_TO[node](self.request, "")
+                template = self._bodies[node] = _REQUEST_TO[node](_for_node(self._client, self.request, node), "")
             except ProtocolError as exc:
                 self._errors[node] = exc
                 raise
@@ -132,15 +147,18 @@ class Prepared:
         return body
 
 
-def prepare(client: str, body: dict, node_protocols: set[str]) -> Prepared:
+def prepare(client: str, body: dict, node_protocols: set[str], stream: bool = False) -> Prepared:
     """Translate ``body`` for every protocol in ``node_protocols`` other than the client's own.
 
     Raises the ProtocolError (400, naming the field) when the request cannot
     be parsed, or when no protocol in the set can take it; nodes of a
     protocol that cannot take it are skipped (``body_for`` raises) while
-    others serve the request.
+    others serve the request. ``stream``: the request streams (Gemini clients
+    say so in the URL, not the body).
     """
-    prepared = Prepared(_REQUEST_FROM[client](body))
+    request = _REQUEST_FROM[client](body)
+    request.stream = request.stream or stream
+    prepared = Prepared(request, client)
     servable = client in node_protocols
     first_error: ProtocolError | None = None
     for node in sorted(node_protocols - {client}):
@@ -154,14 +172,25 @@ def prepare(client: str, body: dict, node_protocols: set[str]) -> Prepared:
     return prepared
 
 
-def translate_request(client: str, body: dict, node: str, upstream_model: str) -> dict:
+def _for_node(client: str, request: Request, node: str) -> Request:
+    """Anthropic has no JSON mode. Gemini clients ask for one on helper calls whose prompt describes the
+    JSON anyway (Gemini CLI's JSON utilities), so for them it is dropped rather than refused."""
+    if client == "gemini" and node == "messages" and request.response_format is not None:
+        return replace(request, response_format=None)
+    return request
+
+
+def translate_request(client: str, body: dict, node: str, upstream_model: str, stream: bool = False) -> dict:
     """The body to send to a node speaking another protocol.
 
     The body is rebuilt field by field, so gateway-only fields such as
     ``fallback_models`` are never copied. Gemini's model belongs in the URL,
-    so its body has none.
+    so its body has none. ``stream``: the request streams (Gemini clients say
+    so in the URL, not the body).
     """
-    return _REQUEST_TO[node](_REQUEST_FROM[client](body), upstream_model)
+    request = _REQUEST_FROM[client](body)
+    request.stream = request.stream or stream
+    return _REQUEST_TO[node](_for_node(client, request, node), upstream_model)
 
 
 def translate_response(node: str, body: dict, client: str, public_model: str, request_id: str,
@@ -185,24 +214,34 @@ def translate_error(node: str, status: int, body: bytes, client: str) -> dict:
     return client_error(client, status, message, upstream_type, code, param)
 
 
-def translate_embeddings_request(node: str, body: dict, upstream_model: str) -> dict:
-    """An OpenAI embeddings request for a Gemini node (``batchEmbedContents``)."""
-    if node != "gemini":
-        raise ValueError(f"no embeddings translation for node protocol {node!r}")
-    return gemini.embeddings_request(body, upstream_model)
+def passthrough_request(protocol: str, body: dict, upstream_model: str) -> dict:
+    """The client's body for a node of the same protocol: gateway-only fields dropped, model rewritten.
+
+    Gemini keeps the model in the URL (built from config), so its body has none,
+    except inside each item of a batch of embeddings."""
+    if protocol == "gemini_embeddings":
+        return gemini_embed.passthrough_request(body, upstream_model)
+    out = dict(body)
+    out.pop("fallback_models", None)
+    if protocol != "gemini":
+        out["model"] = upstream_model
+    return out
 
 
-def translate_embeddings_response(node: str, body: dict, public_model: str,
-                                  request: dict | None = None) -> tuple[dict, Usage]:
-    """A Gemini ``batchEmbedContents`` reply as an OpenAI embeddings list.
+def translate_embeddings_request(client: str, node: str, body: dict, upstream_model: str) -> dict:
+    """An embeddings request for a node of another format (OpenAI <-> Gemini, either way)."""
+    return gemini_embed.node_request(client, node, body, upstream_model)
 
-    ``request`` is the client's embeddings request: its input sizes the usage
-    estimate (characters / 4, rounded up) and its ``encoding_format`` picks
-    float lists or base64.
+
+def translate_embeddings_response(client: str, node: str, body: dict, public_model: str,
+                                  request: dict) -> tuple[dict, Usage]:
+    """A node's embeddings reply in the client's format, plus the usage to bill.
+
+    ``request`` is the client's request: its input sizes the usage estimate
+    when the node is Gemini (characters / 4, rounded up) and its
+    ``encoding_format`` picks float lists or base64 for OpenAI clients.
     """
-    if node != "gemini":
-        raise ValueError(f"no embeddings translation for node protocol {node!r}")
-    return gemini.embeddings_response(body, public_model, request)
+    return gemini_embed.client_response(client, node, body, public_model, request)
 
 
 class _Sink:

@@ -138,6 +138,15 @@ def usage_from_gemini(meta: Any) -> Usage | None:
                  count(meta.get("cachedContentTokenCount")))
 
 
+def usage_to_gemini(usage: Usage) -> dict:
+    """``usageMetadata``: the prompt count includes cached tokens, as Gemini counts them."""
+    meta = {"promptTokenCount": usage.input_tokens, "candidatesTokenCount": usage.output_tokens,
+            "totalTokenCount": usage.input_tokens + usage.output_tokens}
+    if usage.cached_tokens:
+        meta["cachedContentTokenCount"] = usage.cached_tokens
+    return meta
+
+
 def usage_from_body(protocol: str, body: Any) -> Usage | None:
     """Usage of a whole (non-streamed) response body in its own protocol; None if it has none."""
     if not isinstance(body, dict):
@@ -155,8 +164,9 @@ def priced(rendered: dict, usage: Usage, price: Price | None) -> dict:
 
 
 def with_cost(body: Any, cost_nano: int) -> bool:
-    """Put ``usage.cost`` into a whole Chat, Responses or Messages body; False if it has no usage object."""
-    usage = body.get("usage") if isinstance(body, dict) else None
+    """Put ``usage.cost`` into a whole Chat, Responses or Messages body (``usageMetadata.cost`` into a
+    Gemini one); False if it has no usage object."""
+    usage = (body.get("usage") or body.get("usageMetadata")) if isinstance(body, dict) else None
     if not isinstance(usage, dict):
         return False
     usage["cost"] = cost_number(cost_nano)

@@ -18,11 +18,15 @@ FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")  # client headers an
 
 # client endpoint -> node protocol, per provider. "responses" on an openai node
 # depends on the node's ``responses`` flag, handled in node_protocol().
+_OPENAI = {"chat": "chat", "responses": "chat", "messages": "chat", "gemini": "chat", "embeddings": "embeddings",
+           "gemini_embed": "embeddings", "gemini_embeddings": "embeddings"}
 _PROTOCOLS = {
-    "openai": {"chat": "chat", "responses": "chat", "messages": "chat", "embeddings": "embeddings"},
-    "mock": {"chat": "chat", "responses": "chat", "messages": "chat", "embeddings": "embeddings"},
-    "anthropic": {"chat": "messages", "responses": "messages", "messages": "messages"},
-    "gemini": {"chat": "gemini", "responses": "gemini", "messages": "gemini", "embeddings": "gemini_embeddings"},
+    "openai": _OPENAI,
+    "mock": _OPENAI,
+    "anthropic": {"chat": "messages", "responses": "messages", "messages": "messages", "gemini": "messages"},
+    "gemini": {"chat": "gemini", "responses": "gemini", "messages": "gemini", "gemini": "gemini",
+               "embeddings": "gemini_embeddings", "gemini_embed": "gemini_embeddings",
+               "gemini_embeddings": "gemini_embeddings"},
 }
 
 
@@ -69,6 +73,10 @@ class NodeEndpoints:
         else:
             url = self._paths[node_protocol]
         return Target(url, self.headers)
+
+    def gemini_count_tokens_target(self, model_key: str) -> Target:
+        """Gemini's exact ``:countTokens`` for one of this (Gemini) node's models."""
+        return Target(self._gemini[model_key] + ":countTokens", self.headers)
 
     def count_tokens_target(self) -> Target | None:
         """Anthropic's exact ``/v1/messages/count_tokens`` for this node; None for other providers."""

@@ -1,7 +1,8 @@
 """Every client protocol to every provider, end to end, through the official SDKs.
 
 Rows: the client protocol (``chat`` and ``responses`` through the OpenAI SDK,
-``messages`` through the Anthropic SDK). Columns: the node's provider, each a
+``messages`` through the Anthropic SDK, ``gemini`` through the google-genai
+SDK, ``tests/http/gemini_sdk.py``). Columns: the node's provider, each a
 node of one gateway: ``openai`` (Chat Completions on the mock upstream
 process), ``openai-responses`` (an openai node with ``responses: true``: the
 Responses pass-through), ``anthropic`` and ``gemini`` (their real wire formats
@@ -30,8 +31,9 @@ import pytest
 import yaml
 
 from tests.conftest import DEMO_KEY, MockUpstream, RunningGateway, base_config
+from tests.http.gemini_sdk import gemini_plain, gemini_stream, gemini_tools
 
-CLIENTS = ("chat", "responses", "messages")
+CLIENTS = ("chat", "responses", "messages", "gemini")
 PROVIDERS = ("openai", "openai-responses", "anthropic", "gemini", "mock")
 MODES = ("plain", "stream", "tools", "tools-stream")
 
@@ -268,11 +270,11 @@ def messages_tools(gw: RunningGateway, model: str, stream: bool) -> tuple[dict[s
 
 
 PLAIN: dict[str, Callable[..., tuple[str, dict[str, str]]]] = {
-    "chat": chat_plain, "responses": responses_plain, "messages": messages_plain}
+    "chat": chat_plain, "responses": responses_plain, "messages": messages_plain, "gemini": gemini_plain}
 STREAM: dict[str, Callable[..., str]] = {"chat": chat_stream, "responses": responses_stream,
-                                         "messages": messages_stream}
+                                         "messages": messages_stream, "gemini": gemini_stream}
 TOOLS: dict[str, Callable[..., tuple[dict[str, Any], str]]] = {
-    "chat": chat_tools, "responses": responses_tools, "messages": messages_tools}
+    "chat": chat_tools, "responses": responses_tools, "messages": messages_tools, "gemini": gemini_tools}
 
 
 # --- what the upstream saw ---------------------------------------------------------

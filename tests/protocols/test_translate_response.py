@@ -194,12 +194,12 @@ def test_errors_make_the_sdks_raise_the_right_exception() -> None:
 
 def test_gemini_embeddings_round_trip() -> None:
     request = {"model": "emb", "input": ["hello", "wörld!!"], "dimensions": 3}
-    assert translate_embeddings_request("gemini", request, "text-embedding-004") == {"requests": [
+    assert translate_embeddings_request("embeddings", "gemini_embeddings", request, "text-embedding-004") == {"requests": [
         {"model": "models/text-embedding-004", "content": {"parts": [{"text": "hello"}]}, "outputDimensionality": 3},
         {"model": "models/text-embedding-004", "content": {"parts": [{"text": "wörld!!"}]}, "outputDimensionality": 3},
     ]}
     node = {"embeddings": [{"values": [0.5, -1.0, 0.25]}, {"values": [1.0, 2.0, 3.0]}]}
-    body, usage = translate_embeddings_response("gemini", node, "emb", request)
+    body, usage = translate_embeddings_response("embeddings", "gemini_embeddings", node, "emb", request)
     reply = CreateEmbeddingResponse.model_validate(body)
     assert [d.embedding for d in reply.data] == [[0.5, -1.0, 0.25], [1.0, 2.0, 3.0]]
     assert [d.index for d in reply.data] == [0, 1]
@@ -209,7 +209,7 @@ def test_gemini_embeddings_round_trip() -> None:
 
 def test_gemini_embeddings_base64_as_the_openai_sdk_requests_by_default() -> None:
     node = {"embeddings": [{"values": [0.5, -1.0, 0.25]}]}
-    body, _ = translate_embeddings_response("gemini", node, "emb", {"input": "hi", "encoding_format": "base64"})
+    body, _ = translate_embeddings_response("embeddings", "gemini_embeddings", node, "emb", {"input": "hi", "encoding_format": "base64"})
     raw = base64.b64decode(body["data"][0]["embedding"])
     assert struct.unpack("<3f", raw) == (0.5, -1.0, 0.25)
 
@@ -217,5 +217,5 @@ def test_gemini_embeddings_base64_as_the_openai_sdk_requests_by_default() -> Non
 def test_gemini_embeddings_reject_token_arrays() -> None:
     from gateway.protocols.translate import ProtocolError
     with pytest.raises(ProtocolError) as caught:
-        translate_embeddings_request("gemini", {"input": [[1, 2, 3]]}, "m")
+        translate_embeddings_request("embeddings", "gemini_embeddings", {"input": [[1, 2, 3]]}, "m")
     assert caught.value.param == "input[0]"
