@@ -16,7 +16,7 @@ from google.genai import types
 from tests.conftest import DEMO_KEY, RunningGateway
 
 PROMPT = "hello from the matrix"
-QUESTION = "What is the weather in Paris?"
+QUESTION = "What is the weather in Paris? Please call get_weather."
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string", "description": "a city"}},
           "required": ["city"]}
 TOOL_DESCRIPTION = "Current weather for a city"
