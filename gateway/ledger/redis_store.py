@@ -19,6 +19,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from gateway.ledger import redis_scripts as lua
+from gateway.ledger.redis_batch import ScriptBatcher
 from gateway.ledger.errors import LedgerUnavailable
 from gateway.ledger.keys import KeyRecord
 from gateway.ledger.limits import window_end, window_starts
@@ -41,6 +42,7 @@ class RedisStore:
         self._redis = aioredis.from_url(url, decode_responses=True, socket_connect_timeout=socket_timeout_s,
                                         socket_timeout=socket_timeout_s, retry=Retry(NoBackoff(), 1))
         self._scripts = {name: self._redis.register_script(getattr(lua, name)) for name in SCRIPTS}
+        self._batch = ScriptBatcher(self._redis, self._scripts)  # calls of one loop turn share a pipeline
         self._available = False
         self._last_error: str | None = None
         # Key lookups cached in this process (digest -> (expiry, record or None)); see redis_backend.py.
@@ -57,7 +59,7 @@ class RedisStore:
         return result
 
     async def _script(self, name: str, *args: Any) -> Any:
-        return await self._call(lambda: self._scripts[name](args=[self.prefix, *args]))
+        return await self._call(lambda: self._batch.run(name, [self.prefix, *args]))
 
     def _k(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)

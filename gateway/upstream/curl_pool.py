@@ -21,6 +21,10 @@ transfer directly with libcurl's error number. Options libcurl keeps per
 handle are exactly what is compared, so nothing from one request leaks into
 the next: every option the gateway ever sets is either constant or set
 (or compared) on every request.
+
+It builds on tornado's private ``_multi``, ``_free_list``, ``_curl_create``
+and ``_finish`` (tornado 6.5.9 to 6.6.1, pinned below 7 in requirements.txt);
+tests/upstream/test_client.py exercises every path through them.
 """
 
 from __future__ import annotations

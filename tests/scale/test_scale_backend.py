@@ -300,3 +300,34 @@ def test_export_import_round_trip(redis_server: RedisServer, tmp_path: Path) -> 
                                                                         "scale": 999_999_877}
     with pytest.raises(ValueError):
         import_embedded(str(target), back)
+
+
+def test_calls_of_one_loop_turn_share_a_connection_and_survive_a_flushed_script_cache(
+        redis_server: RedisServer) -> None:
+    """Concurrent reserves and settles go to Redis as one pipeline (redis_batch.py), each with its own answer."""
+    async def main() -> None:
+        backend = await opened(redis_server, accounts=(Account("scale", Decimal("0.0004"), (KEY,)),))  # 80 x 5000
+        admin = redis_server.client()
+        try:
+            _, key = await backend.authenticate(KEY)
+            before = int(admin.info("stats")["total_connections_received"])
+            admin.script_flush()  # as after a Redis restart: the first pipeline meets NOSCRIPT
+
+            async def spend(n: int) -> bool:
+                try:
+                    held = await backend.reserve(key, 5000, f"batch-{n}")
+                except InsufficientBalance:
+                    return False
+                await backend.settle(held, 5000, record(f"batch-{n}"))
+                return True
+
+            results = await asyncio.gather(*(spend(n) for n in range(100)))
+            opened_now = int(admin.info("stats")["total_connections_received"]) - before
+            assert sum(results) == 80  # mixed answers in the same batches, each to its own caller
+            assert (await backend.balance("scale"))["balance_usd"] == "0.000000"
+            assert len(await backend.usage("scale")) == 80
+            assert opened_now <= 2, f"{opened_now} new connections for 100 concurrent requests"
+        finally:
+            await backend.close()
+
+    run(main())
