@@ -26,7 +26,7 @@ from typing import Any, Mapping
 import ujson
 
 from bench.wire_common import Reply, dumps, json_reply, short_hash, sse
-from gateway.upstream.mock_script import ANY_TOOL, Script, estimate_tokens, write_script
+from gateway.upstream.mock_script import ANY_TOOL, Script, ToolCall, estimate_tokens, write_script
 
 MESSAGES_FIELDS = frozenset({
     "model", "messages", "max_tokens", "system", "metadata", "stop_sequences", "stream", "temperature",
@@ -176,8 +176,8 @@ def script_for(body: dict[str, Any], tokens: int) -> Script:
     last = messages[-1]
     if last.get("role") == "user" and isinstance(last.get("content"), list):
         results = [b for b in last["content"] if b.get("type") == "tool_result"]
-        if results:
-            tool_result = _text_of(results[-1].get("content"))
+        if results:  # parallel calls: every result of the turn
+            tool_result = " ".join(_text_of(b.get("content")) for b in results)
     tools = [{"name": t["name"], "parameters": t.get("input_schema")} for t in body.get("tools") or ()
              if t.get("type") in (None, "custom")]
     choice = body.get("tool_choice") or {}
@@ -211,8 +211,8 @@ def _message_id(script: Script) -> str:
     return "msg_mock" + short_hash(str(script.input_tokens) + script.text)
 
 
-def _tool_id(script: Script) -> str:
-    return "toolu_" + script.tool_call.id.removeprefix("call_")  # type: ignore[union-attr]
+def _tool_id(call: ToolCall) -> str:
+    return "toolu_" + call.id.removeprefix("call_")
 
 
 # --- handlers ----------------------------------------------------------------
@@ -231,9 +231,9 @@ def messages(path: str, query: str, body: dict[str, Any], tokens: int, headers: 
         content.append({"type": "thinking", "thinking": thinking, "signature": signature_for(thinking)})
     if script.text:
         content.append({"type": "text", "text": script.text})
-    if script.tool_call is not None:
-        content.append({"type": "tool_use", "id": _tool_id(script), "name": script.tool_call.name,
-                        "input": ujson.loads(script.tool_call.arguments)})
+    for call in script.tool_calls:
+        content.append({"type": "tool_use", "id": _tool_id(call), "name": call.name,
+                        "input": ujson.loads(call.arguments)})
     return json_reply({"id": _message_id(script), "type": "message", "role": "assistant", "model": body["model"],
                        "content": content, "stop_reason": STOP[script.finish], "stop_sequence": None,
                        "usage": _usage(script, _output_tokens(script, thinking))})
@@ -264,10 +264,10 @@ def _stream(script: Script, model: str, thinking: str | None) -> list[bytes]:
               + [{"type": "signature_delta", "signature": signature_for(thinking)}])
     if script.tokens:
         block({"type": "text", "text": ""}, [{"type": "text_delta", "text": t} for t in script.tokens])
-    if script.tool_call is not None:
-        arguments = script.tool_call.arguments
+    for call in script.tool_calls:
+        arguments = call.arguments
         cut = len(arguments) // 2  # the JSON arrives in fragments, as real models send it
-        block({"type": "tool_use", "id": _tool_id(script), "name": script.tool_call.name, "input": {}},
+        block({"type": "tool_use", "id": _tool_id(call), "name": call.name, "input": {}},
               [{"type": "input_json_delta", "partial_json": ""},
                {"type": "input_json_delta", "partial_json": arguments[:cut]},
                {"type": "input_json_delta", "partial_json": arguments[cut:]}])

@@ -148,7 +148,7 @@ def script_for(body: dict[str, Any], tokens: int) -> Script:
     texts = [_texts(system.get("parts") or [])] + [_texts(c["parts"]) for c in contents]
     last_user = next((_last_text(c["parts"]) for c in reversed(contents) if c["role"] == "user"), "")
     answers = [p["functionResponse"] for p in contents[-1]["parts"] if "functionResponse" in p]
-    tool_result = _result_text(answers[-1].get("response") or {}) if answers else None
+    tool_result = " ".join(_result_text(a.get("response") or {}) for a in answers) if answers else None
     if tool_result is not None:
         texts.append(tool_result)
     tools = [{"name": d["name"], "parameters": d.get("parametersJsonSchema") or d.get("parameters_json_schema")
@@ -180,10 +180,13 @@ def _chunk(parts: list[dict[str, Any]], script: Script, model: str, finish: str 
             "responseId": "mock" + short_hash(model + script.text)}
 
 
-def _call_part(script: Script) -> dict[str, Any]:
-    call = script.tool_call
-    return {"functionCall": {"name": call.name, "args": ujson.loads(call.arguments)},  # type: ignore[union-attr]
-            "thoughtSignature": SIGNATURE}
+def _call_parts(script: Script) -> list[dict[str, Any]]:
+    """Parallel calls are parts of one candidate; only the first carries the thought signature, as Gemini 3."""
+    parts: list[dict[str, Any]] = [{"functionCall": {"name": call.name, "args": ujson.loads(call.arguments)}}
+                                   for call in script.tool_calls]
+    if parts:
+        parts[0]["thoughtSignature"] = SIGNATURE
+    return parts
 
 
 def generate(model: str, query: str, body: dict[str, Any], tokens: int, stream: bool) -> Reply:
@@ -193,11 +196,11 @@ def generate(model: str, query: str, body: dict[str, Any], tokens: int, stream: 
     script = script_for(body, tokens)
     finish = FINISH[script.finish]
     if not stream:
-        parts = [_call_part(script)] if script.tool_call is not None else [{"text": script.text}]
+        parts = _call_parts(script) or [{"text": script.text}]
         return json_reply(_chunk(parts, script, model, finish, script.output_tokens))
     chunks: list[dict[str, Any]] = []
-    if script.tool_call is not None:
-        chunks.append(_chunk([_call_part(script)], script, model, finish, script.output_tokens))
+    if script.tool_calls:
+        chunks.append(_chunk(_call_parts(script), script, model, finish, script.output_tokens))
     else:
         last = len(script.tokens) - 1
         for n, token in enumerate(script.tokens):

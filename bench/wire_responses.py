@@ -20,15 +20,19 @@ from __future__ import annotations
 import time
 from typing import Any, Mapping
 
+import ujson
+
 from bench.wire_common import Reply, dumps, json_reply, short_hash, sse
-from gateway.upstream.mock_script import ANY_TOOL, Script, write_script
+from gateway.upstream.mock_script import ANY_TOOL, Script, ToolCall, write_script
 
 FIELDS = frozenset({"model", "input", "instructions", "max_output_tokens", "stream", "tools", "tool_choice",
                     "parallel_tool_calls", "temperature", "top_p", "store", "text", "reasoning", "metadata",
                     "user", "safety_identifier", "previous_response_id", "include", "truncation", "service_tier",
                     "stream_options", "prompt_cache_key", "background", "max_tool_calls", "top_logprobs",
                     "conversation", "prompt", "client_metadata"})
-ITEM_TYPES = frozenset({"message", "function_call", "function_call_output", "reasoning"})
+ITEM_TYPES = frozenset({"message", "function_call", "function_call_output", "custom_tool_call",
+                        "custom_tool_call_output", "reasoning"})
+OUTPUTS = frozenset({"function_call_output", "custom_tool_call_output"})
 
 
 def error_body(status: int, message: str | None = None, param: str | None = None, code: str | None = None) -> bytes:
@@ -80,11 +84,12 @@ def _check(body: dict[str, Any], headers: Mapping[str, str]) -> Reply | None:
                 return _error(400, "Invalid value for 'role'.", f"input[{i}].role", "invalid_value")
             if not isinstance(item.get("content"), (str, list)):
                 return _error(400, "Missing required parameter: 'content'.", f"input[{i}].content")
-        elif kind == "function_call":
-            if not all(isinstance(item.get(k), str) for k in ("call_id", "name", "arguments")):
-                return _error(400, "function_call items need call_id, name and arguments strings", f"input[{i}]")
+        elif kind in ("function_call", "custom_tool_call"):
+            keys = ("call_id", "name", "arguments" if kind == "function_call" else "input")
+            if not all(isinstance(item.get(k), str) for k in keys):
+                return _error(400, f"{kind} items need {', '.join(keys)} strings", f"input[{i}]")
             calls.add(item["call_id"])
-        elif kind == "function_call_output":
+        elif kind in OUTPUTS:
             if item.get("call_id") not in calls:
                 return _error(400, f"No tool call found for function call output with call_id {item.get('call_id')}.",
                               "input")
@@ -108,12 +113,16 @@ def script_for(body: dict[str, Any], tokens: int) -> Script:
             texts.append(_text(item.get("content")))
             if item.get("role") == "user":
                 last_user = _last_text(item.get("content"))
-        elif kind == "function_call_output":
+        elif kind in OUTPUTS:
             texts.append(_text(item.get("output")))
-    last = items[-1] if items else {}
-    tool_result = _text(last.get("output")) if last.get("type") == "function_call_output" else None
+    trailing = []  # the outputs that end the input: every result of the last (parallel) calls
+    for item in reversed(items):
+        if item.get("type") not in OUTPUTS:
+            break
+        trailing.insert(0, _text(item.get("output")))
+    tool_result = " ".join(trailing) if trailing else None
     tools = [{"name": t["name"], "parameters": t.get("parameters")} for t in body.get("tools") or ()
-             if t.get("type") == "function"]
+             if t.get("type") in ("function", "custom")]
     choice = body.get("tool_choice")
     forced = ANY_TOOL if choice == "required" else choice.get("name") if isinstance(choice, dict) else None
     return write_script(" ".join(t for t in texts if t), last_user, tools, tool_result,
@@ -139,6 +148,17 @@ def _response(body: dict[str, Any], rid: str, created: int, status: str, output:
             "truncation": "disabled", "usage": usage, "user": None, "metadata": {}}
 
 
+def _call_item(call: ToolCall, item_id: str, custom: bool) -> dict[str, Any]:
+    """A function call, or for a custom (free-form) tool a custom_tool_call carrying the raw input text."""
+    if not custom:
+        return {"id": item_id, "type": "function_call", "status": "completed", "arguments": call.arguments,
+                "call_id": call.id, "name": call.name}
+    arguments = ujson.loads(call.arguments)
+    text = arguments.get("input") if isinstance(arguments.get("input"), str) else call.arguments
+    return {"id": item_id, "type": "custom_tool_call", "status": "completed", "call_id": call.id, "name": call.name,
+            "input": text}
+
+
 def handle(path: str, query: str, body: dict[str, Any], tokens: int, headers: Mapping[str, str]) -> Reply:
     problem = _check(body, headers)
     if problem is not None:
@@ -147,15 +167,13 @@ def handle(path: str, query: str, body: dict[str, Any], tokens: int, headers: Ma
     suffix = short_hash(str(body.get("input")) + script.text)
     rid, created = "resp_mock" + suffix, int(time.time())
     status = "incomplete" if script.finish == "length" else "completed"
-    if script.tool_call is not None:
-        call = script.tool_call
-        item: dict[str, Any] = {"id": "fc_mock" + suffix, "type": "function_call", "status": "completed",
-                                "arguments": call.arguments, "call_id": call.id, "name": call.name}
-    else:
-        item = {"id": "msg_mock" + suffix, "type": "message", "status": "completed", "role": "assistant",
-                "content": [{"type": "output_text", "annotations": [], "logprobs": [], "text": script.text}]}
+    custom = {t["name"] for t in body.get("tools") or () if t.get("type") == "custom"}
+    output = [_call_item(call, f"fc_mock{n}{suffix}", call.name in custom) for n, call in enumerate(script.tool_calls)]
+    if not output:
+        output = [{"id": "msg_mock" + suffix, "type": "message", "status": "completed", "role": "assistant",
+                   "content": [{"type": "output_text", "annotations": [], "logprobs": [], "text": script.text}]}]
     if not body.get("stream"):
-        return json_reply(_response(body, rid, created, status, [item], _usage(script)))
+        return json_reply(_response(body, rid, created, status, output, _usage(script)))
 
     frames: list[bytes] = []
 
@@ -166,26 +184,32 @@ def handle(path: str, query: str, body: dict[str, Any], tokens: int, headers: Ma
     opening = _response(body, rid, created, "in_progress", [], None)
     event({"type": "response.created", "response": opening})
     event({"type": "response.in_progress", "response": opening})
-    if item["type"] == "function_call":
-        event({"type": "response.output_item.added", "output_index": 0,
-               "item": {**item, "status": "in_progress", "arguments": ""}})
-        cut = len(item["arguments"]) // 2
-        for piece in (item["arguments"][:cut], item["arguments"][cut:]):
-            event({"type": "response.function_call_arguments.delta", "item_id": item["id"], "output_index": 0,
-                   "delta": piece})
-        event({"type": "response.function_call_arguments.done", "item_id": item["id"], "output_index": 0,
-               "name": item["name"], "arguments": item["arguments"]})
-    else:
-        event({"type": "response.output_item.added", "output_index": 0,
-               "item": {**item, "status": "in_progress", "content": []}})
-        common = {"item_id": item["id"], "output_index": 0, "content_index": 0}
-        event({"type": "response.content_part.added", **common,
-               "part": {"type": "output_text", "annotations": [], "logprobs": [], "text": ""}})
-        for token in script.tokens:
-            event({"type": "response.output_text.delta", **common, "delta": token, "logprobs": []})
-        event({"type": "response.output_text.done", **common, "text": script.text, "logprobs": []})
-        event({"type": "response.content_part.done", **common, "part": item["content"][0]})
-    event({"type": "response.output_item.done", "output_index": 0, "item": item})
+    for index, item in enumerate(output):
+        common = {"item_id": item["id"], "output_index": index}
+        if item["type"] == "function_call":
+            event({"type": "response.output_item.added", "output_index": index,
+                   "item": {**item, "status": "in_progress", "arguments": ""}})
+            cut = len(item["arguments"]) // 2
+            for piece in (item["arguments"][:cut], item["arguments"][cut:]):
+                event({"type": "response.function_call_arguments.delta", **common, "delta": piece})
+            event({"type": "response.function_call_arguments.done", **common, "name": item["name"],
+                   "arguments": item["arguments"]})
+        elif item["type"] == "custom_tool_call":
+            event({"type": "response.output_item.added", "output_index": index,
+                   "item": {**item, "status": "in_progress", "input": ""}})
+            event({"type": "response.custom_tool_call_input.delta", **common, "delta": item["input"]})
+            event({"type": "response.custom_tool_call_input.done", **common, "input": item["input"]})
+        else:
+            event({"type": "response.output_item.added", "output_index": index,
+                   "item": {**item, "status": "in_progress", "content": []}})
+            part = {**common, "content_index": 0}
+            event({"type": "response.content_part.added", **part,
+                   "part": {"type": "output_text", "annotations": [], "logprobs": [], "text": ""}})
+            for token in script.tokens:
+                event({"type": "response.output_text.delta", **part, "delta": token, "logprobs": []})
+            event({"type": "response.output_text.done", **part, "text": script.text, "logprobs": []})
+            event({"type": "response.content_part.done", **part, "part": item["content"][0]})
+        event({"type": "response.output_item.done", "output_index": index, "item": item})
     final = "response.completed" if status == "completed" else "response.incomplete"
-    event({"type": final, "response": _response(body, rid, created, status, [item], _usage(script))})
+    event({"type": final, "response": _response(body, rid, created, status, output, _usage(script))})
     return Reply(frames=frames)

@@ -24,6 +24,9 @@ Choices made where Gemini and the other protocols disagree:
 * Images and documents must be inline (base64); URLs are rejected. Images
   a tool returned follow its function response as inline parts of the same
   turn (a function response carries text only).
+* Gemini calls carry no id and pair function responses with calls by
+  position: the responses of a turn are sent in the order of its calls,
+  whatever order the client answered them in.
 * Calls without an ``id`` get ``call_<request id>_<n>``; thought parts are dropped.
 * Usage: thinking tokens (``thoughtsTokenCount``) are billed as output, and
   tool-use prompt tokens as input.
@@ -84,9 +87,16 @@ def request_to_gemini(req: Request, model: str) -> dict:
     """A canonical request as a generateContent body (the model goes in the URL)."""
     contents: list[dict] = []
     names: dict[str, str] = {}  # tool call id -> function name, for functionResponse
+    order: dict[str, int] = {}  # tool call id -> its place among the calls of the latest model turn
     for i, msg in enumerate(req.messages):
         path = f"messages[{i}]"
-        parts = [p for p in (_part_to_gemini(part, names, path) for part in msg.parts) if p]
+        turn = msg.parts
+        if msg.role == "assistant":
+            order = {p.id: n for n, p in enumerate(p for p in turn if isinstance(p, ToolCallPart))}
+        elif order:  # Gemini pairs responses with calls by position: answer in the order of the calls
+            turn = sorted(turn, key=lambda p: order.get(p.tool_call_id, len(order)) if isinstance(p, ToolResultPart)
+                          else len(order) + 1)
+        parts = [p for p in (_part_to_gemini(part, names, path) for part in turn) if p]
         for part in msg.parts:  # images a tool returned follow the function responses, in the same turn
             if isinstance(part, ToolResultPart):
                 parts.extend(_part_to_gemini(image, names, path) for image in split_result(part.content)[1])

@@ -49,6 +49,22 @@ def _last_text(content: Any) -> str:
     return _text_of(content)
 
 
+def _latest_results(messages: list[Any]) -> str | None:
+    """The text of the tool results that end the conversation (parallel calls: several ``tool`` messages),
+    looking past a user message of images that followed them (tool results with images, translated)."""
+    end = len(messages)
+    if end >= 2 and isinstance(messages[-1], dict) and messages[-1].get("role") == "user" \
+            and isinstance(messages[-1].get("content"), list) and isinstance(messages[-2], dict) \
+            and messages[-2].get("role") == "tool":
+        end -= 1
+    start = end
+    while start > 0 and isinstance(messages[start - 1], dict) and messages[start - 1].get("role") == "tool":
+        start -= 1
+    if start == end:
+        return None
+    return " ".join(_text_of(m.get("content")) for m in messages[start:end])
+
+
 def _forced_tool(choice: Any) -> str | None:
     if choice == "required":
         return ANY_TOOL
@@ -63,8 +79,7 @@ def script_from_chat(body: dict[str, Any], tokens: int) -> Script:
     prompt = " ".join(_text_of(m.get("content")) for m in messages if isinstance(m, dict))
     last_user = next((_last_text(m.get("content")) for m in reversed(messages)
                       if isinstance(m, dict) and m.get("role") == "user"), "")
-    last = messages[-1] if messages and isinstance(messages[-1], dict) else {}
-    tool_result = _text_of(last.get("content")) if last.get("role") == "tool" else None
+    tool_result = _latest_results(messages)
     tools = [{"name": t["function"]["name"], "parameters": t["function"].get("parameters")}
              for t in body.get("tools") or [] if isinstance(t, dict) and isinstance(t.get("function"), dict)]
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
@@ -82,10 +97,10 @@ def chat_usage(script: Script) -> dict[str, Any]:
 
 def chat_response(script: Script, model: str, response_id: str) -> bytes:
     message: dict[str, Any] = {"role": "assistant", "content": script.text or None}
-    if script.tool_call is not None:
-        call = script.tool_call
+    if script.tool_calls:
         message["tool_calls"] = [{"id": call.id, "type": "function",
-                                  "function": {"name": call.name, "arguments": call.arguments}}]
+                                  "function": {"name": call.name, "arguments": call.arguments}}
+                                 for call in script.tool_calls]
     return _dumps({"id": response_id, "object": "chat.completion", "created": int(time.time()), "model": model,
                    "choices": [{"index": 0, "message": message, "finish_reason": script.finish,
                                 "logprobs": None}],
@@ -103,14 +118,13 @@ def chat_stream(script: Script, model: str, response_id: str, include_usage: boo
         return b"data: " + head + _dumps(choice) + b"]}\n\n"
 
     frames = [frame({"role": "assistant", "content": ""})]
-    if script.tool_call is not None:
-        call = script.tool_call
-        frames.append(frame({"tool_calls": [{"index": 0, "id": call.id, "type": "function",
+    for index, call in enumerate(script.tool_calls):
+        frames.append(frame({"tool_calls": [{"index": index, "id": call.id, "type": "function",
                                              "function": {"name": call.name, "arguments": ""}}]}))
         half = len(call.arguments) // 2  # arguments arrive in fragments, as real models send them
         for part in (call.arguments[:half], call.arguments[half:]):
-            frames.append(frame({"tool_calls": [{"index": 0, "function": {"arguments": part}}]}))
-    else:
+            frames.append(frame({"tool_calls": [{"index": index, "function": {"arguments": part}}]}))
+    if not script.tool_calls:
         frames.extend(frame({"content": token}) for token in script.tokens)
     frames.append(frame({}, script.finish))
     if include_usage:

@@ -7,7 +7,8 @@ that both behave alike whatever wire format carries the words. The rules:
 * call a tool only when asked: the last user text says ``call NAME`` for an
   offered tool (optionally followed by a JSON object of arguments, e.g.
   ``call Read {"file_path": "/tmp/x"}``; otherwise arguments are made from the
-  tool's JSON schema), or the request forces a tool choice. Agent clients
+  tool's JSON schema), or the request forces a tool choice. Each ``call NAME``
+  is one call, so two of them are parallel calls in one turn. Agent clients
   (Claude Code, Codex) offer dozens of tools on every request; a mock that
   called the first one would start sub-agents that start sub-agents;
 * otherwise echo the last user text (the last text part of the last user
@@ -46,7 +47,7 @@ class ToolCall:
 @dataclass(slots=True)
 class Script:
     tokens: list[str]  # text pieces; each counts as one output token
-    tool_call: ToolCall | None
+    tool_calls: list[ToolCall]  # in order; empty when the reply is text
     finish: str  # "stop", "length" or "tool_calls"
     input_tokens: int  # every prompt token, the cache reads and writes included
     cache_read: int = 0
@@ -55,8 +56,8 @@ class Script:
 
     @property
     def output_tokens(self) -> int:
-        if self.tool_call is not None:
-            return estimate_tokens(self.tool_call.name + self.tool_call.arguments)
+        if self.tool_calls:
+            return estimate_tokens("".join(call.name + call.arguments for call in self.tool_calls))
         return len(self.tokens)
 
     @property
@@ -84,13 +85,13 @@ def write_script(prompt_text: str, last_user_text: str, tools: list[dict[str, An
 
 def _reply(prompt_text: str, last_user_text: str, tools: list[dict[str, Any]], tool_result: str | None,
            max_tokens: int | None, tokens: int, input_tokens: int, forced: str | None) -> Script:
-    wanted = None if tool_result is not None else requested_tool(last_user_text, tools, forced)
+    wanted = [] if tool_result is not None else requested_tools(last_user_text, tools, forced)
     if tool_result is not None:
         words = ("The tool said: " + tool_result).split(" ")
-    elif wanted is not None:
-        tool, arguments = wanted
-        call = ToolCall("call_" + _short_hash(prompt_text), tool["name"], arguments)
-        return Script([], call, "tool_calls", input_tokens)
+    elif wanted:
+        calls = [ToolCall("call_" + _short_hash(f"{n}:{prompt_text}"), tool["name"], arguments)
+                 for n, (tool, arguments) in enumerate(wanted)]
+        return Script([], calls, "tool_calls", input_tokens)
     else:
         words = (last_user_text or "Hello").split()
         words = [w for w in words if w][:tokens] or ["Hello"]
@@ -103,25 +104,23 @@ def _reply(prompt_text: str, last_user_text: str, tools: list[dict[str, Any]], t
     if max_tokens is not None and len(pieces) > max_tokens:
         pieces = pieces[:max_tokens]
         finish = "length"
-    return Script(pieces, None, finish, input_tokens)
+    return Script(pieces, [], finish, input_tokens)
 
 
-def requested_tool(last_user_text: str, tools: list[dict[str, Any]],
-                   forced: str | None = None) -> tuple[dict[str, Any], str] | None:
-    """The tool to call and its JSON arguments, or None: the last ``call NAME`` naming an offered tool
-    (its arguments the JSON object right after the name, if one is there), else the forced choice."""
+def requested_tools(last_user_text: str, tools: list[dict[str, Any]],
+                    forced: str | None = None) -> list[tuple[dict[str, Any], str]]:
+    """The tools to call, each with its JSON arguments: one per ``call NAME`` naming an offered tool (its
+    arguments the JSON object right after the name, if one is there), else the forced choice, else none."""
     by_name = {tool["name"]: tool for tool in tools}
-    chosen: dict[str, Any] | None = None
-    arguments: str | None = None
+    chosen: list[tuple[dict[str, Any], str | None]] = []
     for match in _CALL.finditer(last_user_text):
         tool = by_name.get(match.group(1))
         if tool is not None:
-            chosen, arguments = tool, _arguments_after(last_user_text, match.end())
-    if chosen is None and forced is not None and tools:
-        chosen = by_name.get(forced) or tools[0]
-    if chosen is None:
-        return None
-    return chosen, arguments or ujson.dumps(_sample_arguments(chosen.get("parameters") or {}))
+            chosen.append((tool, _arguments_after(last_user_text, match.end())))
+    if not chosen and forced is not None and tools:
+        chosen.append((by_name.get(forced) or tools[0], None))
+    return [(tool, arguments or ujson.dumps(_sample_arguments(tool.get("parameters") or {})))
+            for tool, arguments in chosen]
 
 
 def _arguments_after(text: str, start: int) -> str | None:

@@ -80,3 +80,24 @@ def test_claude_code_runs_its_read_tool_through_a_translated_node(cli_gateway: C
     assert call["function"]["name"] == "Read" and json.loads(call["function"]["arguments"]) == {"file_path": str(notes)}
     assert messages[-1]["role"] == "tool" and messages[-1]["tool_call_id"] == call["id"]
     assert "cormorant" in json.dumps(messages[-1]["content"])
+
+
+def test_claude_code_runs_parallel_reads_through_a_gemini_node(cli_gateway: CliGateway, tmp_path: Path) -> None:
+    """Two calls in one turn: Gemini's calls carry no ids, the gateway makes them; Claude Code answers both
+    and each result reaches the node as the function response of its own call."""
+    kind = KINDS[3]  # gemini
+    work = tmp_path / "work"
+    work.mkdir(parents=True)
+    (work / "a.txt").write_text("first word heron\n")
+    (work / "b.txt").write_text("second word puffin\n")
+    prompt = " and ".join('call Read {"file_path": "' + str(work / name) + '"}' for name in ("a.txt", "b.txt"))
+    run = claude(cli_gateway, kind, prompt, tmp_path, "--allowedTools", "Read")
+    assert run.returncode == 0, (run.stdout, run.stderr)
+    assert "heron" in run.stdout and "puffin" in run.stdout
+    check_node_side(cli_gateway, kind, run, max_requests=3)
+    contents = cli_gateway.last(kind)["body"]["contents"]
+    calls = [p["functionCall"] for p in contents[-2]["parts"] if "functionCall" in p]
+    answers = [p["functionResponse"] for p in contents[-1]["parts"] if "functionResponse" in p]
+    assert [c["args"]["file_path"] for c in calls] == [str(work / "a.txt"), str(work / "b.txt")]
+    assert [a["name"] for a in answers] == ["Read", "Read"]
+    assert "heron" in json.dumps(answers[0]) and "puffin" in json.dumps(answers[1])

@@ -53,20 +53,27 @@ def test_codex_answers_on_every_node_kind(cli_gateway: CliGateway, kind: NodeKin
     assert {"exec_command", special} <= names and not names & {"web_search", "tool_search"}
 
 
-def test_codex_runs_a_shell_command_through_a_translated_node(cli_gateway: CliGateway, tmp_path: Path) -> None:
-    """The node asks for Codex's own exec_command tool; Codex runs it and sends the output back."""
+def test_codex_runs_parallel_shell_commands_through_a_translated_node(cli_gateway: CliGateway,
+                                                                       tmp_path: Path) -> None:
+    """The node asks for Codex's own exec_command tool twice in one turn; Codex runs both and sends both
+    outputs back, each as the result of its own call."""
     kind = KINDS[0]  # anthropic: every request and reply translated between Responses and Messages
-    (tmp_path / "work").mkdir(parents=True)
-    (tmp_path / "work" / "notes.txt").write_text("the secret word is cormorant\n")
-    run = codex(cli_gateway, kind, 'call exec_command {"cmd": "cat notes.txt"}', tmp_path)
+    work = tmp_path / "work"
+    work.mkdir(parents=True)
+    (work / "a.txt").write_text("first word heron\n")
+    (work / "b.txt").write_text("second word puffin\n")
+    run = codex(cli_gateway, kind, 'call exec_command {"cmd": "cat a.txt"} and call exec_command {"cmd": "cat b.txt"}',
+                tmp_path)
     assert run.returncode == 0, (run.stdout, run.stderr)
-    assert "The tool said:" in run.stdout and "cormorant" in run.stdout
+    assert "The tool said:" in run.stdout and "heron" in run.stdout and "puffin" in run.stdout
     check_node_side(cli_gateway, kind, run, max_requests=3, paths=PATHS)
     messages = cli_gateway.last(kind)["body"]["messages"]
-    (call,) = [b for b in messages[-2]["content"] if b["type"] == "tool_use"]
-    assert call["name"] == "exec_command" and call["input"] == {"cmd": "cat notes.txt"}
-    (result,) = [b for b in messages[-1]["content"] if b["type"] == "tool_result"]
-    assert result["tool_use_id"] == call["id"] and "cormorant" in json.dumps(result["content"])
+    calls = [b for b in messages[-2]["content"] if b["type"] == "tool_use"]
+    assert [c["input"] for c in calls] == [{"cmd": "cat a.txt"}, {"cmd": "cat b.txt"}]
+    assert all(c["name"] == "exec_command" for c in calls)
+    results = [b for b in messages[-1]["content"] if b["type"] == "tool_result"]
+    assert [r["tool_use_id"] for r in results] == [c["id"] for c in calls]
+    assert "heron" in json.dumps(results[0]["content"]) and "puffin" in json.dumps(results[1]["content"])
 
 
 def test_codex_applies_a_patch_with_its_free_form_tool_through_a_translated_node(cli_gateway: CliGateway,
