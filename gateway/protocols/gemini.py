@@ -99,7 +99,7 @@ def request_to_gemini(req: Request, model: str) -> dict:
         parts = [p for p in (_part_to_gemini(part, names, path) for part in turn) if p]
         for part in msg.parts:  # images a tool returned follow the function responses, in the same turn
             if isinstance(part, ToolResultPart):
-                parts.extend(_part_to_gemini(image, names, path) for image in split_result(part.content)[1])
+                parts.extend(_inline(image, path) for image in split_result(part.content)[1])
         if parts:
             contents.append({"role": "user" if msg.role == "user" else "model", "parts": parts})
     body: dict = {"contents": contents}
@@ -136,13 +136,17 @@ def _declaration(name: str, description: str | None, parameters: dict) -> dict:
     return out
 
 
+def _inline(part: ImagePart | FilePart, path: str) -> dict:
+    if part.data is None:
+        raise ProtocolError("Gemini models accept images and documents only as base64 data, not URLs", path)
+    return {"inlineData": {"mimeType": part.media_type or "image/png", "data": part.data}}
+
+
 def _part_to_gemini(part: Part, names: dict[str, str], path: str) -> dict | None:
     if isinstance(part, TextPart):
         return {"text": part.text} if part.text else None
     if isinstance(part, (ImagePart, FilePart)):
-        if part.data is None:
-            raise ProtocolError("Gemini models accept images and documents only as base64 data, not URLs", path)
-        return {"inlineData": {"mimeType": part.media_type or "image/png", "data": part.data}}
+        return _inline(part, path)
     if isinstance(part, ToolCallPart):
         names[part.id] = part.name
         return {"functionCall": {"name": part.name, "args": json_object(part.arguments, path)},

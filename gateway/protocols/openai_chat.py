@@ -222,6 +222,8 @@ def request_to_chat(req: Request, model: str) -> dict:
         for part in msg.parts:
             if isinstance(part, ToolResultPart):
                 text, images = split_result(part.content)
+                if images and not text:
+                    text = "(the result is the image in the next message)"
                 messages.append({"role": "tool", "tool_call_id": part.tool_call_id, "content": text})
                 if images:
                     content.append({"type": "text", "text": f"(images returned by tool call {part.tool_call_id})"})

@@ -13,6 +13,7 @@ billed exactly once.
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from tests.clients.conftest import KINDS, CliGateway, NodeKind, Run, claude_comm
 from tests.conftest import DEMO_KEY
 
 KIND_IDS = [kind.kind for kind in KINDS]
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 AUTH = {"anthropic": ("x-api-key", "{key}"), "openai-chat": ("authorization", "Bearer {key}"),
         "openai-responses": ("authorization", "Bearer {key}"), "gemini": ("x-goog-api-key", "{key}")}
 PATHS = {"anthropic": "/v1/messages", "openai-chat": "/v1/chat/completions", "openai-responses": "/v1/chat/completions",
@@ -101,3 +103,20 @@ def test_claude_code_runs_parallel_reads_through_a_gemini_node(cli_gateway: CliG
     assert [c["args"]["file_path"] for c in calls] == [str(work / "a.txt"), str(work / "b.txt")]
     assert [a["name"] for a in answers] == ["Read", "Read"]
     assert "heron" in json.dumps(answers[0]) and "puffin" in json.dumps(answers[1])
+
+
+
+def test_claude_code_reads_an_image_through_a_chat_node(cli_gateway: CliGateway, tmp_path: Path) -> None:
+    """Read of an image returns an image in the tool result: a Chat tool message carries text only, so the
+    image follows it in the same turn, and the answer comes back."""
+    kind = KINDS[1]  # openai-chat
+    image = tmp_path / "work" / "dot.png"
+    image.parent.mkdir(parents=True)
+    image.write_bytes(base64.b64decode(PNG))
+    run = claude(cli_gateway, kind, 'call Read {"file_path": "' + str(image) + '"}', tmp_path, "--allowedTools", "Read")
+    assert run.returncode == 0, (run.stdout, run.stderr)
+    assert "The tool said:" in run.stdout
+    check_node_side(cli_gateway, kind, run, max_requests=3)
+    call, result, images = cli_gateway.last(kind)["body"]["messages"][-3:]
+    assert result["role"] == "tool" and result["tool_call_id"] == call["tool_calls"][0]["id"] and result["content"]
+    assert images["role"] == "user" and images["content"][-1]["image_url"]["url"] == f"data:image/png;base64,{PNG}"
