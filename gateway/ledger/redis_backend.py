@@ -74,6 +74,7 @@ class RedisBackend(RedisAccounts):
         self._ttl_ms = int(reservation_ttl_s * 1000)
         self._subscribed = False
         self._live: dict[str, Reservation] = {}  # this process's holds, renewed until settled or released
+        self._touched: dict[str, float] = {}  # management key id -> when this process last recorded its use
         self._pending: list[tuple[Reservation, int, dict[str, Any]]] = []  # settles waiting for Redis
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
@@ -318,10 +319,16 @@ class RedisBackend(RedisAccounts):
         return bool(applied)
 
     async def touch(self, key: KeyInfo) -> None:
-        """``last_used_at`` of a management key; judged on the (possibly cached) KeyInfo, so at most a few
-        writes per cache lifetime instead of one per console request."""
+        """``last_used_at`` of a management key, at most once per TOUCH_INTERVAL_S from this process.
+
+        The KeyInfo may come from the auth cache and predate this process's last touch, so the time of that
+        touch is remembered here too."""
         now = self._clock()
-        if key.last_used_at is None or now - key.last_used_at >= TOUCH_INTERVAL_S:
+        last = max(key.last_used_at or 0.0, self._touched.get(key.key_id, 0.0))
+        if now - last >= TOUCH_INTERVAL_S:
+            if len(self._touched) >= AUTH_CACHE_MAX:
+                self._touched.clear()
+            self._touched[key.key_id] = now
             await self._call(lambda: self._redis.hset(self._k("key", key.key_id), "last_used_at", repr(now)))
 
     async def _flush_pending(self) -> None:
