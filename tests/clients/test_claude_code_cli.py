@@ -120,3 +120,16 @@ def test_claude_code_reads_an_image_through_a_chat_node(cli_gateway: CliGateway,
     call, result, images = cli_gateway.last(kind)["body"]["messages"][-3:]
     assert result["role"] == "tool" and result["tool_call_id"] == call["tool_calls"][0]["id"] and result["content"]
     assert images["role"] == "user" and images["content"][-1]["image_url"]["url"] == f"data:image/png;base64,{PNG}"
+
+
+def test_claude_code_error_result_reaches_a_gemini_node_as_an_error(cli_gateway: CliGateway, tmp_path: Path) -> None:
+    """Read of a missing file is an error result (is_error): Gemini hears it under ``error``."""
+    kind = KINDS[3]  # gemini
+    missing = tmp_path / "work" / "missing.txt"
+    run = claude(cli_gateway, kind, 'call Read {"file_path": "' + str(missing) + '"}', tmp_path, "--allowedTools", "Read")
+    assert run.returncode == 0, (run.stdout, run.stderr)
+    assert "The tool said:" in run.stdout
+    check_node_side(cli_gateway, kind, run, max_requests=3)
+    (answer,) = [p["functionResponse"] for p in cli_gateway.last(kind)["body"]["contents"][-1]["parts"]
+                 if "functionResponse" in p]
+    assert answer["name"] == "Read" and set(answer["response"]) == {"error"}
