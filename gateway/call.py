@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Protocol
 
 from gateway.config import Model
+from gateway.errors import GatewayError
 from gateway.ledger.keys import KeyInfo
 from gateway.ledger.backend import Reservation
 from gateway.ledger.pricing import PriceTable
@@ -29,6 +30,8 @@ class Channel(Protocol):
 
     def set_header(self, name: str, value: str) -> None: ...
     def send(self, status: int, body: bytes) -> None: ...
+    def fail(self, error: GatewayError) -> None:
+        """Answer the error in the client's protocol (before anything else was sent)."""
     def start_stream(self) -> None: ...
     async def relay(self, data: bytes) -> bool: ...
     def end(self) -> None: ...

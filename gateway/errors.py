@@ -1,50 +1,69 @@
-"""One enum of error kinds, rendered in each client protocol's own shape.
+"""The gateway's one error model: a kind (status, retryable, trips a breaker) and a message.
 
-Every failure the gateway reports is a ``GatewayError`` carrying an
-``ErrorKind``; the kind alone decides the HTTP status and the type names each
-protocol uses, so a new error path cannot invent an inconsistent status.
+Every failure the gateway answers itself is a ``GatewayError``. Its kind says
+only what the failure *is*; how it looks on the wire is decided in one place,
+``protocols/error_bodies.py``, per client protocol, and written by
+``BaseHandler.write_error`` (Tornado's own idiom) or, for a stream that has
+already started, by the relay as the protocol's error event. The ledger raises
+its own exceptions (``ledger/errors.py``); ``ledger_error`` maps them here, once.
 """
 
 from __future__ import annotations
 
 from enum import Enum
 
-import ujson
-
-from gateway.protocols.error_bodies import GEMINI_CLIENTS, gemini_error
+from gateway.ledger.errors import (
+    AccountExists,
+    InsufficientBalance,
+    InvalidLedgerArgument,
+    KeyLimitExceeded,
+    KeyRevoked,
+    LedgerError,
+    LedgerUnavailable,
+    RateLimited,
+    UnknownAccount,
+)
 
 
 class ErrorKind(Enum):
-    # value: (HTTP status, OpenAI error type, Anthropic error type)
-    INVALID_REQUEST = (400, "invalid_request_error", "invalid_request_error")
-    AUTHENTICATION = (401, "authentication_error", "authentication_error")
-    INSUFFICIENT_BALANCE = (402, "insufficient_quota", "billing_error")
-    PERMISSION = (403, "permission_error", "permission_error")
-    NOT_FOUND = (404, "not_found_error", "not_found_error")
-    METHOD_NOT_ALLOWED = (405, "invalid_request_error", "invalid_request_error")
-    PAYLOAD_TOO_LARGE = (413, "invalid_request_error", "request_too_large")
-    RATE_LIMITED = (429, "rate_limit_error", "rate_limit_error")
-    UPSTREAM_FAILED = (502, "upstream_error", "api_error")
-    OVERLOADED = (503, "overloaded_error", "overloaded_error")
-    UPSTREAM_TIMEOUT = (504, "timeout_error", "timeout_error")
-    INTERNAL = (500, "server_error", "api_error")
+    # value: (HTTP status, retryable: the same request may succeed later, trips_breaker: the node's fault)
+    INVALID_REQUEST = (400, False, False)
+    AUTHENTICATION = (401, False, False)
+    INSUFFICIENT_BALANCE = (402, False, False)
+    PERMISSION = (403, False, False)
+    NOT_FOUND = (404, False, False)
+    METHOD_NOT_ALLOWED = (405, False, False)
+    CONFLICT = (409, False, False)
+    PAYLOAD_TOO_LARGE = (413, False, False)
+    RATE_LIMITED = (429, True, False)
+    INTERNAL = (500, True, False)
+    UPSTREAM_FAILED = (502, True, True)
+    OVERLOADED = (503, True, False)
+    UPSTREAM_TIMEOUT = (504, True, True)
 
     @property
     def status(self) -> int:
         return self.value[0]
 
+    @property
+    def retryable(self) -> bool:
+        return self.value[1]
+
+    @property
+    def trips_breaker(self) -> bool:
+        return self.value[2]
+
 
 class GatewayError(Exception):
-    """An error answered to the client; ``param`` names the request field at fault.
+    """An error answered to the client; ``param`` names the request field at fault, ``code`` is machine-readable.
 
     ``headers`` are sent with the error answer (e.g. a 429's ``x-ratelimit-*``).
     """
 
-    headers: dict[str, str] | None = None
-
-    def __init__(self, kind: ErrorKind, message: str, param: str | None = None,
-                 code: str | None = None, retry_after_s: int | None = None) -> None:
+    def __init__(self, kind: ErrorKind, message: str, param: str | None = None, code: str | None = None,
+                 retry_after_s: int | None = None, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
+        self.headers = headers
         self.kind = kind
         self.message = message
         self.param = param
@@ -52,25 +71,24 @@ class GatewayError(Exception):
         self.retry_after_s = retry_after_s
 
 
-def error_body(protocol: str, error: GatewayError) -> bytes:
-    """The JSON error body for a protocol: Anthropic's for ``messages``, Google's for the Gemini
-    endpoints, OpenAI's otherwise."""
-    status, openai_type, anthropic_type = error.kind.value
-    if protocol in GEMINI_CLIENTS:
-        return ujson.dumps(gemini_error(error.message, status)).encode()
-    if protocol == "messages":
-        return ujson.dumps({"type": "error", "error": {"type": anthropic_type, "message": error.message}}).encode()
-    return ujson.dumps({"error": {"message": error.message, "type": openai_type, "param": error.param,
-                                  "code": error.code}}).encode()
-
-
-def stream_error_frame(protocol: str, error: GatewayError) -> bytes:
-    """The SSE frame that ends a stream which failed after it started (never end silently)."""
-    body = error_body(protocol, error)
-    if protocol == "messages":
-        return b"event: error\ndata: " + body + b"\n\n"
-    if protocol == "responses":
-        _, openai_type, _ = error.kind.value
-        event = {"type": "error", "code": openai_type, "message": error.message, "param": None}
-        return b"event: error\ndata: " + ujson.dumps(event).encode() + b"\n\n"
-    return b"data: " + body + b"\n\n"
+def ledger_error(exc: LedgerError) -> GatewayError:
+    """The one mapping from the ledger's exceptions to answers."""
+    if isinstance(exc, InsufficientBalance):
+        return GatewayError(ErrorKind.INSUFFICIENT_BALANCE, "your balance is exhausted; top up to continue",
+                            code="insufficient_quota")
+    if isinstance(exc, KeyLimitExceeded):  # the message names the limit and when its window resets
+        return GatewayError(ErrorKind.INSUFFICIENT_BALANCE, str(exc), code="budget_exceeded")
+    if isinstance(exc, RateLimited):
+        return GatewayError(ErrorKind.RATE_LIMITED, str(exc), code="rate_limit_exceeded",
+                            retry_after_s=exc.retry_after_s, headers=exc.headers)
+    if isinstance(exc, KeyRevoked):
+        return GatewayError(ErrorKind.AUTHENTICATION, "this API key has been revoked", code="invalid_api_key")
+    if isinstance(exc, LedgerUnavailable):  # fail closed: never serve free while billing is unreachable
+        return GatewayError(ErrorKind.OVERLOADED, "the billing ledger is unreachable; retry shortly", retry_after_s=2)
+    if isinstance(exc, UnknownAccount):
+        return GatewayError(ErrorKind.NOT_FOUND, str(exc))
+    if isinstance(exc, AccountExists):
+        return GatewayError(ErrorKind.CONFLICT, str(exc), "id", code="account_exists")
+    if isinstance(exc, InvalidLedgerArgument):
+        return GatewayError(ErrorKind.INVALID_REQUEST, str(exc))
+    return GatewayError(ErrorKind.INTERNAL, "internal ledger error")

@@ -19,9 +19,9 @@ from gateway.attempts import ClientFault, Opener, count_attempt
 from gateway.auth import Caller, authenticate
 from gateway.call import Call, Channel
 from gateway.config import Model, normalize_model_id
-from gateway.errors import ErrorKind, GatewayError, error_body
+from gateway.errors import ErrorKind, GatewayError, ledger_error
 from gateway.ledger.keys import KeyInfo
-from gateway.ledger.errors import InsufficientBalance, KeyLimitExceeded
+from gateway.ledger.errors import LedgerError
 from gateway.ledger.money import nano_to_usd
 from gateway.protocols import translate
 from gateway.protocols.body import parse_body
@@ -54,6 +54,8 @@ class Pipeline:
             await self._run(call, raw, api_key, url_model, url_stream)
         except GatewayError as error:
             self._fail(call, error)
+        except LedgerError as exc:
+            self._fail(call, ledger_error(exc))
         finally:
             channel.on_close(None)  # the callback holds the call: drop it, or call <-> handler is a cycle
             metrics.inflight.dec()
@@ -84,14 +86,8 @@ class Pipeline:
         key = normalize_model_id(model.id)
         max_output = facts.max_output_tokens or DEFAULT_OUTPUT_RESERVE
         estimate = call.prices.estimate_nano(key, facts.prompt_tokens_estimate, max_output)
-        try:
-            call.reservation = await services.ledger.reserve(call.key, estimate, call.channel.request_id,
-                                                             tokens=facts.prompt_tokens_estimate + max_output)
-        except InsufficientBalance:
-            raise GatewayError(ErrorKind.INSUFFICIENT_BALANCE, "your balance is exhausted; top up to continue",
-                               code="insufficient_quota") from None
-        except KeyLimitExceeded as exc:  # the message names the limit and when its window resets
-            raise GatewayError(ErrorKind.INSUFFICIENT_BALANCE, str(exc), code="budget_exceeded") from None
+        call.reservation = await services.ledger.reserve(call.key, estimate, call.channel.request_id,
+                                                         tokens=facts.prompt_tokens_estimate + max_output)
         try:
             await self._route(call, services.router.plan(model, fallbacks))
         finally:
@@ -248,11 +244,7 @@ class Pipeline:
         channel = call.channel
         if channel.closed:
             return
-        if error.retry_after_s is not None:
-            channel.set_header("Retry-After", str(error.retry_after_s))
-        for name, value in (error.headers or {}).items():
-            channel.set_header(name, value)
-        channel.send(error.kind.status, error_body(call.endpoint, error))
+        channel.fail(error)
         model = call.model.id if call.model is not None else "-"
         self.services.metrics.child(self.services.metrics.requests, call.endpoint, model,
                                     f"{error.kind.status // 100}xx").inc()

@@ -14,11 +14,12 @@ from typing import Any
 
 from gateway.attempts import Opened, describe
 from gateway.call import Call
-from gateway.errors import ErrorKind, GatewayError, stream_error_frame
+from gateway.errors import ErrorKind, GatewayError
 from gateway.observability.metrics import Metrics
 from gateway.protocols import translate
 from gateway.config import normalize_model_id
 from gateway.protocols.canonical import Price, Usage, dumpb
+from gateway.protocols.error_bodies import stream_error_frame
 from gateway.protocols.inspect import EMBEDDING_ENDPOINTS, estimate_prompt_tokens
 from gateway.protocols.passthrough import make_tap
 from gateway.protocols.usage import usage_from_body, with_cost
@@ -117,8 +118,8 @@ async def relay_stream(call: Call, opened: Opened, metrics: Metrics,
             outcome = Outcome.FAILURE
             status = 502
             call.error = describe(exc)
-            error = GatewayError(ErrorKind.UPSTREAM_FAILED, f"the upstream stream failed: {describe(exc)}")
-            await channel.relay(stream_error_frame(call.endpoint, error))
+            await channel.relay(stream_error_frame(call.endpoint, ErrorKind.UPSTREAM_FAILED.status,
+                                                   f"the upstream stream failed: {describe(exc)}"))
     finally:
         call.live.discard(exchange)
         metrics.streams.dec()

@@ -22,7 +22,6 @@ from gateway.config import Config
 from gateway.errors import ErrorKind, GatewayError
 from gateway.http.admin import AdminHandler
 from gateway.http.base import BaseHandler, api_key_from
-from gateway.ledger.errors import UnknownAccount
 from gateway.ledger.keys import KeyInfo
 from gateway.ledger.limits import MAX_RATE, PERIODS, KeyLimits
 from gateway.ledger.money import nano_to_usd, usd_to_nano
@@ -207,24 +206,18 @@ class BalanceHandler(_ClientHandler):
     """``GET /v1/balance``: ``{"account", "balance_usd", "reserved_usd", "available_usd"}``."""
 
     async def get(self) -> None:
-        try:
-            self._query(())
-            key = await self._caller()
-            self.send_json(200, await self.services.ledger.balance(key.account_id))
-        except GatewayError as error:
-            self.send_error_json(error)
+        self._query(())
+        key = await self._caller()
+        self.send_json(200, await self.services.ledger.balance(key.account_id))
 
 
 class UsageHandler(_ClientHandler):
     """``GET /v1/usage?limit=&since=``: the caller's account's records, newest first."""
 
     async def get(self) -> None:
-        try:
-            key = await self._caller()
-            limit, since = self._usage_window(self._query(("limit", "since")))
-            self.send_json(200, {"data": await self.services.ledger.usage(key.account_id, limit, since)})
-        except GatewayError as error:
-            self.send_error_json(error)
+        key = await self._caller()
+        limit, since = self._usage_window(self._query(("limit", "since")))
+        self.send_json(200, {"data": await self.services.ledger.usage(key.account_id, limit, since)})
 
 
 # -- admin -------------------------------------------------------------------------------
@@ -237,7 +230,7 @@ class _AdminLedgerHandler(_LedgerMixin, AdminHandler):
         return parse_body(self.request.body, allowed, required)
 
     def _answer(self, status: int, payload: Any) -> None:
-        self.send_json(status, payload)  # AdminHandler.send_json marks it no-store
+        self.send_json(status, payload)  # AdminHandler marks every answer no-store
 
 
 class AdminAccountsHandler(_AdminLedgerHandler):
@@ -245,46 +238,25 @@ class AdminAccountsHandler(_AdminLedgerHandler):
 
     async def get(self, account_id: str | None = None) -> None:
         ledger = self.services.ledger
-        try:
-            self._query(())
-            if account_id is None:
-                self._answer(200, {"data": await ledger.accounts()})
-                return
-            try:
-                self._answer(200, await ledger.account(account_id))
-            except UnknownAccount:
-                raise _not_found(f"no account '{account_id}'") from None
-        except GatewayError as error:
-            self.send_error_json(error)
+        self._query(())
+        if account_id is None:
+            self._answer(200, {"data": await ledger.accounts()})
+            return
+        self._answer(200, await ledger.account(account_id))
 
     async def post(self, account_id: str | None = None) -> None:
         ledger = self.services.ledger
-        try:
-            if account_id is not None:
-                raise GatewayError(ErrorKind.METHOD_NOT_ALLOWED, "POST /admin/accounts creates an account; "
-                                                                 "the id goes in the body")
-            body = self._body(("id", "balance_usd"), ("id",))
-            new_id = body["id"]
-            if not isinstance(new_id, str) or not _ACCOUNT_ID.fullmatch(new_id):
-                raise _invalid("'id' must be 1 to 128 characters of letters, digits and . _ @ : - "
-                               "(starting with a letter or digit)", "id")
-            balance = 0 if body.get("balance_usd") is None else parse_amount(body["balance_usd"], "balance_usd",
-                                                                              allow_zero=True)
-            try:
-                await ledger.account(new_id)
-            except UnknownAccount:
-                pass
-            else:
-                self.send_json(409, _conflict(f"account '{new_id}' already exists"))
-                return
-            try:
-                created = await ledger.create_account(new_id, balance)
-            except ValueError:  # created meanwhile (another gateway sharing the ledger)
-                self.send_json(409, _conflict(f"account '{new_id}' already exists"))
-                return
-            self._answer(201, created)
-        except GatewayError as error:
-            self.send_error_json(error)
+        if account_id is not None:
+            raise GatewayError(ErrorKind.METHOD_NOT_ALLOWED, "POST /admin/accounts creates an account; "
+                                                             "the id goes in the body")
+        body = self._body(("id", "balance_usd"), ("id",))
+        new_id = body["id"]
+        if not isinstance(new_id, str) or not _ACCOUNT_ID.fullmatch(new_id):
+            raise _invalid("'id' must be 1 to 128 characters of letters, digits and . _ @ : - "
+                           "(starting with a letter or digit)", "id")
+        balance = 0 if body.get("balance_usd") is None else parse_amount(body["balance_usd"], "balance_usd",
+                                                                          allow_zero=True)
+        self._answer(201, await ledger.create_account(new_id, balance))  # AccountExists: 409
 
 
 class AdminCreditHandler(_AdminLedgerHandler):
@@ -292,21 +264,13 @@ class AdminCreditHandler(_AdminLedgerHandler):
 
     async def post(self, account_id: str) -> None:
         ledger = self.services.ledger
-        try:
-            body = self._body(("amount_usd", "reference"), ("amount_usd", "reference"))
-            amount = parse_amount(body["amount_usd"], "amount_usd")
-            reference = parse_text(body["reference"], "reference", 256)
-            try:
-                applied = await ledger.credit(account_id, amount, reference)
-                balance = await ledger.balance(account_id)
-            except UnknownAccount:
-                raise _not_found(f"no account '{account_id}'") from None
-            except ValueError as exc:
-                raise _invalid(str(exc)) from None
-            self._answer(200, {"applied": applied, "reference": reference, "amount_usd": nano_to_usd(amount),
-                               **balance})
-        except GatewayError as error:
-            self.send_error_json(error)
+        body = self._body(("amount_usd", "reference"), ("amount_usd", "reference"))
+        amount = parse_amount(body["amount_usd"], "amount_usd")
+        reference = parse_text(body["reference"], "reference", 256)
+        applied = await ledger.credit(account_id, amount, reference)
+        balance = await ledger.balance(account_id)
+        self._answer(200, {"applied": applied, "reference": reference, "amount_usd": nano_to_usd(amount),
+                           **balance})
 
 
 class AdminKeysHandler(_AdminLedgerHandler):
@@ -318,55 +282,31 @@ class AdminKeysHandler(_AdminLedgerHandler):
 
     async def post(self, account_id: str) -> None:
         ledger = self.services.ledger
-        try:
-            body = self._body(KEY_FIELDS, ("name",))
-            kind = "api" if body.get("kind") is None else body["kind"]
-            if kind not in ("api", "management"):
-                raise _invalid("'kind' must be \"api\" or \"management\"", "kind")
-            name = parse_text(body["name"], "name", 128)
-            models = resolve_models(self.services.config, body.get("models"))
-            options = parse_key_options(body)
-            try:
-                created = await ledger.create_key(account_id, name, models, kind=kind, **options)
-            except UnknownAccount:
-                raise _not_found(f"no account '{account_id}'") from None
-            except ValueError as exc:
-                raise _invalid(str(exc)) from None
-            self._answer(201, created)
-        except GatewayError as error:
-            self.send_error_json(error)
+        body = self._body(KEY_FIELDS, ("name",))
+        kind = "api" if body.get("kind") is None else body["kind"]
+        if kind not in ("api", "management"):
+            raise _invalid("'kind' must be \"api\" or \"management\"", "kind")
+        name = parse_text(body["name"], "name", 128)
+        models = resolve_models(self.services.config, body.get("models"))
+        options = parse_key_options(body)
+        self._answer(201, await ledger.create_key(account_id, name, models, kind=kind, **options))
 
 
 class AdminKeyHandler(_AdminLedgerHandler):
     """``DELETE /admin/keys/{key_id}``: revoke now (idempotent); 404 for an unknown key."""
 
     async def delete(self, key_id: str) -> None:
-        try:
-            self._query(())
-            if not await self.services.ledger.revoke_key(key_id):
-                raise _not_found(f"no key '{key_id[:64]}'")
-            self._answer(200, {"key_id": key_id, "revoked": True})
-        except GatewayError as error:
-            self.send_error_json(error)
+        self._query(())
+        if not await self.services.ledger.revoke_key(key_id):
+            raise _not_found(f"no key '{key_id[:64]}'")
+        self._answer(200, {"key_id": key_id, "revoked": True})
 
 
 class AdminUsageHandler(_AdminLedgerHandler):
     """``GET /admin/usage?account=&limit=&since=``: every account's records (or one's), newest first."""
 
     async def get(self) -> None:
-        try:
-            query = self._query(("account", "limit", "since"))
-            limit, since = self._usage_window(query)
-            account = query.get("account") or None
-            try:
-                data = await self.services.ledger.usage(account, limit, since)
-            except UnknownAccount:
-                raise _not_found(f"no account '{account}'") from None
-            self._answer(200, {"data": data})
-        except GatewayError as error:
-            self.send_error_json(error)
-
-
-def _conflict(message: str) -> dict[str, Any]:
-    return {"error": {"message": message, "type": "invalid_request_error", "param": "id",
-                      "code": "account_exists"}}
+        query = self._query(("account", "limit", "since"))
+        limit, since = self._usage_window(query)
+        account = query.get("account") or None
+        self._answer(200, {"data": await self.services.ledger.usage(account, limit, since)})

@@ -15,6 +15,9 @@ from gateway.errors import ErrorKind, GatewayError
 from gateway.http.base import BaseHandler
 
 
+INVALID_ADMIN_TOKEN = "invalid_admin_token"
+
+
 def _bearer(header: str) -> str | None:
     if header[:7].lower() != "bearer ":
         return None
@@ -24,23 +27,23 @@ def _bearer(header: str) -> str | None:
 class AdminHandler(BaseHandler):
     """Base of every admin handler: 404 when the API is disabled, 401 without the right token."""
 
+    def set_default_headers(self) -> None:
+        super().set_default_headers()
+        self.set_header("Cache-Control", "no-store")  # on every answer, errors included
+
     def prepare(self) -> None:
         token = self.services.config.admin.token
         if not token:
-            self.send_error_json(GatewayError(ErrorKind.NOT_FOUND, f"no such endpoint: {self.request.path}"))
-            return
+            raise GatewayError(ErrorKind.NOT_FOUND, f"no such endpoint: {self.request.path}")
         given = _bearer(self.request.headers.get("Authorization", ""))
         # Bytes, not str: compare_digest refuses non-ASCII str, and a client must not turn that into a 500.
         if given is None or not hmac.compare_digest(given.encode("utf-8"), token.encode("utf-8")):
-            self.set_header("WWW-Authenticate", 'Bearer realm="infermesh-admin"')
-            self.send_error_json(GatewayError(ErrorKind.AUTHENTICATION, "missing or invalid admin token",
-                                              code="invalid_admin_token"))
-            return
-        self.set_header("Cache-Control", "no-store")
+            raise GatewayError(ErrorKind.AUTHENTICATION, "missing or invalid admin token", code=INVALID_ADMIN_TOKEN)
 
-    def send_json(self, status: int, payload: Any) -> None:
-        self.set_header("Cache-Control", "no-store")
-        super().send_json(status, payload)
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        if getattr(kwargs.get("exc_info", (None, None, None))[1], "code", None) == INVALID_ADMIN_TOKEN:
+            self.set_header("WWW-Authenticate", 'Bearer realm="infermesh-admin"')
+        super().write_error(status_code, **kwargs)
 
 
 class ReloadHandler(AdminHandler):
@@ -49,8 +52,8 @@ class ReloadHandler(AdminHandler):
     def post(self) -> None:
         reload = self.services.reload
         if reload is None:
-            self.send_error_json(GatewayError(ErrorKind.OVERLOADED, "reload is not available yet", retry_after_s=1))
-        elif reload():
+            raise GatewayError(ErrorKind.OVERLOADED, "reload is not available yet", retry_after_s=1)
+        if reload():
             self.send_json(200, {"reloaded": True, "nodes": len(self.services.config.nodes),
                                  "models": len(self.services.config.models)})
         else:

@@ -1,20 +1,26 @@
-"""What every handler shares: request ids, the gateway's headers, errors in the protocol's shape."""
+"""What every handler shares: request ids, the gateway's headers, errors in the protocol's shape.
+
+Errors follow Tornado's own idiom: a handler raises ``GatewayError`` (or lets a
+ledger exception through), or calls ``fail`` where raising is not possible, and
+``write_error`` renders it in the handler's client protocol (``self.protocol``)
+through ``protocols/error_bodies.py``. Tornado's own errors (404, 405, bad
+framing) and unexpected exceptions (500) go the same way, never as HTML.
+"""
 
 from __future__ import annotations
 
 import os
+from types import TracebackType
 from typing import Any
 
 import ujson
 from tornado.web import HTTPError, RequestHandler
 
 from gateway import redact
-from gateway.errors import ErrorKind, GatewayError, error_body
+from gateway.errors import ErrorKind, GatewayError, ledger_error
+from gateway.ledger.errors import LedgerError
+from gateway.protocols.error_bodies import error_body
 from gateway.services import Services
-
-_STATUS_KINDS = {400: ErrorKind.INVALID_REQUEST, 401: ErrorKind.AUTHENTICATION, 403: ErrorKind.PERMISSION,
-                 404: ErrorKind.NOT_FOUND, 405: ErrorKind.METHOD_NOT_ALLOWED, 413: ErrorKind.PAYLOAD_TOO_LARGE,
-                 503: ErrorKind.OVERLOADED}
 
 
 def new_request_id() -> str:
@@ -71,29 +77,48 @@ class BaseHandler(RequestHandler):
         self.set_header("Content-Type", "application/json")
         self.finish(ujson.dumps(payload, escape_forward_slashes=False))
 
-    def send_error_json(self, error: GatewayError) -> None:
-        if error.retry_after_s is not None:
-            self.set_header("Retry-After", str(error.retry_after_s))
-        for name, value in (error.headers or {}).items():
-            self.set_header(name, value)
-        self.set_status(error.kind.status)
-        self.set_header("Content-Type", "application/json")
-        self.finish(redact.current().bytes(error_body(self.protocol, error)))
+    def fail(self, error: GatewayError) -> None:
+        """Answer ``error`` now, where raising it is not possible (``prepare`` of a streamed body, a callback)."""
+        self.send_error(error.kind.status, error=error)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
-        """Tornado's own errors (405, 404, bad framing) in the protocol's JSON shape, never HTML."""
-        kind = _STATUS_KINDS.get(status_code, ErrorKind.INTERNAL)
-        if kind is ErrorKind.INTERNAL:  # an exception escaped a handler: Tornado has logged its traceback
-            self.services.internal_errors += 1
+        """Render the error in this handler's protocol: the one place HTTP error answers are written."""
+        error = kwargs.get("error")
         exc = kwargs.get("exc_info", (None, None, None))[1]
-        message = exc.log_message if isinstance(exc, HTTPError) and exc.log_message else {
-            404: "no such endpoint", 405: f"method {self.request.method} is not allowed here"}.get(
-            status_code, "internal error")
+        if error is None and isinstance(exc, GatewayError):
+            error = exc
+        elif error is None and isinstance(exc, LedgerError):
+            error = ledger_error(exc)
+        if error is not None:  # raised on purpose: its kind decides the status
+            status_code = error.kind.status
+            self.set_status(status_code)
+            if error.retry_after_s is not None:
+                self.set_header("Retry-After", str(error.retry_after_s))
+            for name, value in (error.headers or {}).items():
+                self.set_header(name, value)
+            message, code, param = error.message, error.code, error.param
+        else:  # Tornado's own (404, 405, bad framing) or an unexpected exception (500): status as Tornado chose
+            if status_code >= 500:  # an exception escaped a handler: Tornado has logged its traceback
+                self.services.internal_errors += 1
+            message, code, param = _tornado_message(status_code, exc, self.request.method), None, None
         self.set_header("Content-Type", "application/json")
-        self.finish(error_body(self.protocol, GatewayError(kind, message)))
+        self.finish(redact.current().bytes(error_body(self.protocol, status_code, message, code=code, param=param)))
+
+    def log_exception(self, typ: type[BaseException] | None, value: BaseException | None,
+                      tb: TracebackType | None) -> None:
+        """Errors answered on purpose are not faults: the access log has them. Anything else is logged."""
+        if isinstance(value, (GatewayError, LedgerError)) and not isinstance(value, HTTPError):
+            return
+        super().log_exception(typ, value, tb)
+
+
+def _tornado_message(status_code: int, exc: BaseException | None, method: str | None) -> str:
+    if isinstance(exc, HTTPError) and exc.log_message:
+        return exc.log_message
+    return {404: "no such endpoint", 405: f"method {method} is not allowed here"}.get(status_code, "internal error")
 
 
 class NotFoundHandler(BaseHandler):
     def prepare(self) -> None:
         self.protocol = "messages" if self.request.path.startswith("/v1/messages") else "chat"
-        self.send_error_json(GatewayError(ErrorKind.NOT_FOUND, f"no such endpoint: {self.request.path}"))
+        raise GatewayError(ErrorKind.NOT_FOUND, f"no such endpoint: {self.request.path}")

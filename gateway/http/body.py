@@ -60,7 +60,7 @@ class JsonBodyHandler(BaseHandler):
 
     def _refuse(self, error: GatewayError) -> None:
         self._refused = True
-        self.send_error_json(error)
+        self.fail(error)
 
 
 def _is_json(content_type: str) -> bool:

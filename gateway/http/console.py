@@ -74,8 +74,7 @@ class ConsoleHandler(BaseHandler):
         if name is None:
             name = "index.html"
         elif name not in FILES or name == "index.html":
-            self.send_error_json(GatewayError(ErrorKind.NOT_FOUND, f"no such file: {self.request.path[:200]}"))
-            return
+            raise GatewayError(ErrorKind.NOT_FOUND, f"no such file: {self.request.path[:200]}")
         data, etag = _load(name)
         self.set_header("Content-Type", FILES[name])
         # The page is tiny: always revalidate, so an upgraded gateway never runs a stale script.

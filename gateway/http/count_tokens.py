@@ -89,13 +89,8 @@ class CountTokensHandler(JsonBodyHandler):
     protocol = "messages"  # errors in Anthropic's shape
 
     async def post(self) -> None:
-        try:
-            await self._count()
-        except GatewayError as error:
-            if not self._finished:
-                self.send_error_json(error)
-
-    async def _count(self) -> None:
+        if self._finished:  # refused while the body arrived (JsonBodyHandler)
+            return
         services = self.services
         if services.draining:
             raise GatewayError(ErrorKind.OVERLOADED, "the gateway is shutting down", retry_after_s=5)

@@ -61,7 +61,7 @@ class GeminiHandler(ModelHandler):
     def prepare(self) -> None:
         action = self.path_args[1] if len(self.path_args) > 1 else ""
         if action not in ACTIONS and action != COUNT_TOKENS:
-            self.send_error_json(GatewayError(ErrorKind.NOT_FOUND, f"no such method: {action}"))
+            self.fail(GatewayError(ErrorKind.NOT_FOUND, f"no such method: {action}"))
             return
         super().prepare()
 
@@ -76,9 +76,7 @@ class GeminiHandler(ModelHandler):
             self._framer = JsonArrayFramer()
         services = self.services
         if services.inflight >= services.config.limits.max_inflight:
-            self.send_error_json(GatewayError(ErrorKind.OVERLOADED, "the gateway is at its concurrency limit",
-                                              retry_after_s=1))
-            return
+            raise GatewayError(ErrorKind.OVERLOADED, "the gateway is at its concurrency limit", retry_after_s=1)
         raw = self.body_bytes()
         services.inflight += 1
         try:
@@ -109,13 +107,6 @@ class GeminiHandler(ModelHandler):
     # -- countTokens ------------------------------------------------------------------
 
     async def _count_tokens(self, model_id: str) -> None:
-        try:
-            await self._count(model_id)
-        except GatewayError as error:
-            if not self._finished:
-                self.send_error_json(error)
-
-    async def _count(self, model_id: str) -> None:
         services = self.services
         key = await authenticate(services.ledger, gemini_api_key(self), Caller.MODELS)
         try:

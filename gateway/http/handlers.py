@@ -32,8 +32,7 @@ class ModelHandler(JsonBodyHandler):
 
     def prepare(self) -> None:
         if self.services.draining:
-            self.send_error_json(GatewayError(ErrorKind.OVERLOADED, "the gateway is shutting down",
-                                              retry_after_s=5))
+            self.fail(GatewayError(ErrorKind.OVERLOADED, "the gateway is shutting down", retry_after_s=5))
             return
         super().prepare()
 
@@ -42,9 +41,7 @@ class ModelHandler(JsonBodyHandler):
             return
         services = self.services
         if services.inflight >= services.config.limits.max_inflight:
-            self.send_error_json(GatewayError(ErrorKind.OVERLOADED, "the gateway is at its concurrency limit",
-                                              retry_after_s=1))
-            return
+            raise GatewayError(ErrorKind.OVERLOADED, "the gateway is at its concurrency limit", retry_after_s=1)
         raw = self.body_bytes()
         services.inflight += 1
         try:
@@ -133,12 +130,8 @@ class ModelsHandler(BaseHandler):
         if wants_google_shape(self):
             self.protocol = "gemini"
         google = self.protocol == "gemini"
-        try:
-            await authenticate(self.services.ledger, gemini_api_key(self) if google else api_key_from(self),
-                               Caller.MODELS)
-        except GatewayError as error:  # a bad key (401/403), or the shared ledger is unreachable (503)
-            self.send_error_json(error)
-            return
+        await authenticate(self.services.ledger, gemini_api_key(self) if google else api_key_from(self),
+                           Caller.MODELS)
         config = self.services.config
         entry = _google_model if google else _model_entry
         if model_id is None:
@@ -147,9 +140,8 @@ class ModelsHandler(BaseHandler):
             return
         model = config.find_model(model_id.removeprefix("models/") if google else model_id)
         if model is None:
-            self.send_error_json(GatewayError(ErrorKind.NOT_FOUND, f"the model '{model_id}' does not exist",
-                                              "model", code="model_not_found"))
-            return
+            raise GatewayError(ErrorKind.NOT_FOUND, f"the model '{model_id}' does not exist", "model",
+                               code="model_not_found")
         self.send_json(200, entry(model))
 
 

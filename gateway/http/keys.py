@@ -70,42 +70,32 @@ class KeysHandler(_SelfServiceHandler):
     """``GET /v1/keys`` and ``POST /v1/keys``."""
 
     async def get(self) -> None:
-        try:
-            self._query(())
-            key = await self._manager()
-            self.send_json(200, {"object": "list", "account": key.account_id, "current_key_id": key.key_id,
-                                 "data": await self._keys(key.account_id)})
-        except GatewayError as error:
-            self.send_error_json(error)
+        self._query(())
+        key = await self._manager()
+        self.send_json(200, {"object": "list", "account": key.account_id, "current_key_id": key.key_id,
+                             "data": await self._keys(key.account_id)})
 
     async def post(self) -> None:
         ledger = self.services.ledger
-        try:
-            self._query(())
-            key = await self._manager()
-            body = parse_body(self.request.body, KEY_FIELDS, ("name",))
-            kind = body.get("kind")
-            if kind is not None and kind != API_KEY:
-                if kind == MANAGEMENT_KEY:
-                    raise GatewayError(ErrorKind.PERMISSION, "management keys can only be created by the operator "
-                                                             "(admin API); here you can create API keys",
-                                       "kind", code="management_key_creation")
-                raise _invalid("'kind' must be \"api\" or omitted", "kind")
-            name = parse_text(body["name"], "name", 128)
-            models = resolve_models(self.services.config, body.get("models"))
-            options = parse_key_options(body)
-            active = sum(1 for k in await self._keys(key.account_id)
-                         if not k["revoked"] and k.get("kind", API_KEY) == API_KEY)
-            if active >= MAX_ACTIVE_KEYS:
-                raise _invalid(f"this account already has {active} active API keys (the most allowed is "
-                               f"{MAX_ACTIVE_KEYS}); revoke some first")
-            try:
-                created = await ledger.create_key(key.account_id, name, models, kind=API_KEY, **options)
-            except ValueError as exc:
-                raise _invalid(str(exc)) from None
-            self.send_json(201, created)
-        except GatewayError as error:
-            self.send_error_json(error)
+        self._query(())
+        key = await self._manager()
+        body = parse_body(self.request.body, KEY_FIELDS, ("name",))
+        kind = body.get("kind")
+        if kind is not None and kind != API_KEY:
+            if kind == MANAGEMENT_KEY:
+                raise GatewayError(ErrorKind.PERMISSION, "management keys can only be created by the operator "
+                                                         "(admin API); here you can create API keys",
+                                   "kind", code="management_key_creation")
+            raise _invalid("'kind' must be \"api\" or omitted", "kind")
+        name = parse_text(body["name"], "name", 128)
+        models = resolve_models(self.services.config, body.get("models"))
+        options = parse_key_options(body)
+        active = sum(1 for k in await self._keys(key.account_id)
+                     if not k["revoked"] and k.get("kind", API_KEY) == API_KEY)
+        if active >= MAX_ACTIVE_KEYS:
+            raise _invalid(f"this account already has {active} active API keys (the most allowed is "
+                           f"{MAX_ACTIVE_KEYS}); revoke some first")
+        self.send_json(201, await ledger.create_key(key.account_id, name, models, kind=API_KEY, **options))
 
 
 class KeyHandler(_SelfServiceHandler):
@@ -117,16 +107,13 @@ class KeyHandler(_SelfServiceHandler):
     """
 
     async def delete(self, key_id: str) -> None:
-        try:
-            self._query(())
-            key = await self._manager()
-            if not any(k["key_id"] == key_id for k in await self._keys(key.account_id)):
-                raise GatewayError(ErrorKind.NOT_FOUND, f"no key '{key_id[:64]}' in this account")
-            if not await self.services.ledger.revoke_key(key_id):
-                raise GatewayError(ErrorKind.NOT_FOUND, f"no key '{key_id[:64]}' in this account")
-            self.send_json(200, {"key_id": key_id, "revoked": True, "signed_out": key_id == key.key_id})
-        except GatewayError as error:
-            self.send_error_json(error)
+        self._query(())
+        key = await self._manager()
+        if not any(k["key_id"] == key_id for k in await self._keys(key.account_id)):
+            raise GatewayError(ErrorKind.NOT_FOUND, f"no key '{key_id[:64]}' in this account")
+        if not await self.services.ledger.revoke_key(key_id):
+            raise GatewayError(ErrorKind.NOT_FOUND, f"no key '{key_id[:64]}' in this account")
+        self.send_json(200, {"key_id": key_id, "revoked": True, "signed_out": key_id == key.key_id})
 
 
 class UsageSummaryHandler(_SelfServiceHandler):
@@ -140,28 +127,25 @@ class UsageSummaryHandler(_SelfServiceHandler):
     """
 
     async def get(self) -> None:
-        try:
-            query = self._query(("bucket", "since"))
-            key = await authenticate(self.services.ledger, api_key_from(self), Caller.ACCOUNT)
-            bucket = query.get("bucket", "day")
-            if bucket not in SUMMARY_BUCKETS:
-                raise _invalid("'bucket' must be 'hour' or 'day'", "bucket")
-            width = SUMMARY_BUCKETS[bucket]
-            now = time.time()
-            _, since = self._usage_window({"since": query["since"]} if "since" in query else {})
-            if since is None:
-                since = now - SUMMARY_DEFAULT_SPAN[bucket]
-            first = int(since // width) * width
-            if (now - first) / width > MAX_BUCKETS:
-                raise _invalid(f"that is more than {MAX_BUCKETS} {bucket}s; use a later 'since' or "
-                               f"bucket=day", "since")
-            records = await self.services.ledger.usage(key.account_id, SUMMARY_MAX_RECORDS, since)
-            self.send_json(200, {"account": key.account_id, "bucket": bucket, "bucket_seconds": width,
-                                 "since": since, "until": now, "first_bucket": first,
-                                 "records": len(records), "truncated": len(records) >= SUMMARY_MAX_RECORDS,
-                                 "data": summarize(records, width)})
-        except GatewayError as error:
-            self.send_error_json(error)
+        query = self._query(("bucket", "since"))
+        key = await authenticate(self.services.ledger, api_key_from(self), Caller.ACCOUNT)
+        bucket = query.get("bucket", "day")
+        if bucket not in SUMMARY_BUCKETS:
+            raise _invalid("'bucket' must be 'hour' or 'day'", "bucket")
+        width = SUMMARY_BUCKETS[bucket]
+        now = time.time()
+        _, since = self._usage_window({"since": query["since"]} if "since" in query else {})
+        if since is None:
+            since = now - SUMMARY_DEFAULT_SPAN[bucket]
+        first = int(since // width) * width
+        if (now - first) / width > MAX_BUCKETS:
+            raise _invalid(f"that is more than {MAX_BUCKETS} {bucket}s; use a later 'since' or "
+                           f"bucket=day", "since")
+        records = await self.services.ledger.usage(key.account_id, SUMMARY_MAX_RECORDS, since)
+        self.send_json(200, {"account": key.account_id, "bucket": bucket, "bucket_seconds": width,
+                             "since": since, "until": now, "first_bucket": first,
+                             "records": len(records), "truncated": len(records) >= SUMMARY_MAX_RECORDS,
+                             "data": summarize(records, width)})
 
 
 def summarize(records: list[dict[str, Any]], width: int) -> list[dict[str, Any]]:

@@ -1,17 +1,20 @@
-"""Exceptions of the ledger; each maps to one HTTP answer or one operator action."""
+"""Exceptions of the ledger. They know nothing of HTTP: ``gateway/errors.ledger_error`` maps each to an answer."""
 
 from __future__ import annotations
 
 import math
 from datetime import datetime, timezone
 
-from gateway.errors import ErrorKind, GatewayError
 from gateway.ledger.money import nano_to_usd
 
 _PERIOD_WORD = {"day": "daily", "week": "weekly", "month": "monthly"}
 
 
-class InsufficientBalance(Exception):
+class LedgerError(Exception):
+    """Base of what a ledger operation may raise for the caller to answer."""
+
+
+class InsufficientBalance(LedgerError):
     """The account has nothing left to reserve: answer 402."""
 
     @classmethod
@@ -20,7 +23,7 @@ class InsufficientBalance(Exception):
                    f"reserved {nano_to_usd(reserved_nano)} USD)")
 
 
-class KeyLimitExceeded(Exception):
+class KeyLimitExceeded(LedgerError):
     """The key's own spend limit is used up (the account may still have money): answer 402 ``budget_exceeded``.
 
     The message is shown to the client: it says which limit and, for a calendar window, when it resets.
@@ -37,6 +40,34 @@ class KeyLimitExceeded(Exception):
                    f"it resets at {reset}")
 
 
+class KeyRevoked(LedgerError):
+    """The key was revoked after this process authenticated it (a shared ledger saw it first): answer 401."""
+
+
+class UnknownAccount(LedgerError, KeyError):
+    """No account with that id: answer 404."""
+
+    def __str__(self) -> str:
+        # KeyError's str() is the repr of its argument (quotes); messages read better plain.
+        return str(self.args[0]) if self.args else "unknown account"
+
+
+class InvalidLedgerArgument(LedgerError, ValueError):
+    """An argument the ledger refuses (a bad name, amount or key option): answer 400 with the message."""
+
+
+class AccountExists(InvalidLedgerArgument):
+    """``create_account`` with an id that is taken: answer 409."""
+
+
+class LedgerUnavailable(LedgerError):
+    """The shared ledger (Redis) cannot be reached: fail closed with 503 and Retry-After, never serve free."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"the billing ledger is unreachable: {detail}")
+        self.detail = detail
+
+
 class LedgerCorrupt(Exception):
     """A snapshot or journal cannot be trusted; the message names the file.
 
@@ -49,31 +80,11 @@ class LedgerLocked(RuntimeError):
     """Another process holds the state directory; two writers would interleave journals."""
 
 
-class UnknownAccount(KeyError):
-    """No account with that id: answer 404."""
-
-    def __str__(self) -> str:
-        # KeyError's str() is the repr of its argument (quotes); messages read better plain.
-        return str(self.args[0]) if self.args else "unknown account"
-
-
-class LedgerUnavailable(GatewayError):
-    """The shared ledger (Redis) cannot be reached: fail closed with 503 and Retry-After, never serve free.
-
-    A ``GatewayError`` (kind OVERLOADED), so every handler's ``except GatewayError``
-    already answers it in the client protocol's own error shape.
-    """
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(ErrorKind.OVERLOADED, "the billing ledger is unreachable; retry shortly", retry_after_s=2)
-        self.detail = detail
-
-
-class RateLimited(GatewayError):
-    """A key's rpm, tpm or max_concurrent is reached: 429 with ``Retry-After`` and OpenAI's ``x-ratelimit-*``
-    headers (built in limits.py), in the endpoint's own error shape (a ``GatewayError``, like LedgerUnavailable)."""
+class RateLimited(LedgerError):
+    """A key's rpm, tpm or max_concurrent is reached: answer 429 with ``Retry-After`` and OpenAI's
+    ``x-ratelimit-*`` headers (built in limits.py)."""
 
     def __init__(self, message: str, retry_after_s: float, headers: dict[str, str]) -> None:
-        super().__init__(ErrorKind.RATE_LIMITED, message, code="rate_limit_exceeded",
-                         retry_after_s=max(1, math.ceil(retry_after_s)))
+        super().__init__(message)
+        self.retry_after_s = max(1, math.ceil(retry_after_s))
         self.headers = headers

@@ -24,6 +24,7 @@ from enum import Enum
 from typing import Any, Sequence
 
 from gateway.config import normalize_model_id
+from gateway.ledger.errors import InvalidLedgerArgument
 from gateway.ledger.limits import window_end, window_start
 from gateway.ledger.money import nano_to_usd
 
@@ -87,7 +88,7 @@ def generate_key(kind: str = API_KEY) -> str:
 def check_kind(kind: object) -> str:
     """``kind`` if it is one of KEY_KINDS, else ValueError."""
     if not isinstance(kind, str) or kind not in KEY_KINDS:
-        raise ValueError(f"key kind must be one of {', '.join(KEY_KINDS)}, not {kind!r}")
+        raise InvalidLedgerArgument(f"key kind must be one of {', '.join(KEY_KINDS)}, not {kind!r}")
     return kind
 
 
@@ -120,12 +121,12 @@ def check_key_options(models: Sequence[str] | None, limit_nano: int | None,
     """
     if models is not None and (isinstance(models, str) or not models
                                or not all(isinstance(m, str) and m for m in models)):
-        raise ValueError("models must be a non-empty list of model ids, or omitted for all models")
+        raise InvalidLedgerArgument("models must be a non-empty list of model ids, or omitted for all models")
     if limit_nano is not None and (not isinstance(limit_nano, int) or isinstance(limit_nano, bool) or limit_nano < 0):
-        raise ValueError(f"limit must be a non-negative number of nano-dollars, not {limit_nano!r}")
+        raise InvalidLedgerArgument(f"limit must be a non-negative number of nano-dollars, not {limit_nano!r}")
     if expires_at is not None and (not isinstance(expires_at, (int, float)) or isinstance(expires_at, bool)
                                    or not math.isfinite(expires_at)):
-        raise ValueError(f"expires_at must be a unix time, not {expires_at!r}")
+        raise InvalidLedgerArgument(f"expires_at must be a unix time, not {expires_at!r}")
     return None if models is None else frozenset(normalize_model_id(m) for m in models)
 
 

@@ -22,6 +22,7 @@ from typing import Any, Callable, Sequence
 
 from gateway.config import Account
 from gateway.ledger.errors import (
+    AccountExists,
     InsufficientBalance,
     KeyLimitExceeded,
     LedgerCorrupt,
@@ -239,7 +240,7 @@ class Ledger:
         """Open an account; ValueError if the id is taken or invalid."""
         check_account(account_id, balance_nano)
         if account_id in self._state.accounts:
-            raise ValueError(f"account {account_id!r} already exists")
+            raise AccountExists(f"account {account_id!r} already exists")
         self._commit("account", {"account": account_id, "nano": balance_nano, "at": self._clock()})
         return self.account(account_id)
 

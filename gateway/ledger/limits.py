@@ -25,7 +25,7 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from gateway.ledger.errors import RateLimited
+from gateway.ledger.errors import InvalidLedgerArgument, RateLimited
 
 PERIODS = ("day", "week", "month")
 MINUTE_S = 60.0
@@ -42,7 +42,7 @@ def window_start(period: str, at: float) -> float:
         return (day - timedelta(days=day.weekday())).timestamp()
     if period == "month":
         return day.replace(day=1).timestamp()
-    raise ValueError(f"limit_period must be one of {', '.join(PERIODS)}, not {period!r}")
+    raise InvalidLedgerArgument(f"limit_period must be one of {', '.join(PERIODS)}, not {period!r}")
 
 
 def window_end(period: str, at: float) -> float:
@@ -74,14 +74,14 @@ class KeyLimits:
         """ValueError naming the option that is wrong."""
         if self.period is not None:
             if self.period not in PERIODS:
-                raise ValueError(f"limit_period must be one of {', '.join(PERIODS)}, not {self.period!r}")
+                raise InvalidLedgerArgument(f"limit_period must be one of {', '.join(PERIODS)}, not {self.period!r}")
             if limit_nano is None:
-                raise ValueError("limit_period needs limit_usd: it says how often that limit starts over")
+                raise InvalidLedgerArgument("limit_period needs limit_usd: it says how often that limit starts over")
         for name in ("rpm", "tpm", "max_concurrent"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool)
                                       or not 1 <= value <= MAX_RATE):
-                raise ValueError(f"{name} must be an integer from 1 to {MAX_RATE}, not {value!r}")
+                raise InvalidLedgerArgument(f"{name} must be an integer from 1 to {MAX_RATE}, not {value!r}")
 
 
 NO_LIMITS = KeyLimits()

@@ -14,7 +14,7 @@ import ujson
 
 from gateway.ledger.backend import amounts_view
 from gateway.ledger.checks import check_account, check_credit, check_new_key
-from gateway.ledger.errors import UnknownAccount
+from gateway.ledger.errors import AccountExists, UnknownAccount
 from gateway.ledger.export import check_document, export_document
 from gateway.ledger.keys import API_KEY, KeyRecord, generate_key, hash_key, key_prefix, new_key_id
 from gateway.ledger.limits import NO_LIMITS, KeyLimits
@@ -36,7 +36,7 @@ class RedisAccounts(RedisStore):
     async def create_account(self, account_id: str, balance_nano: int = 0) -> dict[str, Any]:
         check_account(account_id, balance_nano)
         if not int(await self._script("CREATE_ACCOUNT", account_id, str(balance_nano), repr(self._clock()))):
-            raise ValueError(f"account {account_id!r} already exists")
+            raise AccountExists(f"account {account_id!r} already exists")
         return await self.account(account_id)
 
     async def account(self, account_id: str) -> dict[str, Any]:

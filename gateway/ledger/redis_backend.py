@@ -38,10 +38,15 @@ import ujson
 from redis.exceptions import RedisError
 
 from gateway.config import Account
-from gateway.errors import ErrorKind, GatewayError
 from gateway.ledger.backend import TOUCH_INTERVAL_S, Reservation, record_tokens, usage_record
 from gateway.ledger.checks import check_cost
-from gateway.ledger.errors import InsufficientBalance, KeyLimitExceeded, LedgerUnavailable, UnknownAccount
+from gateway.ledger.errors import (
+    InsufficientBalance,
+    KeyLimitExceeded,
+    KeyRevoked,
+    LedgerUnavailable,
+    UnknownAccount,
+)
 from gateway.ledger.keys import AuthStatus, KeyInfo, KeyRecord, hash_key, key_prefix, new_key_id
 from gateway.ledger.money import usd_to_nano
 from gateway.ledger.redis_accounts import RedisAccounts
@@ -286,7 +291,7 @@ class RedisBackend(RedisAccounts):
             raise UnknownAccount(f"no account {key.account_id!r}")
         if code == -4:
             self._auth.clear()
-            raise GatewayError(ErrorKind.AUTHENTICATION, "this API key has been revoked", code="invalid_api_key")
+            raise KeyRevoked(f"key {key.key_id} has been revoked")
         raise ValueError(f"reservation {rid} was already settled")
 
     async def settle(self, reservation: Reservation, cost_nano: int, record: dict[str, Any], *,

@@ -44,7 +44,7 @@ from gateway.protocols.canonical import (
     UsageUpdate,
     dumpb,
 )
-from gateway.protocols.error_bodies import openai_type
+from gateway.protocols.error_bodies import stream_error_event
 from gateway.protocols.openai_responses import (
     response_object,
     status_for,
@@ -248,5 +248,5 @@ class ResponsesStreamRenderer(StreamRenderer):
         self.ended = True
 
     def on_error(self, event: StreamError) -> None:
-        self._event({"type": "error", "code": openai_type(event.status), "message": event.message, "param": None})
+        self._event(stream_error_event("responses", event.status, event.message)[1])
         self.ended = True

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import ujson
 
-from gateway.errors import ErrorKind, GatewayError, stream_error_frame
 from gateway.protocols.canonical import Price, Usage, dumpb
+from gateway.protocols.error_bodies import stream_error_frame
 from gateway.protocols.gemini_stream import line_safe
 from gateway.protocols.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, SSEEvent, encode_event
 from gateway.protocols.stream_check import is_error_payload, well_formed
@@ -86,7 +86,7 @@ class _Tap:
 
     def _fail(self, reason: str) -> bytes:
         self.upstream_error = reason
-        return stream_error_frame(self._protocol, GatewayError(ErrorKind.UPSTREAM_FAILED, reason))
+        return stream_error_frame(self._protocol, 502, reason)  # the node failed: a 502 in the protocol's shape
 
     @property
     def output_estimate(self) -> int:

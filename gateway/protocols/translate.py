@@ -42,7 +42,7 @@ from gateway.protocols.canonical import (
     StreamRenderer,
     Usage,
 )
-from gateway.protocols.error_bodies import client_error, parse_upstream_error
+from gateway.protocols.error_bodies import error_json, parse_upstream_error
 from gateway.protocols.gemini_stream import GeminiStreamRenderer
 from gateway.protocols.openai_chat_stream import ChatStreamParser, ChatStreamRenderer
 from gateway.protocols.openai_responses_stream import (
@@ -211,7 +211,7 @@ def translate_error(node: str, status: int, body: bytes, client: str) -> dict:
     """An upstream error body of any shape as the client protocol's error JSON,
     keeping the upstream's message text."""
     message, upstream_type, code, param = parse_upstream_error(status, body)
-    return client_error(client, status, message, upstream_type, code, param)
+    return error_json(client, status, message, code=code, param=param, upstream_type=upstream_type)
 
 
 def passthrough_request(protocol: str, body: dict, upstream_model: str) -> dict:

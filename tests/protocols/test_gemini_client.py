@@ -17,7 +17,7 @@ import pytest
 from google import genai
 from google.genai import types
 
-from gateway.errors import ErrorKind, GatewayError, error_body, stream_error_frame
+from gateway.protocols.error_bodies import error_body, stream_error_frame
 from gateway.protocols.canonical import ProtocolError, Usage
 from gateway.protocols.gemini_client import openapi_to_json_schema, request_from_gemini
 from gateway.protocols.gemini_stream import JsonArrayFramer
@@ -240,10 +240,9 @@ def test_gemini_tap_relays_events_and_reads_the_last_usage() -> None:
 
 
 def test_error_shapes() -> None:
-    error = GatewayError(ErrorKind.INSUFFICIENT_BALANCE, "your balance is exhausted")
-    assert json.loads(error_body("gemini", error)) == {"error": {
+    assert json.loads(error_body("gemini", 402, "your balance is exhausted")) == {"error": {
         "code": 402, "message": "your balance is exhausted", "status": "RESOURCE_EXHAUSTED"}}
-    frame = stream_error_frame("gemini", GatewayError(ErrorKind.UPSTREAM_FAILED, "boom"))
+    frame = stream_error_frame("gemini", 502, "boom")
     assert json.loads(SSEDecoder().feed(frame)[0].data)["error"]["status"] == "UNAVAILABLE"
     out, translator = _run("chat", [b'data: {"error":{"message":"overloaded","type":"server_error"}}\n\n'])
     assert json.loads(SSEDecoder().feed(out)[0].data) == {"error": {
