@@ -32,7 +32,7 @@ def test_kinds_carry_status_retryability_and_breaker() -> None:
     (400, "invalid_request_error", "invalid_request_error", "INVALID_ARGUMENT"),
     (402, "insufficient_quota", "billing_error", "RESOURCE_EXHAUSTED"),
     (404, "not_found_error", "not_found_error", "NOT_FOUND"),
-    (502, "upstream_error", "api_error", "INTERNAL"),
+    (502, "upstream_error", "api_error", "UNAVAILABLE"),
     (503, "overloaded_error", "overloaded_error", "UNAVAILABLE"),
     (504, "timeout_error", "timeout_error", "DEADLINE_EXCEEDED"),
 ])
