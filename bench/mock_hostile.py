@@ -13,6 +13,8 @@ mode's version of the failure:
   bad-event     a ``data: {not json`` event halfway; a body ``{not json``
   empty-event   a ``data:`` event with nothing in it halfway; an empty 200 body
   huge-event    one event of ``event_bytes`` bytes (default 50 MB) halfway, sent under flow control
+  endless       a stream that never ends: its first content event again and again, as fast as the
+                reader takes it (flow control), until the connection closes; for stalled-reader benches
   echo-key      the credential the node received, echoed: in the error message when ``status``
                 is set, else as the ``model`` of a normal reply and in its text for ``ECHO-KEY``
 """
@@ -25,7 +27,7 @@ from typing import Any
 from bench import mock_wires
 
 FAULTS = frozenset({"html", "error-200", "truncated", "no-terminal", "bad-event", "empty-event", "huge-event",
-                    "echo-key"})
+                    "endless", "echo-key"})
 HTML_PAGE = (b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway"
              b"</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n")
 DEFAULT_EVENT_BYTES = 50 << 20
@@ -70,6 +72,8 @@ async def respond(conn: Any, fault: str, request: Any, body: dict[str, Any], rep
         return _send(conn, 200, cut)
     frames = list(reply.frames)
     half = len(frames) // 2
+    if fault == "endless":
+        return await _stream(conn, frames[:1], endless=b"".join(frames[1:2] * 64))
     if fault == "truncated":
         frames = frames[:half] + [frames[half][:len(frames[half]) // 2]]
     elif fault == "no-terminal":
@@ -89,11 +93,14 @@ def _send(conn: Any, status: int, body: bytes, content_type: str = "application/
                + body)
 
 
-async def _stream(conn: Any, frames: list[bytes], huge: int = 0, after: list[bytes] = ()) -> None:  # type: ignore[assignment]
+async def _stream(conn: Any, frames: list[bytes], huge: int = 0, after: list[bytes] = (),  # type: ignore[assignment]
+                  endless: bytes = b"") -> None:
     conn.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n"
                b"transfer-encoding: chunked\r\n\r\n")
     for frame in frames:
         await _chunk(conn, frame)
+    while endless and not conn.closed:
+        await _chunk(conn, endless)
     if huge:
         await _chunk(conn, b'data: {"type":"x","text":"')
         piece = b"x" * (64 << 10)

@@ -218,7 +218,8 @@ class _Reader:
                                     ("max_clients", "queue_timeout_s") + _TIMEOUT_KEYS)
         default_timeouts = self.timeouts(upstream_raw, "upstream", Timeouts())
         upstream = Upstream(self.number(upstream_raw.get("max_clients"), "upstream.max_clients", 1000, int, 1, 100000),
-                            self.number(upstream_raw.get("queue_timeout_s"), "upstream.queue_timeout_s", 5.0, float, 0),
+                            self.number(upstream_raw.get("queue_timeout_s"), "upstream.queue_timeout_s",
+                                        Upstream.queue_timeout_s, float, 0),
                             default_timeouts)
         routing_raw = self.mapping(top.get("routing"), "routing", ("strategy", "max_attempts"))
         routing = Routing(self.choice(routing_raw.get("strategy"), "routing.strategy", "least-latency", STRATEGIES),

@@ -77,7 +77,7 @@ class Timeouts:
 @dataclass(frozen=True)
 class Upstream:
     max_clients: int = 1000
-    queue_timeout_s: float = 5.0  # longest wait for a free curl slot before 503
+    queue_timeout_s: float = 0.25  # longest wait for a free curl slot before a 503: prompt, never a silent queue
     timeouts: Timeouts = field(default_factory=Timeouts)
 
 

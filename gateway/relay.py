@@ -99,6 +99,7 @@ async def relay_stream(call: Call, opened: Opened, metrics: Metrics,
         chunk = opened.first
         while chunk:
             out = tap.feed(chunk)
+            del chunk  # not held while a slow client drains ``out``: a stalled stream keeps one copy, not two
             if out and not await channel.relay(out):
                 break
             if tap.upstream_error:  # the stream failed and its error event is out: stop the transfer too

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any, Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -71,6 +72,7 @@ class ModelHandler(JsonBodyHandler):
         self.set_header("Content-Type", "text/event-stream")
         self.set_header("Cache-Control", "no-cache")
         self.set_header("X-Accel-Buffering", "no")  # nginx in front must not buffer the stream
+        _cap_send_buffer(self.request.connection)
         interval = self.services.config.limits.stream_heartbeat_s
         if interval > 0:
             self._heartbeat = IOLoop.current().call_later(interval, self._beat, interval)
@@ -113,6 +115,19 @@ class ModelHandler(JsonBodyHandler):
                 self.on_connection_close()
 
 
+def _cap_send_buffer(connection: Any) -> None:
+    """A stream's socket buffers at most ``STREAM_SNDBUF`` in the kernel, so a client that stops reading
+    stops the relay (and, through the high-water mark, the upstream) within a few events, instead of
+    after the several MB Linux's send-buffer autotuning would otherwise take in per connection."""
+    sock = getattr(getattr(connection, "stream", None), "socket", None)
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, STREAM_SNDBUF)
+        except OSError:
+            pass  # not a TCP socket (a test double): nothing to cap
+
+
+STREAM_SNDBUF = 16 * 1024  # the kernel doubles it; still far above a token stream's rate times a WAN round trip
 _PING_MESSAGES = b'event: ping\ndata: {"type": "ping"}\n\n'  # what Anthropic itself sends
 _PING_COMMENT = b": ping\n\n"  # an SSE comment: OpenAI clients skip it
 # Google's SDKs reject SSE comments but skip blank lines (also JSON whitespace in an array stream).

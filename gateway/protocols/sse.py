@@ -111,6 +111,8 @@ class SSEDecoder:
 
 def _parse_block(block: bytes, raw: bytes) -> SSEEvent | None:
     """Parse one event block; comment-only blocks (``: ping``) yield no event."""
+    if block.startswith(b"data: ") and b"\n" not in block:  # the usual one-line event (every chat chunk)
+        return SSEEvent(None, block[6:], raw)
     event_name: str | None = None
     data_lines: list[bytes] = []
     for line in block.split(b"\n"):

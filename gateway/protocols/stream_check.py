@@ -17,13 +17,23 @@ _DONE = b"[DONE]"
 
 
 def well_formed(data: bytes) -> bool:
-    """A payload the official SDKs can parse: a JSON object (judged by its ends) or chat's ``[DONE]``."""
-    return (data[:1] == b"{" and data.rstrip()[-1:] == b"}") or data == _DONE
+    """A payload the official SDKs can parse: a JSON object (judged by its ends) or chat's ``[DONE]``.
+
+    Per event on the hot path, so nothing is copied unless the payload ends in whitespace.
+    """
+    if data.startswith(b"{"):
+        return data.endswith(b"}") or data.rstrip().endswith(b"}")
+    return data == _DONE
 
 
 def is_error_payload(data: bytes) -> bool:
-    """An error object in the payload (``{"error": ...}`` or ``{"type": "error", ...}``), judged by its head."""
-    head = data[:24].replace(b" ", b"")
+    """An error object in the payload (``{"error": ...}`` or ``{"type": "error", ...}``), judged by its head.
+
+    A search bounded to the first bytes (no slice, no copy) rules out nearly every event at once.
+    """
+    if data.find(b'error"', 0, 40) < 0:
+        return False
+    head = data[:40].replace(b" ", b"")
     return head.startswith(b'{"error"') or head.startswith(b'{"type":"error"')
 
 
@@ -40,7 +50,8 @@ def start_problem(first: bytes) -> str | None:
     if head[0] not in _FIELD_STARTS:
         kind = "an HTML page" if head == b"<" else "a JSON body" if head in (b"{", b"[") else "something else"
         return f"sent {kind} instead of an event stream"
-    events = SSEDecoder().feed(first)
+    end = first.find(b"\n\n")  # only the first event is judged here: the tap judges the rest
+    events = SSEDecoder().feed(first[:end + 2]) if end >= 0 else []
     if not events:
         return None
     event = events[0]
