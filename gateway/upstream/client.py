@@ -12,10 +12,11 @@ sets a handle up):
 * ``WRITEFUNCTION`` queues body bytes and returns ``WRITEFUNC_PAUSE`` above a
   high-water mark, so a slow client stalls the upstream socket instead of
   growing our memory; ``read()`` joins what queued into one chunk and resumes;
-* ``XFERINFOFUNCTION`` returns non-zero once an abort is requested. libcurl
-  does not call it while the socket is idle, so ``abort()`` kicks the handle
-  with pause/unpause, which makes libcurl run the transfer on the next loop
-  iteration (measured: the upstream sees the close within 1-2 ms).
+* ``abort()`` takes the handle out of curl's multi handle (``CurlPool.cancel``):
+  libcurl closes the connection of an unfinished transfer at once, so the
+  upstream sees the close (and stops generating, and billing) immediately,
+  even while the socket is idle. No progress function is installed, so
+  libcurl never calls into Python to ask whether to go on.
 
 These callbacks run synchronously on the IOLoop thread inside curl's socket
 handling, so they may touch futures directly. Transfers run on ``CurlPool``
@@ -36,7 +37,7 @@ from typing import Any
 import pycurl
 
 from gateway.config import Timeouts
-from gateway.upstream.curl_pool import CurlPool
+from gateway.upstream.curl_pool import ABORTED_ERRNO, CurlPool
 from gateway.upstream.exchange import Phase, UpstreamError
 from gateway.upstream.headers import HeaderBlock
 
@@ -47,7 +48,7 @@ HIGH_WATER_BYTES = 16 * 1024
 # libcurl error numbers (match on errno, never on message text: libcurl 8.19 reworded them)
 _CONNECT_ERRNOS = frozenset({5, 6, 7, 35, 60})  # proxy/host resolve, connect, TLS handshake, TLS verify
 _TIMEOUT_ERRNO = 28
-_ABORTED_ERRNOS = frozenset({23, 42})  # write error (our short write), callback abort
+_ABORTED_ERRNOS = frozenset({23, ABORTED_ERRNO})  # write error (our short write), our own cancel
 
 
 class Overloaded(Exception):
@@ -102,7 +103,7 @@ class UpstreamClient:
         """Start one transfer (POST ``body``, or GET when it is None); raises ``Overloaded`` when no slot frees
         up in time. A failure to set the transfer up surfaces from ``started()``, like any other."""
         await self._admission.acquire(self.queue_timeout_s)
-        exchange = CurlExchange(self._done, timeouts)
+        exchange = CurlExchange(self._http, self._done, timeouts)
         self._active.add(exchange)
         try:
             exchange._curl = self._http.start(exchange, url, headers.lines, body, timeouts.connect_timeout_s,
@@ -129,9 +130,10 @@ class UpstreamClient:
 class CurlExchange:
     """One upstream transfer: status first, then body chunks under flow control."""
 
-    def __init__(self, on_done: Any, timeouts: Timeouts) -> None:
+    def __init__(self, pool: CurlPool, on_done: Any, timeouts: Timeouts) -> None:
         self.status = 0
         self.headers: dict[str, str] = {}
+        self._pool = pool
         self._on_finished = on_done
         self._timeouts = timeouts
         self._loop = asyncio.get_running_loop()
@@ -188,12 +190,7 @@ class CurlExchange:
             return
         self._abort_reason = reason
         if self._curl is not None:
-            # Kick: an idle transfer never calls the progress function on its own.
-            try:
-                self._curl.pause(pycurl.PAUSE_ALL)
-                self._curl.pause(pycurl.PAUSE_CONT)
-            except pycurl.error:
-                pass  # unpausing ran our write callback, which refused the data: the transfer is failing already
+            self._pool.cancel(self._curl)  # ends the transfer now: _ended runs before this returns
 
     # -- libcurl's side -----------------------------------------------------
 
@@ -228,9 +225,6 @@ class CurlExchange:
         self._last_activity = self._loop.time()
         self._wake()
         return None
-
-    def _on_progress(self, *_: int) -> int:
-        return 1 if self._abort_reason is not None else 0
 
     def _ended(self, errno: int, message: str) -> None:
         """The pool's report: ``errno`` 0 when the transfer completed, else libcurl's error (-1: setup)."""

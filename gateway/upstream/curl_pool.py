@@ -16,7 +16,7 @@ of a ~450 µs request:
 Here each handle gets the options that never change between the gateway's
 requests once, when it is created; a handle is never reset, and it remembers
 the URL, header block, timeouts and method it last sent, so a request to the
-same node sets only its body and its three callbacks. Completion calls the
+same node sets only its body and its two callbacks. Completion calls the
 transfer directly with libcurl's error number. Options libcurl keeps per
 handle are exactly what is compared, so nothing from one request leaks into
 the next: every option the gateway ever sets is either constant or set
@@ -37,14 +37,16 @@ from tornado.curl_httpclient import CurlAsyncHTTPClient
 _USER_AGENT = "Mozilla/5.0 (compatible; pycurl)"  # what tornado's client sent: unchanged for upstreams
 
 
+# libcurl's error number for a transfer the application stopped (CURLE_ABORTED_BY_CALLBACK)
+ABORTED_ERRNO = 42
+
+
 class Transfer(Protocol):
-    """What the pool needs from one transfer: libcurl's three callbacks and an end notification."""
+    """What the pool needs from one transfer: libcurl's two callbacks and an end notification."""
 
     def _on_header(self, line: bytes) -> None: ...
 
     def _on_body(self, chunk: bytes) -> int | None: ...
-
-    def _on_progress(self, download_total: int, downloaded: int, upload_total: int, uploaded: int) -> int: ...
 
     def _ended(self, errno: int, message: str) -> None:
         """``errno`` 0: completed; else libcurl's error number and message."""
@@ -73,7 +75,7 @@ class CurlPool(CurlAsyncHTTPClient):
         curl.setopt(pycurl.FOLLOWLOCATION, 0)  # an upstream's redirect is its answer, relayed as is
         curl.setopt(pycurl.USERAGENT, _USER_AGENT)
         curl.setopt(pycurl.NOSIGNAL, 1)  # the gateway has threads (the journal's fsync)
-        curl.setopt(pycurl.NOPROGRESS, 0)  # the progress function is what aborts a transfer
+        # NOPROGRESS stays 1 (the default): no progress function, so libcurl never calls Python for progress.
         # Body bytes stay as sent (no Accept-Encoding, no decoding: curl/curl#16280); TLS verified (defaults).
         curl.sticky = _Sticky()
         return curl
@@ -109,7 +111,6 @@ class CurlPool(CurlAsyncHTTPClient):
                 sticky.post = False
             curl.setopt(pycurl.HEADERFUNCTION, transfer._on_header)
             curl.setopt(pycurl.WRITEFUNCTION, transfer._on_body)
-            curl.setopt(pycurl.XFERINFOFUNCTION, transfer._on_progress)
             curl.info = transfer
             self._multi.add_handle(curl)
         except BaseException:
@@ -121,6 +122,13 @@ class CurlPool(CurlAsyncHTTPClient):
         # timer through M_TIMERFUNCTION, and the transfer starts on the next loop iteration.
         return curl
 
+    def cancel(self, curl: pycurl.Curl) -> None:
+        """Stop a running transfer now: removing a handle mid-transfer makes libcurl close its connection
+        (the upstream sees the close at once, idle or not) and drop its pending completion message. The
+        transfer ends with ``ABORTED_ERRNO``. Never call this from inside a libcurl callback."""
+        if curl.info is not None:
+            self._finish(curl, ABORTED_ERRNO, "aborted")
+
     def _finish(self, curl: pycurl.Curl, curl_error: int | None = None, curl_message: str | None = None) -> None:
         """Called by tornado's loop when libcurl reports a transfer done (overrides the response building)."""
         transfer: Any = curl.info
@@ -129,7 +137,6 @@ class CurlPool(CurlAsyncHTTPClient):
         # Drop the callbacks' references to the finished transfer; no reset: the options stay for the next.
         curl.setopt(pycurl.HEADERFUNCTION, _ignore_header)
         curl.setopt(pycurl.WRITEFUNCTION, _ignore_body)
-        curl.setopt(pycurl.XFERINFOFUNCTION, _ignore_progress)
         self._free_list.append(curl)
         if transfer is not None:
             transfer._ended(curl_error or 0, curl_message or "")
@@ -141,7 +148,3 @@ def _ignore_header(line: bytes) -> None:
 
 def _ignore_body(chunk: bytes) -> int:
     return 0  # never called between transfers; refusing is the safe answer
-
-
-def _ignore_progress(*_: int) -> int:
-    return 0
