@@ -1,6 +1,6 @@
 """Instructions per request: the gateway under callgrind, a count that a busy machine does not disturb.
 
-``python bench/instructions.py [--source DIR ...] [--mode nonstream|stream] [--redis]``
+``python bench/instructions.py [--source DIR ...] [--mode nonstream|stream] [--redis | --no-ledger]``
 
 Wall-clock and CPU-time figures move with whatever else the machine runs
 (other processes' cache traffic, CPU steal in a VM). The number of user-space
@@ -13,7 +13,9 @@ Each ``--source`` tree (this one by default; an older commit with
 ``git archive <commit> | tar -x -C DIR``) runs ``gateway.py`` under
 ``valgrind --tool=callgrind --instr-atstart=no`` against the mock upstream,
 with the bench's config (access log on, ledger journaled; ``--redis`` puts
-the ledger on a throw-away ``redis-server``). After a warm-up, instrumentation
+the ledger on a throw-away ``redis-server``; ``--no-ledger`` runs this tree's
+gateway with the ledger's money path stubbed, as bench/run.py's scenario 7
+does, so the ledger's share is one subtraction). After a warm-up, instrumentation
 is switched on for ``--requests`` requests at ``--concurrency`` connections
 and the total divided by the requests (and by the SSE events for streams).
 """
@@ -52,7 +54,8 @@ def _redis_config(config: Path, work: Path) -> Child:
     return redis
 
 
-def measure(source: Path, mode: str, requests: int, concurrency: int, redis: bool) -> dict[str, Any]:
+def measure(source: Path, mode: str, requests: int, concurrency: int, redis: bool,
+            no_ledger: bool = False) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="infermesh-callgrind-"))
     children: list[Child] = []
     try:
@@ -64,9 +67,10 @@ def measure(source: Path, mode: str, requests: int, concurrency: int, redis: boo
             children.append(_redis_config(config, work))
         port = free_port()
         out = work / "callgrind.out"
+        served = ([str(ROOT / "bench" / "run.py"), "--serve-gateway-without-ledger", str(config), str(port)]
+                  if no_ledger else [str(source / "gateway.py"), "--config", str(config), "--port", str(port)])
         gateway = Child("gateway", ["valgrind", "--tool=callgrind", "--instr-atstart=no",
-                                    f"--callgrind-out-file={out}", sys.executable, str(source / "gateway.py"),
-                                    "--config", str(config), "--port", str(port)], work, None)
+                                    f"--callgrind-out-file={out}", sys.executable, *served], work, None)
         children.append(gateway)
         wait_http(port, "/healthz", 300, gateway)
         stream = mode == "stream"
@@ -81,7 +85,8 @@ def measure(source: Path, mode: str, requests: int, concurrency: int, redis: boo
         dumped = max(work.glob("callgrind.out.*"), key=lambda p: p.stat().st_mtime)
         total = next(int(line.split()[1]) for line in dumped.read_text().splitlines()
                      if line.startswith(("summary:", "totals:")))
-        return {"source": str(source), "mode": mode, "redis": redis, "concurrency": concurrency,
+        return {"source": str(source), "mode": mode, "redis": redis, "no_ledger": no_ledger,
+                "concurrency": concurrency,
                 "ok": report["ok"], "errors": report["errors"],
                 "instructions_per_request": round(total / max(report["ok"], 1)),
                 "instructions_per_event": round(total / report["events"]) if stream and report["events"] else None}
@@ -98,13 +103,15 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--redis", action="store_true", help="the ledger on a throw-away redis-server")
+    parser.add_argument("--no-ledger", action="store_true", help="this tree, ledger money path stubbed")
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
         return 1
     for source in args.source or [str(ROOT)]:
-        print(json.dumps(measure(Path(source).resolve(), args.mode, args.requests, args.concurrency, args.redis)),
-              flush=True)
+        result = measure(Path(source).resolve(), args.mode, args.requests, args.concurrency, args.redis,
+                         args.no_ledger)
+        print(json.dumps(result), flush=True)
     return 0
 
 

@@ -224,7 +224,7 @@ def serve_without_ledger(config: str, port: str) -> None:
     sys.path.insert(0, str(ROOT))
     from gateway.ledger import ledger as ledger_module
 
-    def reserve(self: Any, key: Any, amount_nano: int) -> Any:
+    def reserve(self: Any, key: Any, amount_nano: int, tokens: int = 0) -> Any:
         return ledger_module.Reservation(key.account_id, key.key_id, 0, 0)
 
     ledger_module.Ledger.reserve = reserve  # type: ignore[method-assign]
@@ -575,7 +575,7 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
                                                       .get("cpu_us_per_request") for r in rounds]),
                            "errors": sum(r[variant]["error_count"] for r in rounds)}
         if "disk" in lg and "no-ledger" in lg:
-            rounds = sc["ledger"]
+            rounds = [r for r in sc["ledger"] if r["no-ledger"]["rps"] and r["no-ledger"]["ok"]]
             lg["disk_vs_no_ledger_rps_ratio"] = med([r["disk"]["rps"] / r["no-ledger"]["rps"] for r in rounds])
             lg["tmpfs_vs_no_ledger_rps_ratio"] = med([r["tmpfs"]["rps"] / r["no-ledger"]["rps"] for r in rounds])
             lg["disk_vs_no_ledger_cpu_ratio"] = med([
