@@ -1,4 +1,4 @@
-"""Real agent CLIs (Claude Code, Codex) against a gateway whose nodes are real loopback upstreams.
+"""Real agent CLIs (Claude Code, Codex, Gemini CLI) against a gateway whose nodes are real loopback upstreams.
 
 One gateway per test module serves one public model per node kind, each
 node a virtual node of the mock upstream process (``bench/mock_upstream.py``)
@@ -154,6 +154,26 @@ def codex_command(url: str, key: str, model: str, home: Path, prompt: str) -> Co
     argv = [require("codex"), "exec", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox",
             "--color", "never", prompt]
     return Command(argv, env, _work(home))
+
+
+GEMINI_SETTINGS = {  # ~/.gemini/settings.json: the API-key auth type (else "Invalid auth method selected"), no telemetry
+    "security": {"auth": {"selectedType": "gemini-api-key"}},
+    "telemetry": {"enabled": False},
+    "privacy": {"usageStatisticsEnabled": False},
+    "general": {"disableAutoUpdate": True, "disableUpdateNag": True},
+}
+
+
+def gemini_command(url: str, key: str, model: str, home: Path, prompt: str) -> Command:
+    """``gemini -p`` as the README says: two variables, the settings file, and the workspace trusted
+    (``~/.gemini/trustedFolders.json``; an untrusted one makes headless runs exit 55)."""
+    gemini_home = home / ".gemini"
+    gemini_home.mkdir(parents=True, exist_ok=True)
+    (gemini_home / "settings.json").write_text(json.dumps(GEMINI_SETTINGS))
+    work = _work(home)
+    (gemini_home / "trustedFolders.json").write_text(json.dumps({str(work): "TRUST_FOLDER"}))
+    env = {"HOME": str(home), "GEMINI_API_KEY": key, "GOOGLE_GEMINI_BASE_URL": url}
+    return Command([require("gemini"), "-m", model, "-p", prompt], env, work)
 
 
 def _work(home: Path) -> Path:

@@ -1,4 +1,4 @@
-"""Claude Code and Codex on the demo config (``conf/gateway.yaml``, in-process ``mock`` nodes) finish at once.
+"""Claude Code, Codex and Gemini CLI on the demo config (``conf/gateway.yaml``, in-process ``mock`` nodes) finish at once.
 
 The mock model calls a tool only when asked by name; before, it called the
 first tool offered, and Claude Code's first tool starts a sub-agent: 79
@@ -12,12 +12,13 @@ from typing import Callable
 
 import pytest
 
-from tests.clients.conftest import Command, claude_command, codex_command, execute, usage_records
+from tests.clients.conftest import Command, claude_command, codex_command, execute, gemini_command, usage_records
 from tests.http.test_demo_config import DEMO_KEY, demo_config
 
 
-@pytest.mark.parametrize(("cli", "model"), [(claude_command, "claude-sonnet-4-6"), (codex_command, "gpt-4o-mini")],
-                         ids=["claude-code", "codex"])
+@pytest.mark.parametrize(("cli", "model"), [(claude_command, "claude-sonnet-4-6"), (codex_command, "gpt-4o-mini"),
+                                            (gemini_command, "gpt-4o-mini")],
+                         ids=["claude-code", "codex", "gemini-cli"])
 def test_agent_cli_on_the_demo_config_says_hi_in_one_request(start_gateway, tmp_path: Path,
                                                              cli: Callable[..., Command], model: str) -> None:
     gateway = start_gateway(demo_config(tmp_path))
