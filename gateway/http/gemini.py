@@ -24,6 +24,7 @@ from typing import Any
 
 import ujson
 
+from gateway import redact
 from gateway.auth import Caller, authenticate
 from gateway.config import normalize_model_id
 from gateway.errors import ErrorKind, GatewayError
@@ -169,4 +170,4 @@ class GeminiHandler(ModelHandler):
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
         self.set_header("x-infermesh-node", node_id)
-        self.finish(answer)
+        self.finish(redact.current().bytes(answer))
