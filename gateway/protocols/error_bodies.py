@@ -129,7 +129,7 @@ Shape = Callable[..., dict]
 
 # Client protocol -> its error shape; every protocol not listed speaks OpenAI's.
 _SHAPES: dict[str, Shape] = {"messages": anthropic_error, "count_tokens": anthropic_error,
-                              "gemini": google_error, "gemini_embeddings": google_error}
+                              "gemini": google_error, "gemini_embed": google_error, "gemini_embeddings": google_error}
 
 
 def error_json(protocol: str, status: int, message: str, *, code: object = None, param: object = None,

@@ -175,6 +175,10 @@ def test_sdk_raises_its_own_errors(gateway: RunningGateway, upstream: MockUpstre
     assert caught.value.message == "mock upstream error 400"
     status, data, _ = post(gateway, "/v1beta/models/gemini-2.5-flash:fooBar", ASK, {"x-goog-api-key": DEMO_KEY})
     assert status == 404 and json.loads(data)["error"]["status"] == "NOT_FOUND"
+    for action in ("embedContent", "batchEmbedContents"):  # the embedding actions: Google's shape too
+        status, data, _ = post(gateway, f"/v1beta/models/gemini-2.5-flash:{action}", {"requests": []},
+                               {"x-goog-api-key": DEMO_KEY})
+        assert status == 400 and json.loads(data)["error"]["status"] == "INVALID_ARGUMENT", data
 
 
 def test_failover_and_billing_are_the_shared_pipeline(gateway: RunningGateway, upstream: MockUpstream) -> None:
