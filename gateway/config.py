@@ -212,7 +212,8 @@ class _Reader:
                         self.number(limits_raw.get("max_event_bytes"), "limits.max_event_bytes", Limits.max_event_bytes,
                                     int, 1024))
         state_raw = self.mapping(top.get("state"), "state", ("dir", "snapshot_interval_s", "backend", "redis_url",
-                                                             "redis_prefix", "reservation_ttl_s", "fsync_interval_s"))
+                                                             "redis_prefix", "reservation_ttl_s", "fsync_interval_s",
+                                                             "usage_retention_days", "usage_batch_s"))
         state = self.state(state_raw)
         upstream_raw = self.mapping(top.get("upstream"), "upstream",
                                     ("max_clients", "queue_timeout_s") + _TIMEOUT_KEYS)
@@ -257,7 +258,9 @@ class _Reader:
                      self.number(raw.get("snapshot_interval_s"), "state.snapshot_interval_s", 30.0, float, 0.1),
                      backend, redis_url, prefix,
                      self.number(raw.get("reservation_ttl_s"), "state.reservation_ttl_s", 60.0, float, 1, 86400),
-                     self.number(raw.get("fsync_interval_s"), "state.fsync_interval_s", 0.1, float, 0.001, 5))
+                     self.number(raw.get("fsync_interval_s"), "state.fsync_interval_s", 0.1, float, 0.001, 5),
+                     self.number(raw.get("usage_retention_days"), "state.usage_retention_days", 400, int, 1, 100_000),
+                     self.number(raw.get("usage_batch_s"), "state.usage_batch_s", 0.2, float, 0.001, 10))
 
     def timeouts(self, raw: dict[str, Any], path: str, base: Timeouts) -> Timeouts:
         values = {key: self.number(raw.get(key), _join(path, key), getattr(base, key), float, 0.001)

@@ -62,6 +62,8 @@ class State:
     redis_prefix: str = "infermesh:"  # every Redis key of this gateway starts with it
     reservation_ttl_s: float = 60.0  # redis: a crashed gateway's holds are released after this (live ones renew)
     fsync_interval_s: float = 0.1  # embedded: journal fsync cadence, the most a power loss can take back
+    usage_retention_days: int = 400  # usage records older than this are deleted (SQLite or Redis)
+    usage_batch_s: float = 0.2  # embedded: usage records are written to SQLite in batches this far apart
 
 
 @dataclass(frozen=True)

@@ -417,8 +417,7 @@
     }
     const total = chartData.data.reduce((s, r) => s + r.requests, 0);
     $("chart-note").textContent = total
-      ? `${total} request${total === 1 ? "" : "s"} in this period. Buckets are aligned to UTC ${chartData.bucket}s.` +
-        (chartData.truncated ? " Only the most recent records are counted." : "")
+      ? `${total} request${total === 1 ? "" : "s"} in this period. Buckets are aligned to UTC ${chartData.bucket}s.`
       : "No usage in this period yet.";
   }
 

@@ -12,6 +12,8 @@ too, because a misspelt ``limit_usd`` must not create an unlimited key.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 from decimal import Decimal
@@ -30,6 +32,13 @@ MAX_ADMIN_BODY = 64 * 1024
 MAX_AMOUNT_USD = Decimal(1_000_000_000)  # per account creation, credit or key limit
 MAX_USAGE_LIMIT = 1000
 DEFAULT_USAGE_LIMIT = 100
+MAX_CSV_LIMIT = 100_000  # an invoice's month of records in one download (format=csv)
+DEFAULT_CSV_LIMIT = 10_000
+# CSV columns: these first (the contract's record fields), then any other field a record has, by name.
+CSV_FIRST = ("created_at", "request_id", "account", "key_id", "model", "node", "endpoint", "stream", "status",
+             "input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens", "cache_write_1h_tokens",
+             "cost_usd", "estimated")
+USAGE_QUERY = ("limit", "since", "until", "format")
 MAX_UNIX_TIME = 253402300799  # 9999-12-31T23:59:59Z
 
 _DECIMAL_TEXT = re.compile(r"[0-9]+(?:\.[0-9]+)?")
@@ -179,20 +188,38 @@ class _LedgerMixin:
             result[name] = values[0].decode("utf-8", "replace")
         return result
 
-    def _usage_window(self, query: dict[str, str]) -> tuple[int, float | None]:
-        limit = DEFAULT_USAGE_LIMIT
+    def _usage_window(self, query: dict[str, str]) -> tuple[int, float | None, float | None]:
+        """``limit``, ``since`` (inclusive) and ``until`` (exclusive): half-open, so consecutive windows
+        (one invoice per month) never count a record twice. CSV allows a larger ``limit``."""
+        csv = self._csv(query)
+        most, limit = (MAX_CSV_LIMIT, DEFAULT_CSV_LIMIT) if csv else (MAX_USAGE_LIMIT, DEFAULT_USAGE_LIMIT)
         if "limit" in query:
             text = query["limit"].strip()
-            if not text.isdigit() or not text.isascii() or not 1 <= int(text) <= MAX_USAGE_LIMIT:
-                raise _invalid(f"'limit' must be an integer from 1 to {MAX_USAGE_LIMIT}", "limit")
+            if not text.isdigit() or not text.isascii() or not 1 <= int(text) <= most:
+                raise _invalid(f"'limit' must be an integer from 1 to {most}", "limit")
             limit = int(text)
-        since = None
-        if "since" in query:
-            text = query["since"].strip()
-            if not _DECIMAL_TEXT.fullmatch(text) or float(text) > MAX_UNIX_TIME:
-                raise _invalid("'since' must be a unix time in seconds (a non-negative number)", "since")
-            since = float(text)
-        return limit, since
+        since, until = _time_param(query, "since"), _time_param(query, "until")
+        if since is not None and until is not None and until <= since:
+            raise _invalid("'until' must be later than 'since'", "until")
+        return limit, since, until
+
+    @staticmethod
+    def _csv(query: dict[str, str]) -> bool:
+        fmt = query.get("format", "json")
+        if fmt not in ("json", "csv"):
+            raise _invalid("'format' must be 'json' or 'csv'", "format")
+        return fmt == "csv"
+
+    def _send_usage(self, query: dict[str, str], records: list[dict[str, Any]]) -> None:
+        """``{"data": [...]}``, or with ``format=csv`` the same records as CSV (header row = field names)."""
+        if not self._csv(query):
+            self.send_json(200, {"data": records})  # type: ignore[attr-defined]
+            return
+        handler: Any = self
+        handler.set_header("Content-Type", "text/csv; charset=utf-8")
+        handler.set_header("Content-Disposition", 'attachment; filename="usage.csv"')
+        handler.set_header("Cache-Control", "no-store")
+        handler.finish(usage_csv(records))
 
 
 class _ClientHandler(_LedgerMixin, BaseHandler):
@@ -212,12 +239,13 @@ class BalanceHandler(_ClientHandler):
 
 
 class UsageHandler(_ClientHandler):
-    """``GET /v1/usage?limit=&since=``: the caller's account's records, newest first."""
+    """``GET /v1/usage?limit=&since=&until=&format=``: the caller's account's records, newest first."""
 
     async def get(self) -> None:
         key = await self._caller()
-        limit, since = self._usage_window(self._query(("limit", "since")))
-        self.send_json(200, {"data": await self.services.ledger.usage(key.account_id, limit, since)})
+        query = self._query(USAGE_QUERY)
+        limit, since, until = self._usage_window(query)
+        self._send_usage(query, await self.services.ledger.usage(key.account_id, limit, since, until))
 
 
 # -- admin -------------------------------------------------------------------------------
@@ -303,10 +331,46 @@ class AdminKeyHandler(_AdminLedgerHandler):
 
 
 class AdminUsageHandler(_AdminLedgerHandler):
-    """``GET /admin/usage?account=&limit=&since=``: every account's records (or one's), newest first."""
+    """``GET /admin/usage?account=&limit=&since=&until=&format=``: every account's records (or one's), newest
+    first."""
 
     async def get(self) -> None:
-        query = self._query(("account", "limit", "since"))
-        limit, since = self._usage_window(query)
+        query = self._query(("account",) + USAGE_QUERY)
+        limit, since, until = self._usage_window(query)
         account = query.get("account") or None
-        self._answer(200, {"data": await self.services.ledger.usage(account, limit, since)})
+        self._send_usage(query, await self.services.ledger.usage(account, limit, since, until))
+
+
+def _time_param(query: dict[str, str], name: str) -> float | None:
+    if name not in query:
+        return None
+    text = query[name].strip()
+    if not _DECIMAL_TEXT.fullmatch(text) or float(text) > MAX_UNIX_TIME:
+        raise _invalid(f"'{name}' must be a unix time in seconds (a non-negative number)", name)
+    return float(text)
+
+
+def usage_csv(records: list[dict[str, Any]]) -> bytes:
+    """Records as CSV: the usual fields first, then any other field seen, by name; one row per record.
+
+    A cell that a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@`` first) is prefixed
+    with ``'``; only text fields can start so (model ids, node ids), never the numbers.
+    """
+    extra = sorted({name for record in records for name in record} - set(CSV_FIRST))
+    columns = list(CSV_FIRST) + extra
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(columns)
+    for record in records:
+        writer.writerow([_cell(record.get(name)) for name in columns])
+    return out.getvalue().encode()
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
+        return "'" + value
+    return value

@@ -33,12 +33,10 @@ from gateway.http.accounts import (
 )
 from gateway.http.base import BaseHandler, api_key_from
 from gateway.ledger.keys import API_KEY, MANAGEMENT_KEY, KeyInfo
-from gateway.ledger.money import nano_to_usd, usd_to_nano
 
 MAX_ACTIVE_KEYS = 100  # per account, created self-service: a leaked management key cannot flood the journal
 SUMMARY_BUCKETS = {"hour": 3600, "day": 86400}
 SUMMARY_DEFAULT_SPAN = {"hour": 48 * 3600, "day": 30 * 86400}
-SUMMARY_MAX_RECORDS = 10_000  # the ledger keeps this many recent records per account in memory
 MAX_BUCKETS = 2000
 
 
@@ -117,58 +115,31 @@ class KeyHandler(_SelfServiceHandler):
 
 
 class UsageSummaryHandler(_SelfServiceHandler):
-    """``GET /v1/usage/summary?bucket=hour|day&since=``: totals per (bucket start, model), oldest first.
+    """``GET /v1/usage/summary?bucket=hour|day&since=&until=``: totals per (bucket start, model), oldest first.
 
     Buckets are aligned to UTC (``start`` is a unix time divisible by 3600 or
-    86400). ``since`` defaults to 48 hours (hourly) or 30 days (daily) ago.
-    The source is the ledger's usage records, at most the newest
-    ``SUMMARY_MAX_RECORDS`` of the account; ``truncated`` says that older
-    records in the window may not be counted. Either kind of key may ask.
+    86400). ``since`` defaults to 48 hours (hourly) or 30 days (daily) ago,
+    ``until`` to now. The usage store adds the records up itself (SQL
+    ``GROUP BY``, or a Lua script in Redis), so every record in the window
+    counts and none is loaded into the gateway. Either kind of key may ask.
     """
 
     async def get(self) -> None:
-        query = self._query(("bucket", "since"))
+        query = self._query(("bucket", "since", "until"))
         key = await authenticate(self.services.ledger, api_key_from(self), Caller.ACCOUNT)
         bucket = query.get("bucket", "day")
         if bucket not in SUMMARY_BUCKETS:
             raise _invalid("'bucket' must be 'hour' or 'day'", "bucket")
         width = SUMMARY_BUCKETS[bucket]
         now = time.time()
-        _, since = self._usage_window({"since": query["since"]} if "since" in query else {})
+        _, since, until = self._usage_window({name: query[name] for name in ("since", "until") if name in query})
         if since is None:
-            since = now - SUMMARY_DEFAULT_SPAN[bucket]
+            since = (until or now) - SUMMARY_DEFAULT_SPAN[bucket]
         first = int(since // width) * width
-        if (now - first) / width > MAX_BUCKETS:
+        if ((until or now) - first) / width > MAX_BUCKETS:
             raise _invalid(f"that is more than {MAX_BUCKETS} {bucket}s; use a later 'since' or "
                            f"bucket=day", "since")
-        records = await self.services.ledger.usage(key.account_id, SUMMARY_MAX_RECORDS, since)
+        rows = await self.services.ledger.usage_summary(key.account_id, width, since, until)
         self.send_json(200, {"account": key.account_id, "bucket": bucket, "bucket_seconds": width,
-                             "since": since, "until": now, "first_bucket": first,
-                             "records": len(records), "truncated": len(records) >= SUMMARY_MAX_RECORDS,
-                             "data": summarize(records, width)})
-
-
-def summarize(records: list[dict[str, Any]], width: int) -> list[dict[str, Any]]:
-    """Group usage records by (bucket start, model): requests, tokens and exact cost."""
-    groups: dict[tuple[int, str], dict[str, Any]] = {}
-    for record in records:
-        start = int(float(record.get("created_at") or 0) // width) * width
-        model = str(record.get("model") or "?")
-        group = groups.get((start, model))
-        if group is None:
-            group = groups[(start, model)] = {"start": start, "model": model, "requests": 0, "input_tokens": 0,
-                                              "output_tokens": 0, "cached_tokens": 0, "cost_nano": 0}
-        group["requests"] += 1
-        for field in ("input_tokens", "output_tokens", "cached_tokens"):
-            value = record.get(field)
-            group[field] += value if isinstance(value, int) else 0
-        try:
-            group["cost_nano"] += usd_to_nano(str(record.get("cost_usd") or "0"))
-        except (TypeError, ValueError):
-            pass
-    rows = []
-    for (start, model) in sorted(groups):
-        group = groups[(start, model)]
-        group["cost_usd"] = nano_to_usd(group.pop("cost_nano"))
-        rows.append(group)
-    return rows
+                             "since": since, "until": until or now, "first_bucket": first,
+                             "records": sum(row["requests"] for row in rows), "data": rows})

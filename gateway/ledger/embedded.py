@@ -31,8 +31,10 @@ class EmbeddedBackend:
         self.ledger = ledger
 
     @classmethod
-    def open(cls, state_dir: str, accounts: Sequence[Account], fsync_interval_s: float = 0.1) -> EmbeddedBackend:
-        return cls(Ledger.open(state_dir, accounts, fsync_interval_s=fsync_interval_s))
+    def open(cls, state_dir: str, accounts: Sequence[Account], fsync_interval_s: float = 0.1,
+             usage_retention_days: int = 400, usage_batch_s: float = 0.2) -> EmbeddedBackend:
+        return cls(Ledger.open(state_dir, accounts, fsync_interval_s=fsync_interval_s,
+                               usage_retention_days=usage_retention_days, usage_batch_s=usage_batch_s))
 
     @property
     def last_seq(self) -> int | None:
@@ -88,9 +90,16 @@ class EmbeddedBackend:
     async def revoke_key(self, key_id: str) -> bool:
         return self.ledger.revoke_key(key_id)
 
-    async def usage(self, account_id: str | None, limit: int = 100,
-                    since: float | None = None) -> list[dict[str, Any]]:
-        return self.ledger.usage(account_id, limit, since)
+    async def usage(self, account_id: str | None, limit: int = 100, since: float | None = None,
+                    until: float | None = None) -> list[dict[str, Any]]:
+        if account_id is not None:
+            self.ledger.check_account(account_id)
+        return await self.ledger.usage_store.query(account_id, limit, since, until)
+
+    async def usage_summary(self, account_id: str, width: int, since: float | None = None,
+                            until: float | None = None) -> list[dict[str, Any]]:
+        self.ledger.check_account(account_id)
+        return await self.ledger.usage_store.summary(account_id, width, since, until)
 
     async def export_state(self) -> dict[str, Any]:
         return export_document(self.ledger.state)

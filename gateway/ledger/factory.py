@@ -16,4 +16,5 @@ def build_backend(config: Config) -> LedgerBackend:
 
         return RedisBackend(state.redis_url, state.redis_prefix, config.accounts,
                             reservation_ttl_s=state.reservation_ttl_s)
-    return EmbeddedBackend.open(state.dir, config.accounts, state.fsync_interval_s)
+    return EmbeddedBackend.open(state.dir, config.accounts, state.fsync_interval_s, state.usage_retention_days,
+                                state.usage_batch_s)

@@ -46,7 +46,7 @@ from gateway.ledger.limits import NO_LIMITS, KeyLimits, KeyRates, window_end
 from gateway.ledger.money import usd_to_nano
 from gateway.ledger.snapshot import write_snapshot
 from gateway.ledger.state import AccountState, LedgerState, recover
-from gateway.ledger.usage_log import UsageLog
+from gateway.ledger.usage_db import UsageStore
 
 __all__ = ["AuthStatus", "InsufficientBalance", "KeyInfo", "KeyLimitExceeded", "Ledger", "LedgerCorrupt",
            "LedgerLocked", "Reservation", "UnknownAccount"]
@@ -55,7 +55,7 @@ __all__ = ["AuthStatus", "InsufficientBalance", "KeyInfo", "KeyLimitExceeded", "
 class Ledger:
     """Balances, keys and usage of every account, durable across ``kill -9``. Use ``Ledger.open``."""
 
-    def __init__(self, directory: str, state: LedgerState, journal: Journal, usage: UsageLog,
+    def __init__(self, directory: str, state: LedgerState, journal: Journal, usage: UsageStore,
                  clock: Callable[[], float], lock_fd: int) -> None:
         """Private: ``Ledger.open`` builds the parts, recovering the state first."""
         self.directory = directory
@@ -71,7 +71,8 @@ class Ledger:
 
     @classmethod
     def open(cls, state_dir: str, accounts: Sequence[Account], clock: Callable[[], float] = time.time, *,
-             usage_max_bytes: int = 64 * 1024 * 1024, fsync_interval_s: float = 0.02) -> Ledger:
+             fsync_interval_s: float = 0.02, usage_retention_days: int = 400,
+             usage_batch_s: float = 0.2) -> Ledger:
         """Create the directory if needed, recover (snapshot + journal), then add config accounts and keys.
 
         Config accounts are only a bootstrap: one already in the ledger keeps
@@ -88,7 +89,7 @@ class Ledger:
             os.close(lock_fd)
             raise
         try:
-            usage = UsageLog(state_dir, usage_max_bytes)
+            usage = UsageStore(state_dir, usage_retention_days, usage_batch_s, clock)
         except BaseException:
             journal.close()
             os.close(lock_fd)
@@ -293,11 +294,14 @@ class Ledger:
             self._commit("revoke", {"key_id": key_id, "at": self._clock()})
         return True
 
-    def usage(self, account_id: str | None, limit: int = 100, since: float | None = None) -> list[dict[str, Any]]:
-        """Usage records, newest first; ``account_id=None`` means every account (admin)."""
-        if account_id is not None:
-            self._account(account_id)
-        return self._usage.query(account_id, limit, since)
+    @property
+    def usage_store(self) -> UsageStore:
+        """The usage records (SQLite); queried with ``await``, off the IOLoop thread."""
+        return self._usage
+
+    def check_account(self, account_id: str) -> None:
+        """UnknownAccount unless the account exists."""
+        self._account(account_id)
 
     # -- durability ----------------------------------------------------------------
 
@@ -309,7 +313,6 @@ class Ledger:
         """
         write_snapshot(self.directory, self._state.to_snapshot())
         self._journal.rotate()
-        self._usage.flush()
 
     def close(self) -> None:
         """Final snapshot, stop the fsync thread, close files and release the directory lock."""

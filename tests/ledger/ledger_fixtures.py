@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from pathlib import Path
 from typing import Any
+
+from gateway.ledger.ledger import Ledger
 
 DEMO_KEY = "sk-demo-0000000000000000"
 
@@ -33,3 +36,11 @@ def usage_record(request_id: str = "req", created_at: float = 1_700_000_000.0, *
               "latency_ms": 12.5, "ttft_ms": 3.0, "endpoint": "/v1/chat/completions", "stream": False}
     record.update(extra)
     return record
+
+
+def query_usage(ledger: Ledger, account_id: str | None, limit: int = 100, since: float | None = None,
+                until: float | None = None) -> list[dict[str, Any]]:
+    """What ``EmbeddedBackend.usage`` answers, from synchronous test code."""
+    if account_id is not None:
+        ledger.check_account(account_id)
+    return asyncio.run(ledger.usage_store.query(account_id, limit, since, until))

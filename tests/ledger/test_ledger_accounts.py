@@ -14,7 +14,7 @@ from gateway.ledger.keys import KeyInfo
 from gateway.ledger.ledger import AuthStatus, Ledger
 from gateway.ledger.pricing import PriceTable
 from gateway.protocols.canonical import Usage
-from tests.ledger.ledger_fixtures import DEMO_KEY, FakeClock, usage_record
+from tests.ledger.ledger_fixtures import DEMO_KEY, FakeClock, query_usage, usage_record
 
 OpenLedger = Callable[..., Ledger]
 
@@ -67,7 +67,7 @@ def test_release_returns_the_hold_without_charging(state_dir: Path, open_ledger:
     ledger.release(reservation)  # idempotent
     assert ledger.balance("demo") == {"account": "demo", "balance_usd": "5.000000", "reserved_usd": "0.000000",
                                       "available_usd": "5.000000"}
-    assert ledger.usage("demo") == []
+    assert query_usage(ledger, "demo") == []
 
 
 def test_settle_twice_or_after_release_raises(state_dir: Path, open_ledger: OpenLedger) -> None:
@@ -178,7 +178,7 @@ def test_settle_records_usage_and_key_activity(state_dir: Path, open_ledger: Ope
     ledger = open_ledger(state_dir)
     key = demo_key(ledger)
     ledger.settle(ledger.reserve(key, 10), 1_234, usage_record("r1", clock.now))
-    [record] = ledger.usage("demo")
+    [record] = query_usage(ledger, "demo")
     assert record["account"] == "demo" and record["key_id"] == key.key_id
     assert record["cost_usd"] == "0.000001234" and record["request_id"] == "r1"
     assert demo_key(ledger).last_used_at == clock.now and demo_key(ledger).spent_nano == 1_234
@@ -190,28 +190,17 @@ def test_usage_queries_limit_since_newest_first_per_account(state_dir: Path, ope
     acme = ledger.authenticate(ledger.create_key("acme", "k")["key"])[1]
     demo = demo_key(ledger)
     for i in range(10):
-        ledger.settle(ledger.reserve(demo, 1), 1, usage_record(f"demo-{i}", 1000.0 + i))
-        ledger.settle(ledger.reserve(acme, 1), 1, usage_record(f"acme-{i}", 1000.0 + i))  # type: ignore[arg-type]
-    assert [r["request_id"] for r in ledger.usage("demo", limit=3)] == ["demo-9", "demo-8", "demo-7"]
-    assert [r["request_id"] for r in ledger.usage("demo", since=1007)] == ["demo-9", "demo-8", "demo-7"]
-    assert [r["request_id"] for r in ledger.usage("acme", limit=2, since=1000)] == ["acme-9", "acme-8"]
-    assert [r["request_id"] for r in ledger.usage(None, limit=3)] == ["acme-9", "demo-9", "acme-8"]
-    assert len(ledger.usage(None, limit=1000)) == 20
+        ledger.settle(ledger.reserve(demo, 1), 1, usage_record(f"demo-{i}", 1_700_000_000.0 + i))
+        ledger.settle(ledger.reserve(acme, 1), 1, usage_record(f"acme-{i}", 1_700_000_000.0 + i))  # type: ignore[arg-type]
+    assert [r["request_id"] for r in query_usage(ledger, "demo", limit=3)] == ["demo-9", "demo-8", "demo-7"]
+    assert [r["request_id"] for r in query_usage(ledger, "demo", since=1_700_000_007)] == ["demo-9", "demo-8", "demo-7"]
+    assert [r["request_id"] for r in query_usage(ledger, "acme", limit=2, since=1_700_000_000)] == ["acme-9", "acme-8"]
+    assert [r["request_id"] for r in query_usage(ledger, None, limit=3)] == ["acme-9", "demo-9", "acme-8"]
+    assert len(query_usage(ledger, None, limit=1000)) == 20
     with pytest.raises(UnknownAccount):
-        ledger.usage("nobody")
+        query_usage(ledger, "nobody")
     ledger.close()
-    assert [r["request_id"] for r in open_ledger(state_dir).usage("demo", limit=1)] == ["demo-9"]
-
-
-def test_usage_log_rotates_at_its_size_limit(state_dir: Path, open_ledger: OpenLedger) -> None:
-    ledger = open_ledger(state_dir, usage_max_bytes=4096)
-    key = demo_key(ledger)
-    for i in range(100):
-        ledger.settle(ledger.reserve(key, 1), 1, usage_record(f"r{i}"))
-    ledger.snapshot()  # flushes the usage buffer
-    assert (state_dir / "usage.jsonl.1").stat().st_size <= 4096
-    assert (state_dir / "usage.jsonl").stat().st_size <= 4096
-    assert ledger.usage("demo", limit=1)[0]["request_id"] == "r99"
+    assert [r["request_id"] for r in query_usage(open_ledger(state_dir), "demo", limit=1)] == ["demo-9"]
 
 
 def test_config_bootstrap_creates_once_and_keeps_ledger_balances(state_dir: Path, open_ledger: OpenLedger) -> None:

@@ -1,0 +1,285 @@
+"""Usage records of the embedded ledger in SQLite (``usage.sqlite3`` in the state dir).
+
+Usage records are history, not money: the charge itself is the journal's,
+written before the response ends. So records are written off the request
+path. ``append`` (on the IOLoop) only queues the record; a writer thread
+inserts everything queued every ``batch_s`` in one transaction. Queries run on
+a reader thread (WAL lets it read while the writer writes) and are awaited,
+so the IOLoop never waits for the disk.
+
+What a crash can lose: ``kill -9`` loses the records still queued, at most the
+last batch window (``batch_s`` plus one commit); a committed transaction
+survives a process crash because WAL pages reach the OS on commit. A power
+loss may also take back the last commits (``synchronous=NORMAL``). The
+charges are in the journal either way.
+
+Reads see every record appended before them: a query first waits (on the
+reader thread) until the writer has committed what was queued when the query
+began. Records older than ``retention_days`` are deleted by the writer at
+start and then hourly. An old ``usage.jsonl`` (and ``usage.jsonl.1``) from
+before the database is imported once, at open, then renamed ``*.imported``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Iterable
+
+import ujson
+
+from gateway.ledger.money import nano_to_usd, usd_to_nano
+
+log = logging.getLogger("infermesh.ledger")
+
+DB_NAME = "usage.sqlite3"
+JSONL_NAME = "usage.jsonl"
+PRUNE_EVERY_S = 3600.0
+_SUMMED = ("input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS usage (
+    id INTEGER PRIMARY KEY,
+    created_at REAL NOT NULL,
+    account TEXT NOT NULL,
+    model TEXT NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    cached_tokens INTEGER NOT NULL,
+    cache_write_tokens INTEGER NOT NULL,
+    cost_nano INTEGER NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS usage_by_account_time ON usage (account, created_at);
+CREATE INDEX IF NOT EXISTS usage_by_time ON usage (created_at);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+_INSERT = ("INSERT INTO usage (created_at, account, model, input_tokens, output_tokens, cached_tokens, "
+           "cache_write_tokens, cost_nano, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+
+
+def _row(record: dict[str, Any]) -> tuple[Any, ...]:
+    """The indexed and summed columns, plus the whole record as JSON (what queries return)."""
+    def count(name: str) -> int:
+        value = record.get(name)
+        return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+    try:
+        cost = usd_to_nano(str(record.get("cost_usd") or "0"))
+    except (TypeError, ValueError):
+        cost = 0
+    return (float(record.get("created_at") or 0), str(record["account"]), str(record.get("model") or "?"),
+            count("input_tokens"), count("output_tokens"), count("cached_tokens"), count("cache_write_tokens"),
+            cost, ujson.dumps(record))
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA busy_timeout=5000")
+    return conn
+
+
+class UsageStore:
+    """Append from the IOLoop, query with ``await``; one writer thread, one reader thread."""
+
+    def __init__(self, directory: str, retention_days: int = 400, batch_s: float = 0.2,
+                 clock: Callable[[], float] = time.time) -> None:
+        """Create or open the database, import an old ``usage.jsonl`` once, start the writer."""
+        self.path = os.path.join(directory, DB_NAME)
+        self._retention_s = retention_days * 86400.0
+        self._batch_s = batch_s
+        self._clock = clock
+        conn = _connect(self.path)
+        os.chmod(self.path, 0o600)
+        conn.executescript(_SCHEMA)
+        _import_jsonl(conn, directory)
+        conn.close()
+        self._queue: deque[dict[str, Any]] = deque()
+        self._cond = threading.Condition()
+        self._appended = 0  # records handed to append (IOLoop thread only writes it)
+        self._committed = 0  # records the writer has committed (or given up on)
+        self._urgent = False  # a reader waits: commit now, do not wait out the batch window
+        self._closing = False
+        self._failing = False
+        self._writer = threading.Thread(target=self._write_loop, name="usage-writer", daemon=True)
+        self._writer.start()
+        self._readers = ThreadPoolExecutor(1, thread_name_prefix="usage-reader")
+        self._read_conn: sqlite3.Connection | None = None
+
+    # -- writing (IOLoop -> writer thread) --------------------------------------------
+
+    def append(self, record: dict[str, Any]) -> None:
+        """Queue one record; never blocks on the disk (the lock is held only by deque operations)."""
+        with self._cond:
+            self._queue.append(record)
+            self._appended += 1
+            if len(self._queue) == 1:
+                self._cond.notify_all()
+
+    def _write_loop(self) -> None:
+        """Wait for a record, let the batch window fill (a waiting reader cuts it short), commit, repeat;
+        prune old records at start and every ``PRUNE_EVERY_S``."""
+        conn = _connect(self.path)
+        next_prune = time.monotonic()
+        while True:
+            with self._cond:
+                if not self._queue and not self._closing:
+                    self._cond.wait(max(next_prune - time.monotonic(), 0.0))
+                if self._queue and not self._closing and not self._urgent:
+                    self._cond.wait(self._batch_s)
+                batch = list(self._queue)
+                self._queue.clear()
+                self._urgent = False
+                closing = self._closing
+            if batch:
+                self._insert(conn, batch)
+                with self._cond:
+                    self._committed += len(batch)
+                    self._cond.notify_all()
+            if time.monotonic() >= next_prune:
+                self._prune(conn)
+                next_prune = time.monotonic() + PRUNE_EVERY_S
+            if closing:
+                conn.close()
+                return
+
+    def _insert(self, conn: sqlite3.Connection, batch: list[dict[str, Any]]) -> None:
+        """One transaction per batch. A failure is logged (once until writes succeed again), not raised:
+        the charges are journaled already, and the records are lost only for history."""
+        try:
+            conn.execute("BEGIN")
+            conn.executemany(_INSERT, map(_row, batch))
+            conn.execute("COMMIT")
+            self._failing = False
+        except (sqlite3.Error, KeyError, TypeError, ValueError):
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if not self._failing:
+                log.exception("cannot write %d usage records to %s", len(batch), self.path)
+            self._failing = True
+
+    def _prune(self, conn: sqlite3.Connection) -> None:
+        try:
+            deleted = conn.execute("DELETE FROM usage WHERE created_at < ?",
+                                   (self._clock() - self._retention_s,)).rowcount
+            if deleted:
+                log.info("deleted %d usage records older than the retention period", deleted)
+        except sqlite3.Error:
+            log.exception("cannot delete old usage records from %s", self.path)
+
+    # -- reading (awaited; runs on the reader thread) -------------------------------------
+
+    async def query(self, account_id: str | None, limit: int, since: float | None = None,
+                    until: float | None = None) -> list[dict[str, Any]]:
+        """Newest first, at most ``limit``, ``since <= created_at < until``."""
+        where, args = _window(account_id, since, until)
+        sql = f"SELECT record FROM usage {where} ORDER BY created_at DESC, id DESC LIMIT ?"
+        rows = await self._read(sql, (*args, max(limit, 0)))
+        return [ujson.loads(row[0]) for row in rows]
+
+    async def summary(self, account_id: str | None, width: int, since: float | None = None,
+                      until: float | None = None) -> list[dict[str, Any]]:
+        """Per (bucket start, model), oldest first: requests, token sums and exact cost, summed by SQLite."""
+        where, args = _window(account_id, since, until)
+        sql = (f"SELECT CAST(created_at / ? AS INTEGER) * ? AS start, model, COUNT(*), "
+               f"{', '.join(f'SUM({name})' for name in _SUMMED)}, SUM(cost_nano) FROM usage {where} "
+               f"GROUP BY start, model ORDER BY start, model")
+        rows = await self._read(sql, (width, width, *args))
+        return [{"start": row[0], "model": row[1], "requests": row[2], **dict(zip(_SUMMED, row[3:7])),
+                 "cost_usd": nano_to_usd(row[7])} for row in rows]
+
+    async def _read(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        target = self._appended
+        return await asyncio.get_running_loop().run_in_executor(self._readers, self._read_sync, sql, args, target)
+
+    def _read_sync(self, sql: str, args: tuple[Any, ...], target: int) -> list[tuple[Any, ...]]:
+        with self._cond:  # read your writes: wait for what was queued before the query (bounded)
+            if self._committed < target:
+                self._urgent = True
+                self._cond.notify_all()
+                self._cond.wait_for(lambda: self._committed >= target or self._closing, timeout=5)
+        if self._read_conn is None:
+            self._read_conn = _connect(self.path)
+        return self._read_conn.execute(sql, args).fetchall()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Block until every record appended so far is committed (shutdown and tests; not the IOLoop's path)."""
+        with self._cond:
+            target = self._appended
+            self._urgent = True
+            self._cond.notify_all()
+            self._cond.wait_for(lambda: self._committed >= target, timeout=timeout)
+
+    def close(self) -> None:
+        """Write what is queued, stop both threads, close the database."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self._writer.join(timeout=30)
+        self._readers.shutdown(wait=True)
+        if self._read_conn is not None:
+            self._read_conn.close()
+
+
+def _window(account_id: str | None, since: float | None, until: float | None) -> tuple[str, tuple[Any, ...]]:
+    clauses: list[str] = []
+    args: list[Any] = []
+    if account_id is not None:
+        clauses.append("account = ?")
+        args.append(account_id)
+    if since is not None:
+        clauses.append("created_at >= ?")
+        args.append(since)
+    if until is not None:
+        clauses.append("created_at < ?")
+        args.append(until)
+    return ("WHERE " + " AND ".join(clauses)) if clauses else "", tuple(args)
+
+
+def _import_jsonl(conn: sqlite3.Connection, directory: str) -> None:
+    """Move the history of the old file-based usage log into the database, once.
+
+    The import and its mark in ``meta`` are one transaction, so a crash during
+    it imports again from scratch rather than twice. Unreadable lines (a torn
+    tail) are skipped and counted.
+    """
+    paths = [p for p in (os.path.join(directory, JSONL_NAME + ".1"), os.path.join(directory, JSONL_NAME))
+             if os.path.exists(p)]
+    if not paths or conn.execute("SELECT 1 FROM meta WHERE name = 'jsonl_imported'").fetchone():
+        return
+    bad = imported = 0
+    conn.execute("BEGIN")
+    for path in paths:
+        with open(path, "rb") as handle:
+            rows, skipped = _jsonl_rows(handle)
+            conn.executemany(_INSERT, rows)
+            imported += len(rows)
+            bad += skipped
+    conn.execute("INSERT INTO meta (name, value) VALUES ('jsonl_imported', ?)", (repr(time.time()),))
+    conn.execute("COMMIT")
+    for path in paths:
+        os.replace(path, path + ".imported")
+    log.info("imported %d usage records from %s into %s (%d unreadable lines skipped)", imported,
+             ", ".join(paths), DB_NAME, bad)
+
+
+def _jsonl_rows(lines: Iterable[bytes]) -> tuple[list[tuple[Any, ...]], int]:
+    rows, bad = [], 0
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            rows.append(_row(ujson.loads(line)))
+        except (ValueError, TypeError, KeyError):
+            bad += 1
+    return rows, bad
