@@ -210,22 +210,15 @@ def _usage(client: AdminClient, args: argparse.Namespace) -> tuple[Any, str]:
         raise AdminError(f"--limit must be from 1 to {USAGE_PAGE}")
     since = None if args.since is None else _time_arg(args.since, "--since")
     until = None if args.until is None else _time_arg(args.until, "--until")
-    # The admin API pages from the newest record back and has no upper bound: with --until, read the
-    # largest page and keep what is older than it.
-    query = {"limit": str(USAGE_PAGE if until is not None else args.limit)}
+    query = {"limit": str(args.limit)}  # the admin API filters since <= created_at < until itself
     if args.account:
         query["account"] = args.account
     if since is not None:
         query["since"] = repr(since)
+    if until is not None:
+        query["until"] = repr(until)
     answer = client.request("GET", "/admin/usage", query=query)
     records = answer["data"]
-    if until is not None:
-        page = records
-        records = [r for r in page if float(r.get("created_at") or 0) < until][:args.limit]
-        answer = {**answer, "data": records}
-        if len(page) == USAGE_PAGE and float(page[-1].get("created_at") or 0) >= until:
-            print(f"note: only the newest {USAGE_PAGE} records were searched and none is before --until; "
-                  f"narrow the range with --since", file=sys.stderr)
     if args.csv:
         return answer, to_csv(records).rstrip("\n")
     rows = [(when(r.get("created_at")), r.get("account", ""), r.get("key_id", ""), r.get("model", ""),

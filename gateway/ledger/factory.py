@@ -15,6 +15,6 @@ def build_backend(config: Config) -> LedgerBackend:
         from gateway.ledger.redis_backend import RedisBackend
 
         return RedisBackend(state.redis_url, state.redis_prefix, config.accounts,
-                            reservation_ttl_s=state.reservation_ttl_s)
+                            reservation_ttl_s=state.reservation_ttl_s, usage_retention_days=state.usage_retention_days)
     return EmbeddedBackend.open(state.dir, config.accounts, state.fsync_interval_s, state.usage_retention_days,
                                 state.usage_batch_s)

@@ -18,6 +18,7 @@ from gateway.ledger.errors import AccountExists, UnknownAccount
 from gateway.ledger.export import check_document, export_document
 from gateway.ledger.keys import API_KEY, KeyRecord, generate_key, hash_key, key_prefix, new_key_id
 from gateway.ledger.limits import NO_LIMITS, KeyLimits
+from gateway.ledger.money import nano_to_usd
 from gateway.ledger.redis_store import RedisStore, key_hash_fields
 from gateway.ledger.state import AccountState, LedgerState
 
@@ -108,29 +109,32 @@ class RedisAccounts(RedisStore):
             self._auth.clear()  # this process at once; the others on the event
         return revoked
 
-    async def usage(self, account_id: str | None, limit: int = 100,
-                    since: float | None = None) -> list[dict[str, Any]]:
+    async def usage(self, account_id: str | None, limit: int = 100, since: float | None = None,
+                    until: float | None = None) -> list[dict[str, Any]]:
+        """Newest first from the time-scored set: one ZREVRANGEBYSCORE, ``since <= created_at < until``."""
+        await self._check_account(account_id)
+        if limit <= 0:
+            return []
+        name = self._k("usage_at") if account_id is None else self._k("usage_at", account_id)
+        low, high = _score_range(since, until)
+        rows = await self._call(lambda: self._redis.zrevrangebyscore(name, high, low, start=0, num=limit))
+        return [ujson.loads(row) for row in rows]  # type: ignore[arg-type]  # decode_responses: str members
+
+    async def usage_summary(self, account_id: str, width: int, since: float | None = None,
+                            until: float | None = None) -> list[dict[str, Any]]:
+        """Summed by a Lua script inside Redis; rows sorted here by (bucket start, model)."""
+        await self._check_account(account_id)
+        low, high = _score_range(since, until)
+        rows = await self._script("USAGE_SUMMARY", account_id, width, low, high)
+        result = [{"start": int(row[0]), "model": row[1], "requests": int(row[2]), "input_tokens": int(row[3]),
+                   "output_tokens": int(row[4]), "cached_tokens": int(row[5]), "cache_write_tokens": int(row[6]),
+                   "cost_usd": nano_to_usd(int(row[7]))} for row in rows]
+        return sorted(result, key=lambda row: (row["start"], row["model"]))
+
+    async def _check_account(self, account_id: str | None) -> None:
         if account_id is not None:
             if not await self._call(lambda: self._redis.exists(self._k("acct", account_id))):
                 raise UnknownAccount(f"no account {account_id!r}")
-        if limit <= 0:
-            return []
-        name = self._k("usage") if account_id is None else self._k("usage", account_id)
-        result: list[dict[str, Any]] = []
-        start, chunk = 0, limit if since is None else max(limit, 500)
-        while len(result) < limit:
-            rows = await self._call(lambda: self._redis.lrange(name, start, start + chunk - 1))
-            for row in rows:
-                record = ujson.loads(row)
-                if since is not None and record.get("created_at", 0) < since:
-                    continue
-                result.append(record)
-                if len(result) >= limit:
-                    break
-            if len(rows) < chunk:
-                break
-            start += chunk
-        return result
 
     # -- export / import ----------------------------------------------------------------
 
@@ -187,3 +191,8 @@ class RedisAccounts(RedisStore):
 
         await self._call(write)
         return {"accounts": len(state.accounts), "keys": len(state.keys), "credit_refs": len(state.credit_refs)}
+
+
+def _score_range(since: float | None, until: float | None) -> tuple[str, str]:
+    """ZRANGEBYSCORE bounds for ``since <= created_at < until``."""
+    return ("-inf" if since is None else repr(float(since)), "+inf" if until is None else "(" + repr(float(until)))

@@ -57,8 +57,6 @@ AUTH_CACHE_S = 30.0  # a known key's record, while the invalidation channel is l
 NEGATIVE_CACHE_S = 2.0  # an unknown key (a "key" event clears it sooner)
 AUTH_CACHE_MAX = 100_000
 SETTLED_TTL_S = 7 * 24 * 3600  # how long a settle is remembered for idempotence
-USAGE_PER_ACCOUNT = 10_000
-USAGE_OVERALL = 100_000
 HEALTH_INTERVAL_S = 1.0
 PUBSUB_PING_S = 3.0
 PUBSUB_DEAD_S = 10.0
@@ -72,10 +70,12 @@ class RedisBackend(RedisAccounts):
 
     def __init__(self, url: str, prefix: str = "infermesh:", accounts: Sequence[Account] = (), *,
                  reservation_ttl_s: float = 60.0, clock: Callable[[], float] = time.time,
-                 socket_timeout_s: float = 2.0) -> None:
+                 socket_timeout_s: float = 2.0, usage_retention_days: int = 400) -> None:
         super().__init__(url, prefix, clock, socket_timeout_s)
+        self._retention_s = usage_retention_days * 86400
         self._bootstrap_accounts = tuple(accounts)
         self._bootstrapped = not accounts
+        self._usage_migrated = False
         self._ttl_ms = int(reservation_ttl_s * 1000)
         self._subscribed = False
         self._live: dict[str, Reservation] = {}  # this process's holds, renewed until settled or released
@@ -146,6 +146,11 @@ class RedisBackend(RedisAccounts):
             await self._scripts["PURGE"](args=[self.prefix, 1000])
             if not self._bootstrapped:
                 await self._bootstrap()
+            if not self._usage_migrated:
+                moved = await self._scripts["MIGRATE_USAGE"](args=[self.prefix])
+                if moved:
+                    log.info("ledger: moved %d usage records from lists to time-indexed sets", moved)
+                self._usage_migrated = True
         except (RedisError, OSError) as exc:
             self._down(exc)
             return False
@@ -318,8 +323,8 @@ class RedisBackend(RedisAccounts):
         now = self._clock()
         applied = await self._script("SETTLE", reservation.id, reservation.account_id, reservation.key_id,
                                      str(cost_nano), repr(now), ujson.dumps(usage), SETTLED_TTL_S,
-                                     USAGE_PER_ACCOUNT, USAGE_OVERALL, str(record_tokens(usage)),
-                                     str(int(now * 1000)), *window_args(now))
+                                     repr(float(usage.get("created_at") or now)), self._retention_s,
+                                     str(record_tokens(usage)), str(int(now * 1000)), *window_args(now))
         self._live.pop(str(reservation.id), None)
         return bool(applied)
 

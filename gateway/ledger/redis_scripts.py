@@ -23,7 +23,9 @@ Layout (``P`` is ``state.redis_prefix``; amounts are integer nano-dollars as str
 * ``P resv``             zset  rid -> expiry (Redis server time, ms): renewed by the live gateway,
                                purged (hold given back) once expired, i.e. when its gateway died
 * ``P settled:{rid}``    string, expires after a week: the settle of ``rid`` happened (idempotence)
-* ``P usage``, ``P usage:{account}``  lists of usage records (JSON), newest first, trimmed
+* ``P usage_at``, ``P usage_at:{account}``  zsets of usage records (JSON members, unique by request id),
+                               scored by ``created_at``; older than the retention period: removed at each settle
+                               (``P usage`` / ``P usage:{account}`` were lists before; MIGRATE_USAGE moves them)
 * ``P events``           pub/sub channel: ``revoke <hash>``, ``key <hash>``, ``account <id>``
 
 Scripts compute keys from the prefix they are given (standalone Redis or a
@@ -162,7 +164,7 @@ redis.call('ZADD', P .. 'resv', now + tonumber(ARGV[6]), rid)
 return {1, s}
 """
 
-# ARGV: P, rid, account, key_id, cost, at, record_json, settled_ttl_s, per_account_max, overall_max,
+# ARGV: P, rid, account, key_id, cost, at, record_json, settled_ttl_s, record created_at, retention_s,
 #       tokens, at_ms, day_start, week_start, month_start (the windows ``at`` falls in)
 #   -> 1 charged | 0 already settled (a retry: nothing charged twice)
 SETTLE = _COMMON + r"""
@@ -185,11 +187,80 @@ if k[3] and k[3] ~= '' and ARGV[11] ~= '0' then  -- tpm: the real tokens count f
   redis.call('PEXPIRE', P .. 'tpm:' .. key_id, 61000)
 end
 redis.call('SET', marker, '1', 'EX', tonumber(ARGV[8]))
-redis.call('LPUSH', P .. 'usage:' .. account, ARGV[7])
-redis.call('LTRIM', P .. 'usage:' .. account, 0, tonumber(ARGV[9]) - 1)
-redis.call('LPUSH', P .. 'usage', ARGV[7])
-redis.call('LTRIM', P .. 'usage', 0, tonumber(ARGV[10]) - 1)
+local created, cutoff = tonumber(ARGV[9]), string.format('(%.3f', tonumber(ARGV[9]) - tonumber(ARGV[10]))
+for _, name in ipairs({P .. 'usage_at:' .. account, P .. 'usage_at'}) do
+  redis.call('ZADD', name, created, ARGV[7])
+  redis.call('ZREMRANGEBYSCORE', name, '-inf', cutoff)
+end
 return 1
+"""
+
+# ARGV: P, account, bucket width (s), min score, max score -> {{start, model, requests, input, output, cached,
+#   cache_write, cost_nano}, ...} (numbers as strings): /v1/usage/summary summed inside Redis, so the
+#   records never travel to the gateway. Costs are summed as integer nano-dollars (exact below 2^53 per row).
+USAGE_SUMMARY = r"""
+local P, width = ARGV[1], tonumber(ARGV[3])
+local function count(x) if type(x) == 'number' then return x end return 0 end
+local function nano(text)
+  if type(text) ~= 'string' then return 0 end
+  local sign, whole, frac = string.match(text, '^(%-?)(%d+)%.?(%d*)$')
+  if not whole then return 0 end
+  local value = tonumber(whole) * 1000000000 + tonumber(string.sub(frac .. '000000000', 1, 9))
+  if sign == '-' then return -value end
+  return value
+end
+local groups, order = {}, {}
+for _, raw in ipairs(redis.call('ZRANGEBYSCORE', P .. 'usage_at:' .. ARGV[2], ARGV[4], ARGV[5])) do
+  local ok, r = pcall(cjson.decode, raw)
+  if ok and type(r) == 'table' then
+    local start = math.floor(count(r.created_at) / width) * width
+    local model = r.model
+    if type(model) ~= 'string' then model = '?' end
+    local id = string.format('%d', start) .. '\n' .. model
+    local g = groups[id]
+    if not g then
+      g = {start, model, 0, 0, 0, 0, 0, 0}
+      groups[id] = g
+      table.insert(order, id)
+    end
+    g[3] = g[3] + 1
+    g[4] = g[4] + count(r.input_tokens)
+    g[5] = g[5] + count(r.output_tokens)
+    g[6] = g[6] + count(r.cached_tokens)
+    g[7] = g[7] + count(r.cache_write_tokens)
+    g[8] = g[8] + nano(r.cost_usd)
+  end
+end
+local out = {}
+for _, id in ipairs(order) do
+  local g = groups[id]
+  table.insert(out, {string.format('%d', g[1]), g[2], string.format('%d', g[3]), string.format('%d', g[4]),
+                     string.format('%d', g[5]), string.format('%d', g[6]), string.format('%d', g[7]),
+                     string.format('%d', g[8])})
+end
+return out
+"""
+
+# ARGV: P -> records moved. Once, on start: the usage lists of older versions become the zsets above.
+MIGRATE_USAGE = r"""
+local P = ARGV[1]
+if redis.call('TYPE', P .. 'usage')['ok'] ~= 'list' then return 0 end
+local moved = 0
+local function move(list, zset)
+  for _, raw in ipairs(redis.call('LRANGE', list, 0, -1)) do
+    local ok, r = pcall(cjson.decode, raw)
+    local at = 0
+    if ok and type(r) == 'table' and type(r.created_at) == 'number' then at = r.created_at end
+    redis.call('ZADD', zset, at, raw)
+    moved = moved + 1
+  end
+  redis.call('DEL', list)
+end
+for _, account in ipairs(redis.call('SMEMBERS', P .. 'accounts')) do
+  move(P .. 'usage:' .. account, P .. 'usage_at:' .. account)
+end
+move(P .. 'usage', P .. 'usage_at')
+return moved
 """
 
 # ARGV: P, rid -> 1 released | 0 nothing held (already settled, released or expired)

@@ -29,7 +29,7 @@ log = logging.getLogger("infermesh.ledger")
 T = TypeVar("T")
 
 SCRIPTS = ("RESERVE", "SETTLE", "RELEASE", "RENEW", "PURGE", "BALANCES", "LOOKUP", "CREATE_ACCOUNT", "ADD_KEY",
-           "REVOKE", "CREDIT")
+           "REVOKE", "CREDIT", "USAGE_SUMMARY", "MIGRATE_USAGE")
 
 
 class RedisStore:

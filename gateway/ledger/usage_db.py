@@ -101,6 +101,7 @@ class UsageStore:
         os.chmod(self.path, 0o600)
         conn.executescript(_SCHEMA)
         _import_jsonl(conn, directory)
+        self._prune(conn)  # before the first query can see expired records
         conn.close()
         self._queue: deque[dict[str, Any]] = deque()
         self._cond = threading.Condition()
@@ -126,9 +127,9 @@ class UsageStore:
 
     def _write_loop(self) -> None:
         """Wait for a record, let the batch window fill (a waiting reader cuts it short), commit, repeat;
-        prune old records at start and every ``PRUNE_EVERY_S``."""
+        prune old records every ``PRUNE_EVERY_S``."""
         conn = _connect(self.path)
-        next_prune = time.monotonic()
+        next_prune = time.monotonic() + PRUNE_EVERY_S  # the first prune ran in __init__
         while True:
             with self._cond:
                 if not self._queue and not self._closing:
@@ -182,8 +183,7 @@ class UsageStore:
         """Newest first, at most ``limit``, ``since <= created_at < until``."""
         where, args = _window(account_id, since, until)
         sql = f"SELECT record FROM usage {where} ORDER BY created_at DESC, id DESC LIMIT ?"
-        rows = await self._read(sql, (*args, max(limit, 0)))
-        return [ujson.loads(row[0]) for row in rows]
+        return await self._read(sql, (*args, max(limit, 0)), _records)
 
     async def summary(self, account_id: str | None, width: int, since: float | None = None,
                       until: float | None = None) -> list[dict[str, Any]]:
@@ -192,15 +192,18 @@ class UsageStore:
         sql = (f"SELECT CAST(created_at / ? AS INTEGER) * ? AS start, model, COUNT(*), "
                f"{', '.join(f'SUM({name})' for name in _SUMMED)}, SUM(cost_nano) FROM usage {where} "
                f"GROUP BY start, model ORDER BY start, model")
-        rows = await self._read(sql, (width, width, *args))
+        rows = await self._read(sql, (width, width, *args), list)
         return [{"start": row[0], "model": row[1], "requests": row[2], **dict(zip(_SUMMED, row[3:7])),
                  "cost_usd": nano_to_usd(row[7])} for row in rows]
 
-    async def _read(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    async def _read(self, sql: str, args: tuple[Any, ...], convert: Callable[[list[Any]], list[Any]]) -> list[Any]:
+        """Run a query on the reader thread; ``convert`` (also there) turns its rows into the answer."""
         target = self._appended
-        return await asyncio.get_running_loop().run_in_executor(self._readers, self._read_sync, sql, args, target)
+        return await asyncio.get_running_loop().run_in_executor(self._readers, self._read_sync, sql, args, target,
+                                                                convert)
 
-    def _read_sync(self, sql: str, args: tuple[Any, ...], target: int) -> list[tuple[Any, ...]]:
+    def _read_sync(self, sql: str, args: tuple[Any, ...], target: int,
+                   convert: Callable[[list[Any]], list[Any]]) -> list[Any]:
         with self._cond:  # read your writes: wait for what was queued before the query (bounded)
             if self._committed < target:
                 self._urgent = True
@@ -208,17 +211,9 @@ class UsageStore:
                 self._cond.wait_for(lambda: self._committed >= target or self._closing, timeout=5)
         if self._read_conn is None:
             self._read_conn = _connect(self.path)
-        return self._read_conn.execute(sql, args).fetchall()
+        return convert(self._read_conn.execute(sql, args).fetchall())
 
     # -- lifecycle ---------------------------------------------------------------------------
-
-    def flush(self, timeout: float = 10.0) -> None:
-        """Block until every record appended so far is committed (shutdown and tests; not the IOLoop's path)."""
-        with self._cond:
-            target = self._appended
-            self._urgent = True
-            self._cond.notify_all()
-            self._cond.wait_for(lambda: self._committed >= target, timeout=timeout)
 
     def close(self) -> None:
         """Write what is queued, stop both threads, close the database."""
@@ -229,6 +224,10 @@ class UsageStore:
         self._readers.shutdown(wait=True)
         if self._read_conn is not None:
             self._read_conn.close()
+
+
+def _records(rows: list[tuple[str]]) -> list[dict[str, Any]]:
+    return [ujson.loads(row[0]) for row in rows]
 
 
 def _window(account_id: str | None, since: float | None, until: float | None) -> tuple[str, tuple[Any, ...]]:

@@ -9,9 +9,12 @@ nano-dollar.
 
 from __future__ import annotations
 
+import csv
 import http.client
+import io
 import json
 import socket
+import sqlite3
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -345,12 +348,12 @@ def test_created_key_plaintext_never_reaches_disk_or_logs(upstream, start_gatewa
     gateway.stop()  # the final snapshot and usage flush happen at close
     files = [path for path in state.rglob("*") if path.is_file()]
     names = {path.name for path in files}
-    assert {"snapshot.json", "usage.jsonl"} <= names and any(n.startswith("journal-") for n in names)
+    assert {"snapshot.json", "usage.sqlite3"} <= names and any(n.startswith("journal-") for n in names)
     for secret in (key, DEMO_KEY):
         for path in files:
             assert secret.encode() not in path.read_bytes(), f"{path.name} holds a plaintext key"
-    usage_lines = (state / "usage.jsonl").read_text()
-    assert key_id in usage_lines  # the records are there, naming the key by id only
+    with sqlite3.connect(state / "usage.sqlite3") as conn:  # the records are there, naming the key by id only
+        assert key_id in " ".join(row[0] for row in conn.execute("SELECT record FROM usage"))
     out, err = capfd.readouterr()
     assert '"kind":"access"' in out  # the access log was on and captured
     for secret in (key, DEMO_KEY):
@@ -684,3 +687,32 @@ def test_usage_limit_bounds_are_accepted(gateway):
     for query in ("limit=1", "limit=1000", "since=0", "since=1700000000.5", ""):
         status, body = as_key(gateway, f"/v1/usage?{query}", DEMO_KEY)
         assert status == 200 and body == {"data": []}
+
+
+def test_usage_time_window_and_csv_for_the_caller_and_the_admin(gateway):
+    key, _ = new_account(gateway, "invoiced", "10")
+    client = sdk(gateway, key)
+    for text in ("first", "second", "third"):
+        client.chat.completions.create(**chat_body(text))
+    status, body = as_key(gateway, "/v1/usage", key)
+    records = body["data"]
+    assert status == 200 and len(records) == 3
+    times = sorted(r["created_at"] for r in records)
+    status, window = as_key(gateway, f"/v1/usage?since={times[1]!r}&until={times[2]!r}", key)
+    assert [r["created_at"] for r in window["data"]] == [times[1]]  # since inclusive, until exclusive
+    # CSV: a header row of the JSON field names, then the same records, newest first
+    status, text, response = http_call(gateway, "GET", "/v1/usage?format=csv",
+                                       headers={"Authorization": f"Bearer {key}"})
+    assert status == 200 and response.headers["Content-Type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(text.decode())))
+    assert [row["request_id"] for row in rows] == [r["request_id"] for r in records]
+    assert [row["cost_usd"] for row in rows] == [r["cost_usd"] for r in records]
+    assert set(records[0]) <= set(rows[0])
+    status, text = admin(gateway, "GET", "/admin/usage?account=invoiced&format=csv&limit=2")
+    assert status == 200 and len(list(csv.DictReader(io.StringIO(text.decode())))) == 2
+    for query, param in (("format=xml", "format"), (f"since={times[2]!r}&until={times[0]!r}", "until"),
+                         ("until=soon", "until"), ("limit=1001", "limit")):
+        status, error = as_key(gateway, f"/v1/usage?{query}", key)
+        assert status == 400 and error["error"]["param"] == param, (query, error)
+    status, error = as_key(gateway, "/v1/usage?format=csv&limit=100000", key)
+    assert status == 200  # CSV downloads may be larger than a JSON page

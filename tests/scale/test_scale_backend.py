@@ -327,6 +327,62 @@ def test_calls_of_one_loop_turn_share_a_connection_and_survive_a_flushed_script_
             assert (await backend.balance("scale"))["balance_usd"] == "0.000000"
             assert len(await backend.usage("scale")) == 80
             assert opened_now <= 2, f"{opened_now} new connections for 100 concurrent requests"
+
+
+def test_usage_by_time_window_summary_and_retention_alike_in_both_backends(redis_server: RedisServer,
+                                                                           tmp_path: Path) -> None:
+    """The same records give the same answers from SQLite and from Redis; Redis drops expired ones at settle."""
+    base = 1_999_958_400.0  # a UTC day boundary
+
+    async def exercise(backend: Any) -> tuple[list[str], list[str], list[dict[str, Any]]]:
+        _, key = await backend.authenticate(KEY)
+        for i in range(6):
+            held = await backend.reserve(key, 1000, f"w{i}")
+            await backend.settle(held, 100_000_001 + i, {**record(f"w{i}"), "created_at": base + i * 1800,
+                                                         "cache_write_tokens": 2})
+        window = [r["request_id"] for r in await backend.usage("scale", 100, base + 1800, base + 3 * 1800)]
+        newest = [r["request_id"] for r in await backend.usage(None, 2)]
+        return window, newest, await backend.usage_summary("scale", 3600, base, base + 86400)
+
+    async def main() -> None:
+        embedded = EmbeddedBackend.open(str(tmp_path / "state"), ACCOUNTS)
+        redis_backend = await opened(redis_server, usage_retention_days=1)
+        try:
+            results = [await exercise(embedded), await exercise(redis_backend)]
+            with pytest.raises(UnknownAccount):
+                await redis_backend.usage_summary("nobody", 3600)
+            # a record two days newer: with one day of retention, the old ones leave Redis
+            _, key = await redis_backend.authenticate(KEY)
+            held = await redis_backend.reserve(key, 10, "late")
+            await redis_backend.settle(held, 1, {**record("late"), "created_at": base + 2 * 86400})
+            assert [r["request_id"] for r in await redis_backend.usage("scale", 100)] == ["late"]
+        finally:
+            await embedded.close()
+            await redis_backend.close()
+        assert results[0] == results[1]
+        window, newest, summary = results[0]
+        assert window == ["w2", "w1"] and newest == ["w5", "w4"]
+        assert [(row["start"] - base, row["requests"], row["cache_write_tokens"], row["cost_usd"])
+                for row in summary] == [(0, 2, 4, "0.200000003"), (3600, 2, 4, "0.200000007"),
+                                        (7200, 2, 4, "0.200000011")]
+
+    run(main())
+
+
+def test_usage_lists_of_an_older_version_move_to_the_time_index(redis_server: RedisServer) -> None:
+    async def main() -> None:
+        first = await opened(redis_server)
+        await first.close()
+        client = redis_server.client()
+        old = [json.dumps({**record(f"old{i}"), "account": "scale", "created_at": 1000.0 + i}) for i in range(3)]
+        for raw in old:
+            client.lpush("t:usage:scale", raw)
+            client.lpush("t:usage", raw)
+        backend = await opened(redis_server)
+        try:
+            assert [r["request_id"] for r in await backend.usage("scale", 10)] == ["old2", "old1", "old0"]
+            assert [r["request_id"] for r in await backend.usage(None, 10, since=1001.0)] == ["old2", "old1"]
+            assert not client.exists("t:usage") and not client.exists("t:usage:scale")
         finally:
             await backend.close()
 
