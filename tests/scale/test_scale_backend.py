@@ -327,6 +327,10 @@ def test_calls_of_one_loop_turn_share_a_connection_and_survive_a_flushed_script_
             assert (await backend.balance("scale"))["balance_usd"] == "0.000000"
             assert len(await backend.usage("scale")) == 80
             assert opened_now <= 2, f"{opened_now} new connections for 100 concurrent requests"
+        finally:
+            await backend.close()
+
+    run(main())
 
 
 def test_usage_by_time_window_summary_and_retention_alike_in_both_backends(redis_server: RedisServer,
