@@ -44,9 +44,13 @@ def _short_str(value: object, limit: int) -> bool:
 
 
 def _optional_short_str(body: dict, key: str, limit: int, path: str) -> None:
-    value = body.get(key)
-    _require(value is None or _short_str(value, limit), f"{key} must be a string of 1 to {limit} characters",
-             f"{path}{key}")
+    if body.get(key) is not None:
+        _short_field(body, key, limit, path)
+
+
+def _short_field(body: dict, key: str, limit: int, path: str) -> None:
+    """``body[key]`` is a string of 1 to ``limit`` characters (``path``: where ``body`` is, dot-terminated)."""
+    _require(_short_str(body.get(key), limit), f"{key} must be a string of 1 to {limit} characters", f"{path}{key}")
 
 
 def validate_messages(body: dict) -> None:
@@ -103,10 +107,8 @@ def _validate_block(block: object, path: str, tool_ids: set[str]) -> None:
             _require(kind == "document" and source.get("type") in ("text", "content", "file"),
                      "unsupported source type", f"{path}.source.type")
     elif kind == "tool_use":
-        _require(_short_str(block.get("id"), MAX_ID_CHARS), f"id must be a string of 1 to {MAX_ID_CHARS} characters",
-                 f"{path}.id")
-        _require(_short_str(block.get("name"), MAX_NAME_CHARS),
-                 f"name must be a string of 1 to {MAX_NAME_CHARS} characters", f"{path}.name")
+        _short_field(block, "id", MAX_ID_CHARS, f"{path}.")
+        _short_field(block, "name", MAX_NAME_CHARS, f"{path}.")
         _require(isinstance(block.get("input"), dict), "input must be an object", f"{path}.input")
         tool_ids.add(block["id"])
     elif kind == "tool_result":
@@ -135,8 +137,7 @@ def _validate_anthropic_tools(body: dict) -> None:
             kind = tool.get("type")
             _require(kind is None or (_is_str(kind) and bool(kind)), "type must be a string", f"tools[{i}].type")
             if kind in (None, "custom"):  # server tools are Anthropic's to check (mcp_toolset has no name)
-                _require(_short_str(tool.get("name"), MAX_NAME_CHARS),
-                         f"name must be a string of 1 to {MAX_NAME_CHARS} characters", f"tools[{i}].name")
+                _short_field(tool, "name", MAX_NAME_CHARS, f"tools[{i}].")
                 _require(isinstance(tool.get("input_schema"), dict), "input_schema must be an object",
                          f"tools[{i}].input_schema")
     choice = body.get("tool_choice")
@@ -174,8 +175,7 @@ def _validate_responses_tool(tool: object, path: str) -> None:
         raise ProtocolError("each tool needs a type", path)
     kind = tool["type"]
     if kind in ("function", "custom", "namespace"):
-        _require(_short_str(tool.get("name"), MAX_NAME_CHARS),
-                 f"name must be a string of 1 to {MAX_NAME_CHARS} characters", f"{path}.name")
+        _short_field(tool, "name", MAX_NAME_CHARS, f"{path}.")
     if kind == "function":
         params = tool.get("parameters")
         _require(params is None or isinstance(params, dict), "parameters must be an object", f"{path}.parameters")
@@ -201,20 +201,15 @@ def _validate_item(item: object, path: str) -> None:
             _require(isinstance(part, dict) and _one_of(part.get("type"), _ITEM_CONTENT_TYPES),
                      "unsupported content part type", f"{path}.content[{j}].type")
     elif kind == "function_call":
-        _require(_short_str(item.get("call_id"), MAX_ID_CHARS),
-                 f"call_id must be a string of 1 to {MAX_ID_CHARS} characters", f"{path}.call_id")
-        _require(_short_str(item.get("name"), MAX_NAME_CHARS),
-                 f"name must be a string of 1 to {MAX_NAME_CHARS} characters", f"{path}.name")
+        _short_field(item, "call_id", MAX_ID_CHARS, f"{path}.")
+        _short_field(item, "name", MAX_NAME_CHARS, f"{path}.")
         _require(_is_str(item.get("arguments")), "arguments must be a string", f"{path}.arguments")
     elif kind == "custom_tool_call":
-        _require(_short_str(item.get("call_id"), MAX_ID_CHARS),
-                 f"call_id must be a string of 1 to {MAX_ID_CHARS} characters", f"{path}.call_id")
-        _require(_short_str(item.get("name"), MAX_NAME_CHARS),
-                 f"name must be a string of 1 to {MAX_NAME_CHARS} characters", f"{path}.name")
+        _short_field(item, "call_id", MAX_ID_CHARS, f"{path}.")
+        _short_field(item, "name", MAX_NAME_CHARS, f"{path}.")
         _require(_is_str(item.get("input")), "input must be a string", f"{path}.input")
     elif kind in ("function_call_output", "custom_tool_call_output"):
-        _require(_short_str(item.get("call_id"), MAX_ID_CHARS),
-                 f"call_id must be a string of 1 to {MAX_ID_CHARS} characters", f"{path}.call_id")
+        _short_field(item, "call_id", MAX_ID_CHARS, f"{path}.")
         output = item.get("output")
         _require(_is_str(output) or isinstance(output, list), "output must be a string or a list", f"{path}.output")
         for j, part in enumerate(output if isinstance(output, list) else ()):
@@ -258,6 +253,5 @@ def validate_chat(body: dict) -> None:
             if tool.get("type", "function") == "function":
                 function = tool.get("function")
                 _require(isinstance(function, dict), "function must be an object", f"tools[{i}].function")
-                _require(_short_str(function.get("name"), MAX_NAME_CHARS),
-                         f"name must be a string of 1 to {MAX_NAME_CHARS} characters", f"tools[{i}].function.name")
+                _short_field(function, "name", MAX_NAME_CHARS, f"tools[{i}].function.")
     _optional_short_str(body, "user", MAX_ID_CHARS, "")
