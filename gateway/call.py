@@ -67,6 +67,10 @@ class Call:
     refused: list[ProtocolError] = field(default_factory=list)  # attempts whose protocol cannot express the request
     live: set[Exchange] = field(default_factory=set)  # upstream exchanges to abort if the client leaves
 
+    def authenticated(self, key: KeyInfo) -> None:
+        """Admission's hook: the key is known (the access log names it even if the request is refused)."""
+        self.key = key
+
     @property
     def streaming(self) -> bool:
         return bool(self.facts and self.facts.stream) and self.endpoint not in EMBEDDING_ENDPOINTS

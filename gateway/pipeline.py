@@ -15,18 +15,15 @@ from typing import Mapping
 
 import ujson
 
+from gateway.admission import admit, reserve
 from gateway.attempts import ClientFault, Opener, count_attempt
-from gateway.auth import Caller, authenticate
 from gateway.call import Call, Channel
 from gateway.config import Model, normalize_model_id
 from gateway.errors import ErrorKind, GatewayError, ledger_error
-from gateway.ledger.keys import KeyInfo
 from gateway.ledger.errors import LedgerError
 from gateway.ledger.money import nano_to_usd
 from gateway.protocols import translate
-from gateway.protocols.body import parse_body
 from gateway.protocols.canonical import ProtocolError, Usage
-from gateway.protocols.inspect import DEFAULT_OUTPUT_RESERVE, EMBEDDING_ENDPOINTS, inspect_request
 from gateway.relay import mark_dropped_tools, relay_stream, whole_body
 from gateway.routing.router import Attempt, Outcome, Plan
 from gateway.services import Services
@@ -64,30 +61,14 @@ class Pipeline:
     async def _run(self, call: Call, raw: bytes, api_key: str | None, url_model: str | None,
                    url_stream: bool) -> None:
         services = self.services
-        call.key = await authenticate(services.ledger, api_key, Caller.MODELS)
-        try:
-            body = parse_body(raw)
-            call.facts = facts = inspect_request(call.endpoint, body, len(raw), url_model, url_stream)
-            if call.endpoint not in EMBEDDING_ENDPOINTS:
-                translate.validate_request(call.endpoint, body)
-        except ProtocolError as exc:
-            raise GatewayError(ErrorKind.INVALID_REQUEST, exc.message, exc.param) from None
-        call.body = body
-        call.model = model = self._resolve_model(facts.model, call.endpoint, "model")
-        self._check_allowed(call.key, model)
-        fallbacks = None
-        if facts.fallback_models is not None:
-            fallbacks = [self._resolve_model(m, call.endpoint, "fallback_models") for m in facts.fallback_models]
-            for fallback in fallbacks:
-                self._check_allowed(call.key, fallback)
+        admitted = await admit(services, call.endpoint, raw, api_key, url_model=url_model, url_stream=url_stream,
+                               on_authenticated=call.authenticated)
+        call.facts, call.body, call.model = admitted.facts, admitted.body, admitted.model
+        model, fallbacks = admitted.model, admitted.fallbacks
         call.prices, call.endpoints = services.prices, services.endpoints
         if call.endpoint in TRANSLATABLE:
             self._prepare(call, [model, *(fallbacks if fallbacks is not None else self._configured(model))])
-        key = normalize_model_id(model.id)
-        max_output = facts.max_output_tokens or DEFAULT_OUTPUT_RESERVE
-        estimate = call.prices.estimate_nano(key, facts.prompt_tokens_estimate, max_output)
-        call.reservation = await services.ledger.reserve(call.key, estimate, call.channel.request_id,
-                                                         tokens=facts.prompt_tokens_estimate + max_output)
+        call.reservation = await reserve(services, admitted, call.channel.request_id)
         try:
             await self._route(call, services.router.plan(model, fallbacks))
         finally:
@@ -96,17 +77,6 @@ class Pipeline:
                 call.reservation = None
 
     # -- before routing -------------------------------------------------------
-
-    def _resolve_model(self, model_id: str, endpoint: str, param: str) -> Model:
-        model = self.services.config.find_model(model_id)
-        if model is None:
-            raise GatewayError(ErrorKind.NOT_FOUND, f"the model '{model_id}' does not exist", param,
-                               code="model_not_found")
-        wants_embedding = endpoint in EMBEDDING_ENDPOINTS
-        if (model.kind == "embedding") != wants_embedding:
-            kind = "an embedding model" if model.kind == "embedding" else "not an embedding model"
-            raise GatewayError(ErrorKind.INVALID_REQUEST, f"the model '{model_id}' is {kind}", param)
-        return model
 
     def _configured(self, model: Model) -> list[Model]:
         found = (self.services.config.find_model(m) for m in model.fallbacks)
@@ -137,12 +107,6 @@ class Pipeline:
                               and (protocol := endpoints.protocol_for(call.endpoint)) is not None)
             self._protocols[cache_key] = found
         return found
-
-    @staticmethod
-    def _check_allowed(key: KeyInfo, model: Model) -> None:
-        if key.models is not None and normalize_model_id(model.id) not in key.models:
-            raise GatewayError(ErrorKind.PERMISSION, f"this key may not use the model '{model.id}'",
-                               "model", code="model_not_allowed")
 
     # -- routing and failover -------------------------------------------------
 

@@ -29,6 +29,9 @@ class JsonBodyHandler(BaseHandler):
 
     def prepare(self) -> None:
         self._parts = []
+        if self.services.draining:  # every model endpoint refuses new work while the gateway drains
+            self._refuse(GatewayError(ErrorKind.OVERLOADED, "the gateway is shutting down", retry_after_s=5))
+            return
         limit = self.services.config.limits.max_body_bytes
         self.request.connection.set_max_body_size(_UNLIMITED)  # type: ignore[union-attr]
         content_type = self.request.headers.get("Content-Type")

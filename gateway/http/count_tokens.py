@@ -29,14 +29,9 @@ from typing import Any
 import ujson
 
 from gateway import redact
-from gateway.auth import Caller, authenticate
-from gateway.config import normalize_model_id
-from gateway.errors import ErrorKind, GatewayError
+from gateway.admission import admit
 from gateway.http.base import api_key_from
 from gateway.http.body import JsonBodyHandler
-from gateway.protocols.body import parse_body
-from gateway.protocols.canonical import ProtocolError
-from gateway.protocols.inspect import inspect_request
 from gateway.routing.router import Outcome
 from gateway.upstream.client import Overloaded
 from gateway.upstream.exchange import UpstreamError
@@ -89,26 +84,11 @@ class CountTokensHandler(JsonBodyHandler):
     protocol = "messages"  # errors in Anthropic's shape
 
     async def post(self) -> None:
-        if self._finished:  # refused while the body arrived (JsonBodyHandler)
+        if self._finished:  # refused while the body arrived, or draining (JsonBodyHandler)
             return
         services = self.services
-        if services.draining:
-            raise GatewayError(ErrorKind.OVERLOADED, "the gateway is shutting down", retry_after_s=5)
-        raw = self.body_bytes()
-        key = await authenticate(services.ledger, api_key_from(self), Caller.MODELS)
-        try:
-            body = parse_body(raw)
-            facts = inspect_request("count_tokens", body, len(raw))
-        except ProtocolError as exc:
-            raise GatewayError(ErrorKind.INVALID_REQUEST, exc.message, exc.param) from None
-        model = services.config.find_model(facts.model)
-        if model is None:
-            raise GatewayError(ErrorKind.NOT_FOUND, f"the model '{facts.model}' does not exist", "model")
-        if model.kind == "embedding":
-            raise GatewayError(ErrorKind.INVALID_REQUEST, f"the model '{facts.model}' is an embedding model", "model")
-        if key.models is not None and normalize_model_id(model.id) not in key.models:
-            raise GatewayError(ErrorKind.PERMISSION, f"this key may not use the model '{model.id}'", "model")
-
+        admitted = await admit(services, "count_tokens", self.body_bytes(), api_key_from(self))
+        model, body = admitted.model, admitted.body
         attempt = services.router.plan(model).next()
         outcome = Outcome.CANCELLED  # no verdict unless an Anthropic node was actually asked
         try:

@@ -25,14 +25,12 @@ from typing import Any
 import ujson
 
 from gateway import redact
-from gateway.auth import Caller, authenticate
+from gateway.admission import admit
 from gateway.config import normalize_model_id
 from gateway.errors import ErrorKind, GatewayError
 from gateway.http.base import gemini_api_key
 from gateway.http.handlers import ModelHandler
 from gateway.pipeline import Pipeline
-from gateway.protocols.body import parse_body
-from gateway.protocols.canonical import ProtocolError
 from gateway.protocols.gemini_client import count_tokens_passthrough
 from gateway.protocols.gemini_stream import JsonArrayFramer
 from gateway.protocols.inspect import estimate_prompt_tokens
@@ -109,18 +107,9 @@ class GeminiHandler(ModelHandler):
 
     async def _count_tokens(self, model_id: str) -> None:
         services = self.services
-        key = await authenticate(services.ledger, gemini_api_key(self), Caller.MODELS)
-        try:
-            body = parse_body(self.body_bytes())
-        except ProtocolError as exc:
-            raise GatewayError(ErrorKind.INVALID_REQUEST, exc.message, exc.param) from None
-        if not isinstance(body, dict):
-            raise GatewayError(ErrorKind.INVALID_REQUEST, "the request body must be a JSON object")
-        model = services.config.find_model(model_id)
-        if model is None:
-            raise GatewayError(ErrorKind.NOT_FOUND, f"the model '{model_id}' does not exist", "model")
-        if key.models is not None and normalize_model_id(model.id) not in key.models:
-            raise GatewayError(ErrorKind.PERMISSION, f"this key may not use the model '{model.id}'", "model")
+        admitted = await admit(services, "gemini_count_tokens", self.body_bytes(), gemini_api_key(self),
+                               url_model=model_id)
+        model, body = admitted.model, admitted.body
         attempt = services.router.plan(model).next()
         outcome = Outcome.CANCELLED  # no verdict unless a Gemini node was actually asked
         try:

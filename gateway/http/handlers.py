@@ -31,12 +31,6 @@ class ModelHandler(JsonBodyHandler):
         self._heartbeat: object | None = None
         self._wrote = False
 
-    def prepare(self) -> None:
-        if self.services.draining:
-            self.fail(GatewayError(ErrorKind.OVERLOADED, "the gateway is shutting down", retry_after_s=5))
-            return
-        super().prepare()
-
     async def post(self) -> None:
         if self._finished:
             return

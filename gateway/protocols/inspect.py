@@ -29,7 +29,8 @@ class RequestFacts:
 
 
 EMBEDDING_ENDPOINTS = frozenset({"embeddings", "gemini_embed", "gemini_embeddings"})
-GEMINI_ENDPOINTS = frozenset({"gemini", "gemini_embed", "gemini_embeddings"})  # model and stream in the URL
+# model and stream in the URL
+GEMINI_ENDPOINTS = frozenset({"gemini", "gemini_embed", "gemini_embeddings", "gemini_count_tokens"})
 
 
 def inspect_request(endpoint: str, body: Any, body_size: int, url_model: str | None = None,
