@@ -36,6 +36,10 @@ from gateway.services import Services
 DRAIN_GRACE_S = 30.0
 ABORT_WAIT_S = 1.0  # after the grace period: time for aborted streams to write their error event and settle
 POLL_S = 0.02
+# Tornado allocates (and zeroes) a fresh buffer of this size for every socket read, twice per request at least
+# (the read that returns the request and the one that finds the socket empty): 64 KiB by default, ~6 % of a
+# request's instructions. Large bodies take a few more reads; small ones (most API calls) cost 4x less.
+READ_CHUNK_BYTES = 16 * 1024
 
 
 def _no_notify(*states: str) -> bool:
@@ -97,6 +101,7 @@ class Server:
         sockets = bind_sockets(port, host, family=socket.AF_INET, backlog=2048, reuse_port=reuse_port)
         self.port = sockets[0].getsockname()[1]
         self._http = NoDelayHTTPServer(make_app(self.services), xheaders=False, idle_connection_timeout=300,
+                                       chunk_size=READ_CHUNK_BYTES,
                                 max_body_size=self.config.limits.max_body_bytes + 1)
         self._http.add_sockets(sockets)
         if self.config.listen.metrics_port is not None:

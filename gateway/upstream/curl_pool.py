@@ -122,6 +122,21 @@ class CurlPool(CurlAsyncHTTPClient):
         # timer through M_TIMERFUNCTION, and the transfer starts on the next loop iteration.
         return curl
 
+    def _set_timeout(self, msecs: int) -> None:
+        """libcurl's timer callback (M_TIMERFUNCTION), on the asyncio loop directly.
+
+        libcurl calls it after most socket actions. Tornado's version went
+        through ``IOLoop.add_timeout`` (an ABC ``isinstance`` check and a
+        wrapper per call) and treated -1, libcurl's "delete the timer", as a
+        deadline in the past: an extra ``socket_action`` pass every time
+        libcurl had nothing to time.
+        """
+        if self._timeout is not None:
+            self._timeout.cancel()
+            self._timeout = None
+        if msecs >= 0:
+            self._timeout = self.io_loop.asyncio_loop.call_later(msecs / 1000.0, self._handle_timeout)  # type: ignore[attr-defined]
+
     def cancel(self, curl: pycurl.Curl) -> None:
         """Stop a running transfer now: removing a handle mid-transfer makes libcurl close its connection
         (the upstream sees the close at once, idle or not) and drop its pending completion message. The
