@@ -19,7 +19,8 @@ Choices made where Gemini and the other protocols disagree:
 * Declarations: ``parametersJsonSchema`` is JSON Schema already; the older
   ``parameters`` (OpenAPI subset, upper-case types, ``nullable``) is converted
   to JSON Schema. Non-function tools (``googleSearch``, ``codeExecution``,
-  ...) exist only on Gemini nodes and are dropped for the others.
+  ...) exist only on Gemini nodes: dropped for the others and named in
+  ``x-infermesh-dropped-tools``.
 * ``generationConfig``: ``maxOutputTokens``, ``temperature``, ``topP``,
   ``topK``, ``stopSequences``, ``responseMimeType: application/json`` with
   ``responseSchema``/``responseJsonSchema`` map to the canonical request.
@@ -59,6 +60,7 @@ FINISH_TO_GEMINI = {STOP_MAX_TOKENS: "MAX_TOKENS", STOP_CONTENT_FILTER: "SAFETY"
 _ROLES = {"user": "user", "function": "user", "model": "assistant"}
 _CHOICE_MODES = {"AUTO": "auto", "MODE_UNSPECIFIED": "auto", "VALIDATED": "auto", "NONE": "none", "ANY": "required"}
 _MAX_TOKENS = 1_000_000
+_FUNCTION_KEYS = frozenset({"functionDeclarations", "function_declarations"})
 
 
 # --- request: generateContent -> canonical --------------------------------------
@@ -113,7 +115,7 @@ def request_from_gemini(body: dict) -> Request:
         raise ProtocolError("contents has no content", "contents")
     request = Request(messages, system=_system(_get(body, "systemInstruction"), "systemInstruction"))
     _generation(_get(body, "generationConfig"), request)
-    request.tools = _tools(body.get("tools"))
+    request.tools = _tools(body.get("tools"), request.dropped_tools)
     request.tool_choice = _tool_choice(_get(body, "toolConfig"))
     return request
 
@@ -273,7 +275,9 @@ def _float(config: dict, name: str, path: str, low: float, high: float) -> float
     return value
 
 
-def _tools(tools: Any) -> list[ToolDef]:
+def _tools(tools: Any, dropped: list[str]) -> list[ToolDef]:
+    """Function declarations as canonical tools; the other tool kinds (``googleSearch``, ...) go
+    into ``dropped``, named as the client named them, for ``x-infermesh-dropped-tools``."""
     if tools is None:
         return []
     if not isinstance(tools, list):
@@ -281,6 +285,7 @@ def _tools(tools: Any) -> list[ToolDef]:
     out: list[ToolDef] = []
     for i, tool in enumerate(tools):
         tool = _object(tool, f"tools[{i}]")
+        dropped.extend(key for key in tool if key not in _FUNCTION_KEYS)
         for j, decl in enumerate(_get(tool, "functionDeclarations") or ()):
             path = f"tools[{i}].functionDeclarations[{j}]"
             decl = _object(decl, path)

@@ -112,6 +112,21 @@ def test_catalogue(gateway: RunningGateway) -> None:
     assert model.name == "models/claude-sonnet-4-6" and "generateContent" in model.supported_actions
 
 
+@pytest.mark.parametrize("provider", ["openai", "gemini"])
+def test_hosted_tools_reach_gemini_nodes_and_are_named_when_dropped(gateway: RunningGateway, upstream: MockUpstream,
+                                                                    provider: str) -> None:
+    body = {**ASK, "tools": [{"googleSearch": {}}, {"codeExecution": {}}]}
+    status, data, response = post(gateway, f"/v1beta/models/{NODES[provider][1]}:generateContent", body,
+                                   {"x-goog-api-key": DEMO_KEY})
+    assert status == 200, data
+    sent = upstream.stats(NODES[provider][3])["last"]["body"]
+    if provider == "gemini":  # passed through as sent
+        assert sent["tools"] == body["tools"] and response.getheader("x-infermesh-dropped-tools") is None
+    else:
+        assert "tools" not in sent
+        assert response.getheader("x-infermesh-dropped-tools") == "googleSearch, codeExecution"
+
+
 def test_key_in_query_never_travels_upstream(gateway: RunningGateway, upstream: MockUpstream) -> None:
     status, data, _ = post(gateway, f"/v1beta/models/gemini-2.5-flash:generateContent?key={DEMO_KEY}", ASK)
     reply = json.loads(data)

@@ -89,6 +89,10 @@ def test_request_to_chat() -> None:
     assert "safetySettings" not in json.dumps(body) and "thinking" not in json.dumps(body)
 
 
+def test_non_function_tools_are_named_as_dropped() -> None:
+    assert request_from_gemini(REQUEST).dropped_tools == ["googleSearch"]
+
+
 def test_request_to_anthropic() -> None:
     body = translate_request("gemini", REQUEST, "messages", "claude-x")
     assert body["system"] == "Be brief.\nBe kind." and body["max_tokens"] == 100
