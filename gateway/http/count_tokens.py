@@ -28,19 +28,13 @@ from typing import Any
 
 import ujson
 
-from gateway import redact
 from gateway.admission import admit
 from gateway.http.base import api_key_from
 from gateway.http.body import JsonBodyHandler
+from gateway.http.counting import ask_node, relay_count
 from gateway.routing.router import Outcome
-from gateway.upstream.client import Overloaded
-from gateway.upstream.exchange import UpstreamError
 from gateway.upstream.mock_script import estimate_tokens
 from gateway.upstream.providers import FORWARDED_HEADERS
-
-MAX_ANSWER_BYTES = 1 << 20
-CLIENT_FAULT_STATUSES = frozenset({400, 413, 422})
-
 
 def _block_texts(content: Any, out: list[str]) -> None:
     if isinstance(content, str):
@@ -104,40 +98,13 @@ class CountTokensHandler(JsonBodyHandler):
         self.send_json(200, {"input_tokens": estimate_input_tokens(body)})
 
     async def _forward(self, attempt: Any, target: Any, body: dict[str, Any]) -> Outcome:
-        """Ask the Anthropic node; answer from it and return SUCCESS, or return without answering."""
+        """Ask the Anthropic node; answer from it when it gave an answer to relay."""
         out = dict(body)
         out.pop("fallback_models", None)
         out["model"] = attempt.upstream_model
         forwarded = {name: value for name in FORWARDED_HEADERS if (value := self.request.headers.get(name))}
         headers = target.headers.with_overrides(forwarded) if forwarded else target.headers
-        payload = ujson.dumps(out, ensure_ascii=False, escape_forward_slashes=False).encode()
-        try:
-            exchange = await self.services.client.open(target.url, headers, payload, attempt.node.timeouts)
-        except Overloaded:
-            return Outcome.CANCELLED
-        try:
-            await exchange.started()
-            answer = await exchange.read_all(MAX_ANSWER_BYTES)
-        except UpstreamError:
-            exchange.abort("failed")
-            return Outcome.FAILURE
-        status = exchange.status
-        if status in CLIENT_FAULT_STATUSES:
-            self._relay(status, answer, attempt.node.id)
-            return Outcome.CLIENT_ERROR
-        if status != 200:
-            return Outcome.FAILURE if status >= 500 or status == 429 else Outcome.CANCELLED
-        try:
-            counted = ujson.loads(answer)
-        except ValueError:
-            return Outcome.FAILURE
-        if not isinstance(counted, dict) or not isinstance(counted.get("input_tokens"), int):
-            return Outcome.FAILURE
-        self._relay(200, answer, attempt.node.id)
-        return Outcome.SUCCESS
-
-    def _relay(self, status: int, answer: bytes, node_id: str) -> None:
-        self.set_status(status)
-        self.set_header("Content-Type", "application/json")
-        self.set_header("x-infermesh-node", node_id)
-        self.finish(redact.current().bytes(answer))
+        count = await ask_node(self.services, attempt, target.url, headers, out, "input_tokens")
+        if count.answer is not None:
+            relay_count(self, count, attempt.node.id)
+        return count.outcome

@@ -22,21 +22,17 @@ from __future__ import annotations
 
 from typing import Any
 
-import ujson
-
-from gateway import redact
 from gateway.admission import admit
 from gateway.config import normalize_model_id
 from gateway.errors import ErrorKind, GatewayError
 from gateway.http.base import gemini_api_key
+from gateway.http.counting import ask_node, relay_count
 from gateway.http.handlers import ModelHandler
 from gateway.pipeline import Pipeline
 from gateway.protocols.gemini_client import count_tokens_passthrough
 from gateway.protocols.gemini_stream import JsonArrayFramer
 from gateway.protocols.inspect import estimate_prompt_tokens
 from gateway.routing.router import Outcome
-from gateway.upstream.client import Overloaded
-from gateway.upstream.exchange import UpstreamError
 
 # action -> (pipeline endpoint, streamed)
 ACTIONS = {
@@ -46,7 +42,6 @@ ACTIONS = {
     "batchEmbedContents": ("gemini_embeddings", False),
 }
 COUNT_TOKENS = "countTokens"
-MAX_ANSWER_BYTES = 1 << 20
 
 
 class GeminiHandler(ModelHandler):
@@ -73,16 +68,7 @@ class GeminiHandler(ModelHandler):
         self.endpoint, stream = ACTIONS[action]
         if stream and self.get_query_argument("alt", None) != "sse":
             self._framer = JsonArrayFramer()
-        services = self.services
-        if services.inflight >= services.config.limits.max_inflight:
-            raise GatewayError(ErrorKind.OVERLOADED, "the gateway is at its concurrency limit", retry_after_s=1)
-        raw = self.body_bytes()
-        services.inflight += 1
-        try:
-            await self.pipeline.handle(self.endpoint, self, raw, gemini_api_key(self), self.request.headers,
-                                       url_model=model, url_stream=stream)
-        finally:
-            services.inflight -= 1
+        await self.run_pipeline(gemini_api_key(self), model, stream)
 
     # -- Channel: JSON-array framing for streams without alt=sse --------------------
 
@@ -126,37 +112,10 @@ class GeminiHandler(ModelHandler):
         self.send_json(200, {"totalTokens": estimate_prompt_tokens(request)})
 
     async def _forward(self, attempt: Any, model_key: str, body: dict[str, Any]) -> Outcome:
-        """Ask the Gemini node; answer from it and return SUCCESS, or return without answering."""
+        """Ask the Gemini node; answer from it when it gave an answer to relay."""
         target = self.services.endpoints[attempt.node.id].gemini_count_tokens_target(model_key)
-        payload = ujson.dumps(count_tokens_passthrough(body, attempt.upstream_model), ensure_ascii=False,
-                              escape_forward_slashes=False).encode()
-        try:
-            exchange = await self.services.client.open(target.url, target.headers, payload, attempt.node.timeouts)
-        except Overloaded:
-            return Outcome.CANCELLED
-        try:
-            await exchange.started()
-            answer = await exchange.read_all(MAX_ANSWER_BYTES)
-        except UpstreamError:
-            exchange.abort("failed")
-            return Outcome.FAILURE
-        status = exchange.status
-        if status in (400, 413, 422):
-            self._answer(status, answer, attempt.node.id)
-            return Outcome.CLIENT_ERROR
-        if status != 200:
-            return Outcome.FAILURE if status >= 500 or status == 429 else Outcome.CANCELLED
-        try:
-            counted = ujson.loads(answer)
-        except ValueError:
-            return Outcome.FAILURE
-        if not isinstance(counted, dict) or not isinstance(counted.get("totalTokens", 0), int):
-            return Outcome.FAILURE
-        self._answer(200, answer, attempt.node.id)
-        return Outcome.SUCCESS
-
-    def _answer(self, status: int, answer: bytes, node_id: str) -> None:
-        self.set_status(status)
-        self.set_header("Content-Type", "application/json")
-        self.set_header("x-infermesh-node", node_id)
-        self.finish(redact.current().bytes(answer))
+        count = await ask_node(self.services, attempt, target.url, target.headers,
+                               count_tokens_passthrough(body, attempt.upstream_model), "totalTokens")
+        if count.answer is not None:
+            relay_count(self, count, attempt.node.id)
+        return count.outcome

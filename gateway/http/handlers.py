@@ -34,13 +34,17 @@ class ModelHandler(JsonBodyHandler):
     async def post(self) -> None:
         if self._finished:
             return
+        await self.run_pipeline(api_key_from(self))
+
+    async def run_pipeline(self, api_key: str | None, url_model: str | None = None, url_stream: bool = False) -> None:
+        """Hand the body to the pipeline, within ``limits.max_inflight``."""
         services = self.services
         if services.inflight >= services.config.limits.max_inflight:
             raise GatewayError(ErrorKind.OVERLOADED, "the gateway is at its concurrency limit", retry_after_s=1)
         raw = self.body_bytes()
         services.inflight += 1
         try:
-            await self.pipeline.handle(self.endpoint, self, raw, api_key_from(self), self.request.headers)
+            await self.pipeline.handle(self.endpoint, self, raw, api_key, self.request.headers, url_model, url_stream)
         finally:
             services.inflight -= 1
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import http.client
 import json
-from pathlib import Path
 from typing import Any, Iterator
 
 import pytest

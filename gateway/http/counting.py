@@ -1,0 +1,71 @@
+"""Token counting, shared by Anthropic's ``/v1/messages/count_tokens`` and Gemini's ``:countTokens``.
+
+Counting is free: nothing is reserved or charged. The model is resolved and
+routed like a generation request (catalogue, aliases, key restrictions,
+breakers, balancer; ``admission.admit``); when the chosen node can count
+exactly (an Anthropic node for Anthropic's endpoint, a Gemini node for
+Gemini's), it is asked and its answer relayed, otherwise the handler answers
+an estimate. This module holds the steps both endpoints take the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import ujson
+
+from gateway import redact
+from gateway.routing.router import Attempt, Outcome
+from gateway.services import Services
+from gateway.upstream.client import Overloaded
+from gateway.upstream.exchange import UpstreamError
+
+MAX_ANSWER_BYTES = 1 << 20
+CLIENT_FAULT_STATUSES = frozenset({400, 413, 422})
+
+
+@dataclass
+class NodeCount:
+    """What asking a node gave: its verdict for the router, and the answer to relay (None: estimate instead)."""
+
+    outcome: Outcome
+    status: int = 0
+    answer: bytes | None = None
+
+
+async def ask_node(services: Services, attempt: Attempt, url: str, headers: Any, payload: dict[str, Any],
+                   count_field: str) -> NodeCount:
+    """POST the count request to the node. A 200 whose ``count_field`` is an integer is relayed, and so is
+    the node's own 400/413/422 (the client's fault); anything else is the node's failure or no verdict."""
+    body = ujson.dumps(payload, ensure_ascii=False, escape_forward_slashes=False).encode()
+    try:
+        exchange = await services.client.open(url, headers, body, attempt.node.timeouts)
+    except Overloaded:
+        return NodeCount(Outcome.CANCELLED)
+    try:
+        await exchange.started()
+        answer = await exchange.read_all(MAX_ANSWER_BYTES)
+    except UpstreamError:
+        exchange.abort("failed")
+        return NodeCount(Outcome.FAILURE)
+    status = exchange.status
+    if status in CLIENT_FAULT_STATUSES:
+        return NodeCount(Outcome.CLIENT_ERROR, status, answer)
+    if status != 200:
+        return NodeCount(Outcome.FAILURE if status >= 500 or status == 429 else Outcome.CANCELLED)
+    try:
+        counted = ujson.loads(answer)
+    except ValueError:
+        return NodeCount(Outcome.FAILURE)
+    if not isinstance(counted, dict) or not isinstance(counted.get(count_field), int):
+        return NodeCount(Outcome.FAILURE)
+    return NodeCount(Outcome.SUCCESS, 200, answer)
+
+
+def relay_count(handler: Any, count: NodeCount, node_id: str) -> None:
+    """Answer the client with the node's own body (secrets redacted), naming the node."""
+    handler.set_status(count.status)
+    handler.set_header("Content-Type", "application/json")
+    handler.set_header("x-infermesh-node", node_id)
+    handler.finish(redact.current().bytes(count.answer or b""))
