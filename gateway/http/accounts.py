@@ -12,9 +12,6 @@ too, because a misspelt ``limit_usd`` must not create an unlimited key.
 
 from __future__ import annotations
 
-import asyncio
-import csv
-import io
 import json
 import re
 from decimal import Decimal
@@ -25,6 +22,7 @@ from gateway.config import Config
 from gateway.errors import ErrorKind, GatewayError
 from gateway.http.admin import AdminHandler
 from gateway.http.base import BaseHandler, api_key_from
+from gateway.http.usage_csv import send_csv
 from gateway.ledger.keys import KeyInfo
 from gateway.ledger.limits import MAX_RATE, PERIODS, KeyLimits
 from gateway.ledger.money import nano_to_usd, usd_to_nano
@@ -35,10 +33,6 @@ MAX_USAGE_LIMIT = 1000
 DEFAULT_USAGE_LIMIT = 100
 MAX_CSV_LIMIT = 100_000  # an invoice's month of records in one download (format=csv)
 DEFAULT_CSV_LIMIT = 10_000
-# CSV columns: these first (the contract's record fields), then any other field a record has, by name.
-CSV_FIRST = ("created_at", "request_id", "account", "key_id", "model", "node", "endpoint", "stream", "status",
-             "input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens", "cache_write_1h_tokens",
-             "cost_usd", "estimated")
 USAGE_QUERY = ("limit", "since", "until", "format")
 MAX_UNIX_TIME = 253402300799  # 9999-12-31T23:59:59Z
 
@@ -211,17 +205,14 @@ class _LedgerMixin:
             raise _invalid("'format' must be 'json' or 'csv'", "format")
         return fmt == "csv"
 
-    async def _send_usage(self, query: dict[str, str], records: list[dict[str, Any]]) -> None:
-        """``{"data": [...]}``, or with ``format=csv`` the same records as CSV (header row = field names)."""
+    async def _send_usage(self, query: dict[str, str], account: str | None) -> None:
+        """``{"data": [...]}``, or with ``format=csv`` the same records as CSV, streamed a page at a time."""
+        limit, since, until = self._usage_window(query)
+        usage = self.services.ledger.usage  # type: ignore[attr-defined]
         if not self._csv(query):
-            self.send_json(200, {"data": records})  # type: ignore[attr-defined]
+            self.send_json(200, {"data": await usage(account, limit, since, until)})  # type: ignore[attr-defined]
             return
-        handler: Any = self
-        handler.set_header("Content-Type", "text/csv; charset=utf-8")
-        handler.set_header("Content-Disposition", 'attachment; filename="usage.csv"')
-        handler.set_header("Cache-Control", "no-store")
-        # up to 100,000 rows: formatted on a worker thread, not on the IOLoop
-        handler.finish(await asyncio.get_running_loop().run_in_executor(None, usage_csv, records))
+        await send_csv(self, lambda n, before: usage(account, n, since, before), limit, until)
 
 
 class _ClientHandler(_LedgerMixin, BaseHandler):
@@ -245,9 +236,7 @@ class UsageHandler(_ClientHandler):
 
     async def get(self) -> None:
         key = await self._caller()
-        query = self._query(USAGE_QUERY)
-        limit, since, until = self._usage_window(query)
-        await self._send_usage(query, await self.services.ledger.usage(key.account_id, limit, since, until))
+        await self._send_usage(self._query(USAGE_QUERY), key.account_id)
 
 
 # -- admin -------------------------------------------------------------------------------
@@ -338,9 +327,7 @@ class AdminUsageHandler(_AdminLedgerHandler):
 
     async def get(self) -> None:
         query = self._query(("account",) + USAGE_QUERY)
-        limit, since, until = self._usage_window(query)
-        account = query.get("account") or None
-        await self._send_usage(query, await self.services.ledger.usage(account, limit, since, until))
+        await self._send_usage(query, query.get("account") or None)
 
 
 def _time_param(query: dict[str, str], name: str) -> float | None:
@@ -351,28 +338,3 @@ def _time_param(query: dict[str, str], name: str) -> float | None:
         raise _invalid(f"'{name}' must be a unix time in seconds (a non-negative number)", name)
     return float(text)
 
-
-def usage_csv(records: list[dict[str, Any]]) -> bytes:
-    """Records as CSV: the usual fields first, then any other field seen, by name; one row per record.
-
-    A cell that a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@`` first) is prefixed
-    with ``'``; only text fields can start so (model ids, node ids), never the numbers.
-    """
-    extra = sorted({name for record in records for name in record} - set(CSV_FIRST))
-    columns = list(CSV_FIRST) + extra
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(columns)
-    for record in records:
-        writer.writerow([_cell(record.get(name)) for name in columns])
-    return out.getvalue().encode()
-
-
-def _cell(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
-        return "'" + value
-    return value
