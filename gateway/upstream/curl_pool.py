@@ -68,6 +68,15 @@ class _Sticky:
 class CurlPool(CurlAsyncHTTPClient):
     """The gateway's own transfers on tornado's curl multi loop; ``start`` replaces ``fetch``."""
 
+    def initialize(self, max_clients: int = 10, defaults: dict[str, Any] | None = None,  # type: ignore[override]
+                   max_body_size: int = 104857600) -> None:
+        """No handles up front: each is created when a transfer first needs it, then kept for reuse.
+
+        Tornado creates all ``max_clients`` at once, ~5 KB each (10 MiB of idle RSS at 2,048). The
+        caller's admission keeps transfers, hence handles, at ``max_clients`` at most.
+        """
+        super().initialize(max_clients=0, defaults=defaults, max_body_size=max_body_size)
+
     def _curl_create(self) -> pycurl.Curl:
         curl = pycurl.Curl()
         curl.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
@@ -80,14 +89,15 @@ class CurlPool(CurlAsyncHTTPClient):
         curl.sticky = _Sticky()
         return curl
 
-    @property
-    def free_handles(self) -> int:
-        return len(self._free_list)
-
     def start(self, transfer: Transfer, url: str, headers: Sequence[bytes], body: bytes | None,
               connect_timeout_s: float, request_timeout_s: float) -> pycurl.Curl:
-        """Start one transfer on a free handle (the caller's admission guarantees one); POST iff ``body``."""
-        curl = self._free_list.pop()
+        """Start one transfer on a free (or new) handle; POST iff ``body``. The caller's admission bounds how
+        many run at once."""
+        if self._free_list:
+            curl = self._free_list.pop()
+        else:
+            curl = self._curl_create()
+            self._curls.append(curl)  # tornado's close() closes every handle in _curls
         try:
             sticky: _Sticky = curl.sticky
             if url is not sticky.url:
@@ -131,8 +141,9 @@ class CurlPool(CurlAsyncHTTPClient):
         deadline in the past: an extra ``socket_action`` pass every time
         libcurl had nothing to time.
         """
-        if self._timeout is not None:
-            self._timeout.cancel()
+        timer: Any = self._timeout  # an asyncio TimerHandle (tornado's own type for it is "object")
+        if timer is not None:
+            timer.cancel()
             self._timeout = None
         if msecs >= 0:
             self._timeout = self.io_loop.asyncio_loop.call_later(msecs / 1000.0, self._handle_timeout)  # type: ignore[attr-defined]
