@@ -49,7 +49,9 @@ def make_app(services: Services) -> Application:
     routes.append((r"/v1/messages/count_tokens", CountTokensHandler, shared))  # Anthropic token counting, unbilled
     routes += [  # the Gemini API (google-genai SDK, Gemini CLI); POST actions also under /v1, the SDK's default
         (r"/v1beta/models/([^/:]+):([A-Za-z]+)", GeminiHandler, {**shared, "pipeline": pipeline}),
-        (r"/v1/models/([^/:]+):([A-Za-z]+)", GeminiHandler, {**shared, "pipeline": pipeline}),
+        # under /v1 only Gemini's own actions: an OpenAI model id may contain a colon (GET /v1/models/acme:davinci)
+        (r"/v1/models/([^/:]+):(generateContent|streamGenerateContent|countTokens|embedContent|batchEmbedContents)",
+         GeminiHandler, {**shared, "pipeline": pipeline}),
         (r"/v1beta/models", GeminiModelsHandler, shared),
         (r"/v1beta/models/([^/:]+)", GeminiModelsHandler, shared),
     ]

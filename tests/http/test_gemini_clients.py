@@ -18,7 +18,7 @@ import yaml
 from google import genai
 from google.genai import errors, types
 
-from tests.conftest import DEMO_KEY, MockUpstream, RunningGateway
+from tests.conftest import DEMO_KEY, MockUpstream, RunningGateway, base_config
 from tests.http.gemini_sdk import PROMPT, client
 from tests.http.test_protocol_matrix import EMBED_NODE, NODES, NODE_KEYS, last_usage, matrix_config
 
@@ -29,6 +29,8 @@ def gateway(upstream: MockUpstream, tmp_path_factory: pytest.TempPathFactory) ->
     root = tmp_path_factory.mktemp("gemini-clients")
     config = matrix_config(upstream, root / "state")
     config["nodes"][0]["models"]["text-embedding-3-small"] = "up-embed"  # an OpenAI node's embeddings
+    mock = next(node for node in config["nodes"] if node["provider"] == "mock")
+    mock["models"]["mock-embed"] = "mock-embed"  # and the in-process mock's
     config["nodes"] += [
         {"id": "flaky", "provider": "openai", "base_url": upstream.base("pm-gem-flaky"), "api_key": "sk-flaky",
          "models": {"failover-model": "up-failover"}},
@@ -36,6 +38,7 @@ def gateway(upstream: MockUpstream, tmp_path_factory: pytest.TempPathFactory) ->
          "api_key": NODE_KEYS["gemini"], "models": {"failover-model": "gemini-steady"}},
     ]
     config["models"]["text-embedding-3-small"] = {"kind": "embedding", "price": {"input": 0.02}}
+    config["models"]["mock-embed"] = {"kind": "embedding", "price": {"input": 0.01}}
     config["models"]["failover-model"] = {"price": {"input": 1.0, "output": 2.0}}
     config["routing"] = {"strategy": "round-robin"}
     path = root / "gateway.yaml"
@@ -81,7 +84,7 @@ def test_count_tokens(gateway: RunningGateway, upstream: MockUpstream, provider:
 
 
 @pytest.mark.parametrize(("model", "node"), [("text-embedding-004", "gem-embed"),
-                                             ("text-embedding-3-small", "oa")])
+                                             ("text-embedding-3-small", "oa"), ("mock-embed", "mock")])
 def test_embeddings(gateway: RunningGateway, upstream: MockUpstream, model: str, node: str) -> None:
     sdk = client(gateway)
     before = len(gateway.call(lambda: gateway.services.ledger.usage("test", limit=1000)))
@@ -124,6 +127,29 @@ def test_hosted_tools_reach_gemini_nodes_and_are_named_when_dropped(gateway: Run
     else:
         assert "tools" not in sent
         assert response.getheader("x-infermesh-dropped-tools") == "googleSearch, codeExecution"
+
+
+def test_openai_model_ids_with_colons_stay_openai(gateway: RunningGateway) -> None:
+    """``/v1/models/{id}`` is OpenAI's, also for an id with a colon (acme:davinci); only Gemini's actions are Gemini's."""
+    conn = http.client.HTTPConnection("127.0.0.1", int(gateway.url.rsplit(":", 1)[1]), timeout=10)
+    conn.request("GET", "/v1/models/acme:davinci", headers={"Authorization": "Bearer " + DEMO_KEY})
+    response = conn.getresponse()
+    error = json.loads(response.read())["error"]
+    conn.close()
+    assert response.status == 404 and error["code"] == "model_not_found" and "status" not in error
+
+
+def test_key_in_query_is_never_logged(start_gateway: Any, tmp_path: Any, capfd: pytest.CaptureFixture[str]) -> None:
+    config = base_config(tmp_path / "state", [{"id": "m", "provider": "mock",
+                                               "models": ["gpt-4o-mini", "claude-sonnet-4-6", "text-embedding-3-small"]}])
+    config["logging"] = {"access_log": True, "level": "debug"}
+    gateway = start_gateway(config)
+    for key in (DEMO_KEY, "sk-wrong-key-in-the-url-0000"):
+        status, _, _ = post(gateway, f"/v1beta/models/gpt-4o-mini:generateContent?key={key}&alt=json", ASK)
+        assert status == (200 if key == DEMO_KEY else 401)
+    out, err = capfd.readouterr()
+    assert '"endpoint":"gemini"' in out  # the access log did write its lines
+    assert "key=" not in out + err and DEMO_KEY not in out + err and "sk-wrong-key" not in out + err
 
 
 def test_key_in_query_never_travels_upstream(gateway: RunningGateway, upstream: MockUpstream) -> None:
