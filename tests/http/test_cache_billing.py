@@ -1,9 +1,9 @@
 """Cache reads and writes billed at their own prices, and ``usage.cost`` in every response, end to end.
 
-Every client protocol (the official SDKs) x every provider (the mock upstream
-process speaking each provider's real wire, plus the in-process mock), streamed
-and not. The prompt asks the mock model to report 40 cache-read tokens and 50
-cache-written ones, 20 of them to the 1-hour cache (``[cache read=.. write=..
+Every client protocol (the official OpenAI and Anthropic SDKs; Gemini clients'
+requests on the wire) x every provider (the mock upstream process speaking each
+provider's real wire, plus the in-process mock), streamed and not. The prompt
+asks the mock model to report 40 cache-read tokens and 50 cache-written ones, 20 of them to the 1-hour cache (``[cache read=.. write=..
 write_1h=..]``, see ``gateway/upstream/mock_script.py``); each provider reports
 what its real API reports: Anthropic all three, OpenAI chat (OpenRouter's
 fields) reads and writes without the split, Responses and Gemini reads only.
@@ -19,6 +19,7 @@ What must hold, per cell:
 
 from __future__ import annotations
 
+import http.client
 import json
 from decimal import Decimal
 from pathlib import Path
@@ -32,7 +33,7 @@ import yaml
 from gateway.ledger.money import usd_to_nano
 from tests.conftest import DEMO_KEY, MockUpstream, RunningGateway, base_config
 
-CLIENTS = ("chat", "responses", "messages")
+CLIENTS = ("chat", "responses", "messages", "gemini")
 PROVIDERS = ("openai", "openai-responses", "anthropic", "gemini", "mock")
 READ, WRITE_5M, WRITE_1H = 40, 30, 20
 PROMPT = f"Please cache this [cache read={READ} write={WRITE_5M} write_1h={WRITE_1H}] and answer"
@@ -87,8 +88,31 @@ def nano(cost: Any) -> int:
     return int(scaled)
 
 
+def gemini_call(gw: RunningGateway, model: str, stream: bool) -> tuple[str, int, str | None]:
+    """A Gemini client's request on the wire: ``usageMetadata.cost`` of the reply, or of the stream's last chunk
+    (the google-genai SDK parses these replies too: tests/http/test_gemini_clients.py)."""
+    action = "streamGenerateContent?alt=sse" if stream else "generateContent"
+    conn = http.client.HTTPConnection("127.0.0.1", int(gw.url.rsplit(":", 1)[1]), timeout=20)
+    conn.request("POST", f"/v1beta/models/{model}:{action}",
+                 json.dumps({"contents": [{"role": "user", "parts": [{"text": PROMPT}]}]}),
+                 {"x-goog-api-key": DEMO_KEY, "Content-Type": "application/json"})
+    response = conn.getresponse()
+    data = response.read()
+    conn.close()
+    assert response.status == 200, data
+    if not stream:
+        return (response.getheader("x-request-id"), nano(json.loads(data)["usageMetadata"]["cost"]),
+                response.getheader("x-infermesh-cost-usd"))
+    chunks = [json.loads(line[5:]) for line in data.decode().splitlines() if line.startswith("data:")]
+    costs = [chunk["usageMetadata"]["cost"] for chunk in chunks if "cost" in chunk.get("usageMetadata", {})]
+    assert costs and "cost" in chunks[-1]["usageMetadata"], chunks[-1]  # the last chunk carries the final cost
+    return response.getheader("x-request-id"), nano(costs[-1]), None
+
+
 def call(gw: RunningGateway, client: str, model: str, stream: bool) -> tuple[str, int, str | None]:
     """One request through the official SDK; returns (request id, usage.cost in nano, x-infermesh-cost-usd)."""
+    if client == "gemini":
+        return gemini_call(gw, model, stream)
     if client == "messages":
         sdk: Any = anthropic.Anthropic(base_url=gw.url, api_key=DEMO_KEY, max_retries=0, timeout=20)
         raw = sdk.messages.with_raw_response.create(model=model, max_tokens=64, stream=stream,
