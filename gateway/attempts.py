@@ -3,14 +3,15 @@
 Until then any upstream failure may be retried on another node, and a hedge
 may race a slow attempt. ``Opener.race`` takes a request's routing plan and
 returns the first attempt whose status and first body bytes are known, having
-reported every failed or abandoned attempt to the router on the way (the
-winner is reported by the pipeline once delivery ends). Failures are
+settled every failed or abandoned attempt's ``Verdict`` on the way (the
+winner's is settled by the pipeline once delivery ends). Failures are
 classified by phase, because the phase decides whether failover is safe.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +21,6 @@ import ujson
 from gateway.call import Call
 from gateway.config import normalize_model_id
 from gateway.errors import ErrorKind, GatewayError
-from gateway.observability.metrics import Metrics
 from gateway.protocols import translate
 from gateway.protocols.canonical import ProtocolError
 from gateway.protocols.stream_check import start_problem
@@ -31,21 +31,16 @@ from gateway.upstream.client import Overloaded
 from gateway.upstream.exchange import Exchange, UpstreamError
 from gateway.upstream.providers import FORWARDED_HEADERS
 from gateway.upstream.mock import open_mock
+from gateway.verdict import Reason, Verdict, settle
 
 MAX_ERROR_BODY = 1 << 20
 MAX_RESPONSE_BODY = 64 << 20
-CLIENT_FAULT_STATUSES = frozenset({400, 413, 422})  # the request itself is bad: same answer anywhere
-RATE_LIMIT_STATUSES = frozenset({429})
-
-
 class AttemptFailed(Exception):
-    """One attempt failed before its first byte (already reported): try the next."""
+    """One attempt failed before its first byte (settled once it is raised out of ``_open``): try the next."""
 
-    def __init__(self, outcome: Outcome, detail: str, retry_after_s: float | None = None) -> None:
-        super().__init__(detail)
-        self.outcome = outcome
-        self.detail = detail
-        self.retry_after_s = retry_after_s
+    def __init__(self, verdict: Verdict) -> None:
+        super().__init__(verdict.detail)
+        self.verdict = verdict
 
 
 class ClientFault(Exception):
@@ -68,10 +63,6 @@ class Opened:
     first: bytes  # first body bytes (streams) or the whole body
     ttfb_s: float
     body: Any = None  # a whole body, parsed (and judged) once
-
-
-def count_attempt(metrics: Metrics, attempt: Attempt, outcome: Outcome) -> None:
-    metrics.child(metrics.attempts, attempt.node.id, outcome.value).inc()
 
 
 class Opener:
@@ -127,8 +118,7 @@ class Opener:
                 if not task.cancelled() and task.exception() is None:
                     loser = task.result()
                     loser.exchange.abort("hedge_lost")
-                    self.services.router.report(loser.attempt, Outcome.CANCELLED)
-                    count_attempt(self.services.metrics, loser.attempt, Outcome.CANCELLED)
+                    self._settle(call, plan, loser.attempt, Verdict.cancelled())
 
     async def _in_turn(self, call: Call, plan: Plan) -> Opened | None:
         """No hedging: one attempt at a time, awaited directly (no Task, no asyncio.wait per request)."""
@@ -149,9 +139,11 @@ class Opener:
         task.add_done_callback(lambda t: t.cancelled() or t.exception())  # losers' errors are handled here
         return task
 
+    def _settle(self, call: Call, plan: Plan, attempt: Attempt, verdict: Verdict) -> None:
+        call.verdicts.append(settle(self.services.router, self.services.metrics, attempt, verdict, plan))
+
     async def _open(self, call: Call, plan: Plan, attempt: Attempt) -> Opened:
-        """Take one attempt up to its first body byte; on failure report it and raise."""
-        router = self.services.router
+        """Take one attempt up to its first body byte; on failure settle its verdict and raise."""
         exchange: Exchange | None = None
         began = time.monotonic()
         try:
@@ -161,21 +153,19 @@ class Opener:
             status = exchange.status
             if status >= 400:
                 body = await exchange.read_all(MAX_ERROR_BODY)
-                if status in CLIENT_FAULT_STATUSES:
-                    router.report(attempt, Outcome.CLIENT_ERROR)
-                    count_attempt(self.services.metrics, attempt, Outcome.CLIENT_ERROR)
+                verdict = Verdict.of_status(status, _retry_after(exchange.headers.get("retry-after")))
+                if verdict.outcome is Outcome.CLIENT_ERROR:
+                    self._settle(call, plan, attempt, verdict)
                     raise ClientFault(status, body, node_protocol)
-                retry_after = _retry_after(exchange.headers.get("retry-after"))
-                outcome = Outcome.RATE_LIMITED if status in RATE_LIMIT_STATUSES else Outcome.FAILURE
-                raise AttemptFailed(outcome, f"HTTP {status}", retry_after)
+                raise AttemptFailed(verdict)
             body = None
             if call.streaming:
                 first = await exchange.read()
                 if not first:
-                    raise AttemptFailed(Outcome.FAILURE, "empty stream")
+                    raise AttemptFailed(Verdict.failure(Reason.BAD_RESPONSE, "empty stream"))
                 problem = start_problem(first)
                 if problem is not None:
-                    raise AttemptFailed(Outcome.FAILURE, problem)
+                    raise AttemptFailed(Verdict.failure(Reason.BAD_RESPONSE, problem))
             else:
                 first = await exchange.read_all(MAX_RESPONSE_BODY)
                 body = judge_body(first)
@@ -185,24 +175,23 @@ class Opener:
         except asyncio.CancelledError:
             if exchange is not None:
                 exchange.abort("hedge_lost")
-            router.report(attempt, Outcome.CANCELLED)
-            count_attempt(self.services.metrics, attempt, Outcome.CANCELLED)
+            self._settle(call, plan, attempt, Verdict.cancelled())
             raise
         except UpstreamError as exc:
-            self._attempt_failed(call, plan, attempt, AttemptFailed(Outcome.FAILURE, describe(exc)))
+            self._attempt_failed(call, plan, attempt, AttemptFailed(Verdict.of_upstream_error(exc)))
         except AttemptFailed as exc:
             if exchange is not None:
                 exchange.abort("failed")
             self._attempt_failed(call, plan, attempt, exc)
         except ProtocolError as exc:  # this pairing cannot express the request: not the node's fault
-            router.report(attempt, Outcome.CANCELLED)
-            plan.note(attempt, exc.message)
+            verdict = Verdict(Outcome.CANCELLED, Reason.UNSUPPORTED, exc.message)
+            self._settle(call, plan, attempt, verdict)
             call.refused.append(exc)
-            raise AttemptFailed(Outcome.CLIENT_ERROR, exc.message) from None
+            raise AttemptFailed(verdict) from None
         except ClientFault:
-            raise  # reported above, exactly once: the catch-all below would report it again
+            raise  # settled above, exactly once: the catch-all below would settle it again
         except BaseException:
-            router.report(attempt, Outcome.CANCELLED)
+            self._settle(call, plan, attempt, Verdict.cancelled())
             raise
         finally:
             if exchange is not None:
@@ -210,13 +199,10 @@ class Opener:
         raise AssertionError("unreachable")
 
     def _attempt_failed(self, call: Call, plan: Plan, attempt: Attempt, failure: AttemptFailed) -> None:
-        if call.channel.closed:
-            self.services.router.report(attempt, Outcome.CANCELLED)
-            count_attempt(self.services.metrics, attempt, Outcome.CANCELLED)
-        else:
-            self.services.router.report(attempt, failure.outcome, retry_after_s=failure.retry_after_s)
-            count_attempt(self.services.metrics, attempt, failure.outcome)
-        plan.note(attempt, failure.detail)
+        verdict = failure.verdict
+        if call.channel.closed:  # nobody to answer: no word on the node, but the reason is kept
+            verdict = dataclasses.replace(verdict, outcome=Outcome.CANCELLED, retry_after_s=None)
+        self._settle(call, plan, attempt, verdict)
         raise failure
 
     async def _send(self, call: Call, attempt: Attempt) -> tuple[Exchange, str]:
@@ -265,11 +251,11 @@ def judge_body(first: bytes) -> dict[str, Any]:
         body = ujson.loads(first)
     except ValueError:
         kind = "an HTML page" if first.lstrip()[:1] == b"<" else "a body that is not JSON"
-        raise AttemptFailed(Outcome.FAILURE, f"sent {kind} with a 2xx status") from None
+        raise AttemptFailed(Verdict.failure(Reason.BAD_RESPONSE, f"sent {kind} with a 2xx status")) from None
     if not isinstance(body, dict):
-        raise AttemptFailed(Outcome.FAILURE, "sent a JSON body that is not an object")
+        raise AttemptFailed(Verdict.failure(Reason.BAD_RESPONSE, "sent a JSON body that is not an object"))
     if body.get("type") == "error" or (isinstance(body.get("error"), dict) and body.get("object") != "response"):
-        raise AttemptFailed(Outcome.FAILURE, "sent an error object with a 2xx status")
+        raise AttemptFailed(Verdict.failure(Reason.BAD_RESPONSE, "sent an error object with a 2xx status"))
     return body
 
 
@@ -281,10 +267,3 @@ def _retry_after(value: str | None) -> float | None:
     except ValueError:
         return None  # an HTTP date: rare from LLM APIs; the breaker's own timing applies
     return seconds if 0 <= seconds <= 3600 else None
-
-def describe(exc: UpstreamError) -> str:
-    reasons = {"connect": "connection failed", "timeout": "timed out", "reset": "connection reset",
-               "aborted": "aborted", "too_large": "response too large"}
-    text = reasons.get(exc.reason, exc.reason)
-    where = {"connect": "while connecting", "first_byte": "before the first byte", "mid_stream": "mid-stream"}
-    return f"{text} {where[exc.phase.value]}"

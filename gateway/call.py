@@ -20,6 +20,7 @@ from gateway.protocols.inspect import EMBEDDING_ENDPOINTS, RequestFacts
 from gateway.protocols.translate import Prepared
 from gateway.upstream.exchange import Exchange
 from gateway.upstream.providers import NodeEndpoints
+from gateway.verdict import Verdict
 
 
 class Channel(Protocol):
@@ -64,6 +65,7 @@ class Call:
     ttfb_s: float | None = None
     upstream_wait_s: float = 0.0
     error: str | None = None
+    verdicts: list[Verdict] = field(default_factory=list)  # one per attempt that did not win, in settle order
     refused: list[ProtocolError] = field(default_factory=list)  # attempts whose protocol cannot express the request
     live: set[Exchange] = field(default_factory=set)  # upstream exchanges to abort if the client leaves
 

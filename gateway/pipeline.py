@@ -16,7 +16,7 @@ from typing import Mapping
 import ujson
 
 from gateway.admission import admit, reserve
-from gateway.attempts import ClientFault, Opener, count_attempt
+from gateway.attempts import ClientFault, Opener
 from gateway.call import Call, Channel
 from gateway.config import Model, normalize_model_id
 from gateway.errors import ErrorKind, GatewayError, ledger_error
@@ -27,6 +27,7 @@ from gateway.protocols.canonical import ProtocolError, Usage
 from gateway.relay import mark_dropped_tools, relay_stream, whole_body
 from gateway.routing.router import Attempt, Outcome, Plan
 from gateway.services import Services
+from gateway.verdict import Reason, Verdict, settle
 
 TRANSLATABLE = frozenset({"chat", "responses", "messages", "gemini"})
 
@@ -44,8 +45,6 @@ class Pipeline:
                      headers: Mapping[str, str], url_model: str | None = None, url_stream: bool = False) -> None:
         """One request. Gemini endpoints name the model and the stream flag in the URL: ``url_model``, ``url_stream``."""
         call = Call(endpoint, channel, time.monotonic(), headers=headers)
-        metrics = self.services.metrics
-        metrics.inflight.inc()
         channel.on_close(lambda: [exchange.abort("client_gone") for exchange in list(call.live)])
         try:
             await self._run(call, raw, api_key, url_model, url_stream)
@@ -55,7 +54,6 @@ class Pipeline:
             self._fail(call, ledger_error(exc))
         finally:
             channel.on_close(None)  # the callback holds the call: drop it, or call <-> handler is a cycle
-            metrics.inflight.dec()
             self._record(call)
 
     async def _run(self, call: Call, raw: bytes, api_key: str | None, url_model: str | None,
@@ -143,8 +141,9 @@ class Pipeline:
                 outcome, status = Outcome.SUCCESS, 200
             metrics.child(metrics.requests, call.endpoint, opened.attempt.model.id, f"{status // 100}xx").inc()
         finally:
-            services.router.report(opened.attempt, outcome, opened.ttfb_s)
-            count_attempt(metrics, opened.attempt, outcome)
+            # The winner's verdict: delivered, or failed after its first byte (call.error says how).
+            reason = Reason.OK if outcome is Outcome.SUCCESS else Reason.BAD_RESPONSE
+            settle(services.router, metrics, opened.attempt, Verdict(outcome, reason, ttfb_s=opened.ttfb_s))
 
     # -- settle and record ----------------------------------------------------
 
@@ -198,7 +197,7 @@ class Pipeline:
             refusal = call.refused[0]
             raise GatewayError(ErrorKind.INVALID_REQUEST, refusal.message, refusal.param)
         tried = "; ".join(f"{node} ({model}): {detail}" for node, model, detail in plan.tried)
-        timeouts = all("timed out" in detail for _, _, detail in plan.tried)
+        timeouts = all(verdict.reason is Reason.TIMEOUT for verdict in call.verdicts)
         kind = ErrorKind.UPSTREAM_TIMEOUT if timeouts else ErrorKind.UPSTREAM_FAILED
         raise GatewayError(kind, f"every node failed for '{call.model.id}'. Tried: {tried}")
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from gateway.attempts import Opened, describe
+from gateway.attempts import Opened
 from gateway.call import Call
 from gateway.errors import ErrorKind, GatewayError
 from gateway.observability.metrics import Metrics
@@ -25,6 +25,7 @@ from gateway.protocols.passthrough import make_tap
 from gateway.protocols.usage import usage_from_body, with_cost
 from gateway.routing.router import Outcome
 from gateway.upstream.exchange import UpstreamError
+from gateway.verdict import describe
 
 
 def _client_tools(call: Call) -> dict | None:
@@ -90,7 +91,7 @@ async def relay_stream(call: Call, opened: Opened, metrics: Metrics,
     channel.set_header("x-infermesh-node", opened.attempt.node.id)
     channel.set_header("x-infermesh-attempts", str(call.attempts))
     channel.start_stream()
-    metrics.streams.inc()
+    metrics.stream_started()
     metrics.child(metrics.ttft, call.endpoint).observe(time.monotonic() - call.started)
     call.live.add(exchange)
     outcome = Outcome.SUCCESS
@@ -123,7 +124,7 @@ async def relay_stream(call: Call, opened: Opened, metrics: Metrics,
                                                    f"the upstream stream failed: {describe(exc)}"))
     finally:
         call.live.discard(exchange)
-        metrics.streams.dec()
+        metrics.stream_ended()
     if channel.closed:
         exchange.abort("client_gone")
         status = 499

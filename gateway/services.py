@@ -29,7 +29,6 @@ class Services:
     access_log: AccessLog | None
     ready: bool = False
     draining: bool = False
-    inflight: int = 0  # model requests being handled; limits.max_inflight caps it
     internal_errors: int = 0  # 500s of our own, each a bug with a logged traceback (the test suite fails on any)
     reload: Callable[[], bool] | None = None  # set by the server: re-read the config file, True if applied
     reload_problems: list[str] = field(default_factory=list)  # why the last reload was rejected

@@ -32,9 +32,10 @@ from gateway.admission import admit
 from gateway.http.base import api_key_from
 from gateway.http.body import JsonBodyHandler
 from gateway.http.counting import ask_node, relay_count
-from gateway.routing.router import Outcome
 from gateway.upstream.mock_script import estimate_tokens
 from gateway.upstream.providers import FORWARDED_HEADERS
+from gateway.verdict import Verdict, settle
+
 
 def _block_texts(content: Any, out: list[str]) -> None:
     if isinstance(content, str):
@@ -84,20 +85,20 @@ class CountTokensHandler(JsonBodyHandler):
         admitted = await admit(services, "count_tokens", self.body_bytes(), api_key_from(self))
         model, body = admitted.model, admitted.body
         attempt = services.router.plan(model).next()
-        outcome = Outcome.CANCELLED  # no verdict unless an Anthropic node was actually asked
+        verdict = Verdict.cancelled()  # no word on the node unless an Anthropic node was actually asked
         try:
             target = services.endpoints[attempt.node.id].count_tokens_target() if attempt is not None else None
             if target is not None:
-                outcome = await self._forward(attempt, target, body)
+                verdict = await self._forward(attempt, target, body)
                 if self._finished:
                     return
         finally:
             if attempt is not None:
-                services.router.report(attempt, outcome)
+                settle(services.router, services.metrics, attempt, verdict)
         self.set_header("x-infermesh-estimated", "true")
         self.send_json(200, {"input_tokens": estimate_input_tokens(body)})
 
-    async def _forward(self, attempt: Any, target: Any, body: dict[str, Any]) -> Outcome:
+    async def _forward(self, attempt: Any, target: Any, body: dict[str, Any]) -> Verdict:
         """Ask the Anthropic node; answer from it when it gave an answer to relay."""
         out = dict(body)
         out.pop("fallback_models", None)
@@ -107,4 +108,4 @@ class CountTokensHandler(JsonBodyHandler):
         count = await ask_node(self.services, attempt, target.url, headers, out, "input_tokens")
         if count.answer is not None:
             relay_count(self, count, attempt.node.id)
-        return count.outcome
+        return count.verdict

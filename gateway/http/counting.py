@@ -20,16 +20,16 @@ from gateway.routing.router import Attempt, Outcome
 from gateway.services import Services
 from gateway.upstream.client import Overloaded
 from gateway.upstream.exchange import UpstreamError
+from gateway.verdict import CLIENT_FAULT_STATUSES, Reason, Verdict
 
 MAX_ANSWER_BYTES = 1 << 20
-CLIENT_FAULT_STATUSES = frozenset({400, 413, 422})
 
 
 @dataclass
 class NodeCount:
-    """What asking a node gave: its verdict for the router, and the answer to relay (None: estimate instead)."""
+    """What asking a node gave: its verdict (``verdict.settle`` it), and the answer to relay (None: estimate instead)."""
 
-    outcome: Outcome
+    verdict: Verdict
     status: int = 0
     answer: bytes | None = None
 
@@ -42,25 +42,27 @@ async def ask_node(services: Services, attempt: Attempt, url: str, headers: Any,
     try:
         exchange = await services.client.open(url, headers, body, attempt.node.timeouts)
     except Overloaded:
-        return NodeCount(Outcome.CANCELLED)
+        return NodeCount(Verdict(Outcome.CANCELLED, Reason.OVERLOADED))
     try:
         await exchange.started()
         answer = await exchange.read_all(MAX_ANSWER_BYTES)
-    except UpstreamError:
+    except UpstreamError as exc:
         exchange.abort("failed")
-        return NodeCount(Outcome.FAILURE)
+        return NodeCount(Verdict.of_upstream_error(exc))
     status = exchange.status
     if status in CLIENT_FAULT_STATUSES:
-        return NodeCount(Outcome.CLIENT_ERROR, status, answer)
+        return NodeCount(Verdict.of_status(status), status, answer)
     if status != 200:
-        return NodeCount(Outcome.FAILURE if status >= 500 or status == 429 else Outcome.CANCELLED)
+        if status >= 500 or status == 429:
+            return NodeCount(Verdict.of_status(status))
+        return NodeCount(Verdict(Outcome.CANCELLED, Reason.HTTP_STATUS, f"HTTP {status}"))  # 401/403/404: no word
     try:
         counted = ujson.loads(answer)
     except ValueError:
-        return NodeCount(Outcome.FAILURE)
+        counted = None
     if not isinstance(counted, dict) or not isinstance(counted.get(count_field), int):
-        return NodeCount(Outcome.FAILURE)
-    return NodeCount(Outcome.SUCCESS, 200, answer)
+        return NodeCount(Verdict.failure(Reason.BAD_RESPONSE, f"the count is not {{\"{count_field}\": N}}"))
+    return NodeCount(Verdict.success(), 200, answer)
 
 
 def relay_count(handler: Any, count: NodeCount, node_id: str) -> None:

@@ -32,7 +32,7 @@ from gateway.pipeline import Pipeline
 from gateway.protocols.gemini_client import count_tokens_passthrough
 from gateway.protocols.gemini_stream import JsonArrayFramer
 from gateway.protocols.inspect import estimate_prompt_tokens
-from gateway.routing.router import Outcome
+from gateway.verdict import Verdict, settle
 
 # action -> (pipeline endpoint, streamed)
 ACTIONS = {
@@ -97,25 +97,25 @@ class GeminiHandler(ModelHandler):
                                url_model=model_id)
         model, body = admitted.model, admitted.body
         attempt = services.router.plan(model).next()
-        outcome = Outcome.CANCELLED  # no verdict unless a Gemini node was actually asked
+        verdict = Verdict.cancelled()  # no word on the node unless a Gemini node was actually asked
         try:
             if attempt is not None and attempt.node.provider == "gemini":
-                outcome = await self._forward(attempt, normalize_model_id(model.id), body)
+                verdict = await self._forward(attempt, normalize_model_id(model.id), body)
                 if self._finished:
                     return
         finally:
             if attempt is not None:
-                services.router.report(attempt, outcome)
+                settle(services.router, services.metrics, attempt, verdict)
         inner = body.get("generateContentRequest")
         request: dict[str, Any] = inner if isinstance(inner, dict) else body
         self.set_header("x-infermesh-estimated", "true")
         self.send_json(200, {"totalTokens": estimate_prompt_tokens(request)})
 
-    async def _forward(self, attempt: Any, model_key: str, body: dict[str, Any]) -> Outcome:
+    async def _forward(self, attempt: Any, model_key: str, body: dict[str, Any]) -> Verdict:
         """Ask the Gemini node; answer from it when it gave an answer to relay."""
         target = self.services.endpoints[attempt.node.id].gemini_count_tokens_target(model_key)
         count = await ask_node(self.services, attempt, target.url, target.headers,
                                count_tokens_passthrough(body, attempt.upstream_model), "totalTokens")
         if count.answer is not None:
             relay_count(self, count, attempt.node.id)
-        return count.outcome
+        return count.verdict

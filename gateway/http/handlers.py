@@ -37,16 +37,16 @@ class ModelHandler(JsonBodyHandler):
         await self.run_pipeline(api_key_from(self))
 
     async def run_pipeline(self, api_key: str | None, url_model: str | None = None, url_stream: bool = False) -> None:
-        """Hand the body to the pipeline, within ``limits.max_inflight``."""
-        services = self.services
-        if services.inflight >= services.config.limits.max_inflight:
+        """Hand the body to the pipeline, counted in flight (over ``limits.max_inflight``: 503)."""
+        metrics = self.services.metrics
+        if metrics.inflight_now() >= self.services.config.limits.max_inflight:
             raise GatewayError(ErrorKind.OVERLOADED, "the gateway is at its concurrency limit", retry_after_s=1)
-        raw = self.body_bytes()
-        services.inflight += 1
+        metrics.request_started()
         try:
-            await self.pipeline.handle(self.endpoint, self, raw, api_key, self.request.headers, url_model, url_stream)
+            await self.pipeline.handle(self.endpoint, self, self.body_bytes(), api_key, self.request.headers,
+                                       url_model, url_stream)
         finally:
-            services.inflight -= 1
+            metrics.request_ended()
 
     # -- Channel ---------------------------------------------------------------
 

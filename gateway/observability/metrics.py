@@ -104,15 +104,34 @@ class Metrics:
         for result in ("ok", "rejected"):
             self.reloads.labels(result)  # both series exist from the start, so rate() sees the first one
         self._children: dict[tuple[Any, ...], Any] = {}
+        self._inflight = 0  # the one in-flight count: limits.max_inflight, the drain and the gauge follow it
+        self._streams = 0
         if breaker_states is not None:
             self.registry.register(_BreakerCollector(breaker_states))
 
+    def request_started(self) -> None:
+        self._inflight += 1
+        self.inflight.inc()
+
+    def request_ended(self) -> None:
+        self._inflight -= 1
+        self.inflight.dec()
+
     def inflight_now(self) -> int:
-        """Requests in progress right now (streams included): what a drain waits for."""
-        return int(self.inflight._value.get())
+        """Model requests in progress right now (streams included): what limits.max_inflight caps and a drain
+        waits for."""
+        return self._inflight
+
+    def stream_started(self) -> None:
+        self._streams += 1
+        self.streams.inc()
+
+    def stream_ended(self) -> None:
+        self._streams -= 1
+        self.streams.dec()
 
     def streams_now(self) -> int:
-        return int(self.streams._value.get())
+        return self._streams
 
     def child(self, metric: Any, *labels: str) -> Any:
         """The label child for these values, resolved once and then cached."""
