@@ -26,13 +26,13 @@ import sys
 import tempfile
 import time
 import traceback
-from typing import Callable
+from typing import Any, Callable
 
 RESTART_WINDOW_S = 10.0
 RESTART_BURST = 5  # more crashes than this within the window: wait a second between restarts
 
 
-def _event(name: str, **fields: object) -> None:
+def _event(name: str, **fields: Any) -> None:
     from gateway.observability.logs import log_event
     log_event(name, **fields)
 
@@ -106,9 +106,9 @@ def supervise(workers: int, serve: Callable[[int, str, int], int], host: str, po
                 pid, status = os.wait()
             except ChildProcessError:
                 break
-            index = children.pop(pid, None)
-            if index is None:
+            if pid not in children:
                 continue
+            index = children.pop(pid)
             _mark_dead(pid)
             if stopping:
                 continue

@@ -219,7 +219,7 @@ class _ClientHandler(_LedgerMixin, BaseHandler):
     """An API-key caller looking at its own account."""
 
     async def _caller(self) -> KeyInfo:
-        return await authenticate(self.services.ledger, api_key_from(self), Caller.ACCOUNT)  # type: ignore[arg-type]
+        return await authenticate(self.services.ledger, api_key_from(self), Caller.ACCOUNT)
 
 
 class BalanceHandler(_ClientHandler):

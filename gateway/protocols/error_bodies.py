@@ -125,7 +125,7 @@ def google_error(status: int, message: str, code: object = None, param: object =
     return {"error": {"code": status, "message": message, "status": google_status(status)}}
 
 
-Shape = Callable[..., dict]
+Shape = Callable[[int, str, object, object, "str | None"], dict]
 
 # Client protocol -> its error shape; every protocol not listed speaks OpenAI's.
 _SHAPES: dict[str, Shape] = {"messages": anthropic_error, "count_tokens": anthropic_error,

@@ -186,12 +186,11 @@ class ResponsesStreamRenderer(StreamRenderer):
         if item is None or item["type"] != "message":
             index = len(self._items)
             item_id = f"msg_{self._request_id}_{index}"
-            self._add_item({"id": item_id, "type": "message", "status": "in_progress", "role": "assistant",
-                            "content": []})
-            self._open["content"].append({"type": "output_text", "text": "", "annotations": []})
+            item = {"id": item_id, "type": "message", "status": "in_progress", "role": "assistant", "content": []}
+            self._add_item(item)
+            item["content"].append({"type": "output_text", "text": "", "annotations": []})
             self._event({"type": "response.content_part.added", "item_id": item_id, "output_index": index,
                          "content_index": 0, "part": {"type": "output_text", "text": "", "annotations": []}})
-            item = self._open
         self.output_chars += len(event.text)
         self._fragments[self._open_index].append(event.text)
         self._event({"type": "response.output_text.delta", "item_id": item["id"],

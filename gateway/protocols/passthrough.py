@@ -254,7 +254,7 @@ class GeminiTap(_Tap):
         self.usage, self._last_data = usage, None
         return line_safe(self._with_cost(event, payload, meta))
 
-    @property  # type: ignore[override]
+    @property
     def usage(self) -> Usage | None:
         if self._last_data is not None:  # cut off before the last chunk: the newest usage seen, parsed once
             data, self._last_data = self._last_data, None

@@ -218,7 +218,7 @@ class CurlExchange:
             return 0  # a short write fails the transfer at once
         if self._buffered >= HIGH_WATER_BYTES:
             self._paused = True
-            return pycurl.WRITEFUNC_PAUSE
+            return int(pycurl.WRITEFUNC_PAUSE)
         self._chunks.append(chunk)
         self._buffered += len(chunk)
         self._got_body = True
