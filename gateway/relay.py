@@ -22,6 +22,7 @@ from gateway.protocols.canonical import Price, Usage, dumpb
 from gateway.protocols.error_bodies import stream_error_frame
 from gateway.protocols.inspect import EMBEDDING_ENDPOINTS, estimate_prompt_tokens
 from gateway.protocols.passthrough import make_tap
+from gateway.protocols.stream_tap import StreamTap
 from gateway.protocols.usage import usage_from_body, with_cost
 from gateway.routing.router import Outcome
 from gateway.upstream.exchange import UpstreamError
@@ -82,7 +83,7 @@ async def relay_stream(call: Call, opened: Opened, metrics: Metrics,
     channel = call.channel
     exchange = opened.exchange
     if opened.node_protocol == call.endpoint:
-        tap: Any = make_tap(call.endpoint, call.facts.include_usage, _pricer(call, opened), max_event_bytes)
+        tap: StreamTap = make_tap(call.endpoint, call.facts.include_usage, _pricer(call, opened), max_event_bytes)
     else:
         tap = translate.StreamTranslator(opened.node_protocol, call.endpoint, opened.attempt.model.id,
                                          channel.request_id, call.facts.include_usage, _pricer(call, opened),
@@ -131,12 +132,10 @@ async def relay_stream(call: Call, opened: Opened, metrics: Metrics,
     return outcome, status, _stream_usage(call, tap, status)
 
 
-def _stream_usage(call: Call, tap: Any, status: int) -> Usage:
+def _stream_usage(call: Call, tap: StreamTap, status: int) -> Usage:
     """The node's usage; for a stream cut short, at least what was generated (estimated, and marked so)."""
     usage = tap.usage
-    output = getattr(tap, "output_estimate", None)
-    if output is None:
-        output = (tap.output_chars + 3) // 4
+    output = tap.output_tokens_estimate
     if usage is None:
         call.estimated = True
         return Usage(estimate_prompt_tokens(call.body), output, 0)

@@ -21,6 +21,7 @@ from gateway.protocols.canonical import Price, Usage, dumpb
 from gateway.protocols.error_bodies import stream_error_frame
 from gateway.protocols.gemini_stream import line_safe
 from gateway.protocols.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, SSEEvent, encode_event
+from gateway.protocols.stream_tap import StreamTap
 from gateway.protocols.stream_check import is_error_payload, well_formed
 from gateway.protocols.usage import (
     priced,
@@ -89,7 +90,8 @@ class _Tap:
         return stream_error_frame(self._protocol, 502, reason)  # the node failed: a 502 in the protocol's shape
 
     @property
-    def output_estimate(self) -> int:
+    def output_tokens_estimate(self) -> int:
+        """One token per relayed event (the events are not decoded, so their text is not counted)."""
         return self.events
 
     def _judge(self, event: SSEEvent) -> bool:
@@ -272,7 +274,7 @@ class GeminiTap(_Tap):
 
 
 def make_tap(protocol: str, include_usage: bool, price: Price | None = None,
-             max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> _Tap:
+             max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> StreamTap:
     """The tap for a same-protocol stream; ``price`` turns on ``usage.cost`` in the final usage event."""
     if protocol == "chat":
         return ChatTap(include_usage, price, max_event_bytes)

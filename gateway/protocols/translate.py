@@ -332,3 +332,8 @@ class StreamTranslator:
     def output_chars(self) -> int:
         """Characters of text and tool arguments sent to the client so far."""
         return self._renderer.output_chars
+
+    @property
+    def output_tokens_estimate(self) -> int:
+        """A quarter of the characters sent so far, rounded up."""
+        return (self._renderer.output_chars + 3) // 4
