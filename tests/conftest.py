@@ -27,7 +27,8 @@ sys.path.insert(0, str(ROOT))
 from gateway.config import load_config  # noqa: E402
 from gateway.server import Server  # noqa: E402
 
-DEMO_KEY = "sk-test-0000000000000000"
+from tests.support.keys import TEST_KEY  # noqa: E402
+from tests.support.logs import guard  # noqa: E402
 
 
 class MockUpstream:
@@ -142,11 +143,20 @@ def base_config(state_dir: Path, nodes: list[dict[str, Any]], **overrides: Any) 
                                             "cache_write": 3.75, "cache_write_1h": 6.00}},
             "text-embedding-3-small": {"kind": "embedding", "price": {"input": 0.02}},
         },
-        "accounts": [{"id": "test", "balance_usd": 100, "keys": [DEMO_KEY]}],
+        "accounts": [{"id": "test", "balance_usd": 100, "keys": [TEST_KEY]}],
     }
     for key, value in overrides.items():
         config[key] = value
     return config
+
+
+@pytest.fixture(autouse=True)
+def no_unexpected_error_logs() -> Iterator[None]:
+    """Fail the test on any ERROR log record it did not expect (``tests.support.logs.expect_log``)."""
+    with guard() as errors:
+        yield
+    if errors.unexpected:
+        pytest.fail("unexpected ERROR log records:\n" + errors.report(), pytrace=False)
 
 
 @pytest.fixture(scope="session")

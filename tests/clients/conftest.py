@@ -26,7 +26,8 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
-from tests.conftest import DEMO_KEY, MockUpstream, RunningGateway, base_config
+from tests.support.keys import TEST_KEY
+from tests.conftest import MockUpstream, RunningGateway, base_config
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ class CliGateway:
         return self.upstream.stats(self.node(kind))["last"]
 
     def usage(self) -> list[dict[str, Any]]:
-        return usage_records(self.url, DEMO_KEY)
+        return usage_records(self.url, TEST_KEY)
 
 
 def usage_records(url: str, key: str) -> list[dict[str, Any]]:

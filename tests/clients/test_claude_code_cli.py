@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.keys import TEST_KEY
 from tests.clients.conftest import KINDS, CliGateway, NodeKind, Run, claude_command, run_cli
-from tests.conftest import DEMO_KEY
 
 KIND_IDS = [kind.kind for kind in KINDS]
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
@@ -31,7 +31,7 @@ PATHS = {"anthropic": "/v1/messages", "openai-chat": "/v1/chat/completions", "op
 
 
 def claude(cli: CliGateway, kind: NodeKind, prompt: str, home: Path, *extra: str) -> Run:
-    return run_cli(cli, kind, claude_command(cli.url, DEMO_KEY, kind.model, home, prompt, *extra))
+    return run_cli(cli, kind, claude_command(cli.url, TEST_KEY, kind.model, home, prompt, *extra))
 
 
 def check_node_side(cli: CliGateway, kind: NodeKind, run: Run, max_requests: int,
@@ -42,7 +42,7 @@ def check_node_side(cli: CliGateway, kind: NodeKind, run: Run, max_requests: int
     seen = cli.last(kind)
     header, template = AUTH[kind.kind]
     assert seen["headers"].get(header) == template.format(key=kind.api_key)
-    assert DEMO_KEY not in json.dumps(seen["headers"])  # the client's key never goes upstream
+    assert TEST_KEY not in json.dumps(seen["headers"])  # the client's key never goes upstream
     assert seen["path"] == paths[kind.kind].format(model=kind.own_model)
     if kind.kind != "gemini":  # Gemini's model is in the path
         assert seen["body"]["model"] == kind.own_model

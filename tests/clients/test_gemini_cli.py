@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.keys import TEST_KEY
 from tests.clients.conftest import KINDS, CliGateway, NodeKind, Run, gemini_command, run_cli
 from tests.clients.test_claude_code_cli import check_node_side
-from tests.conftest import DEMO_KEY
 
 KIND_IDS = [kind.kind for kind in KINDS]
 PATHS = {"anthropic": "/v1/messages", "openai-chat": "/v1/chat/completions", "openai-responses": "/v1/chat/completions",
@@ -28,7 +28,7 @@ PATHS = {"anthropic": "/v1/messages", "openai-chat": "/v1/chat/completions", "op
 
 
 def gemini(cli: CliGateway, kind: NodeKind, prompt: str, home: Path) -> Run:
-    return run_cli(cli, kind, gemini_command(cli.url, DEMO_KEY, kind.model, home, prompt))
+    return run_cli(cli, kind, gemini_command(cli.url, TEST_KEY, kind.model, home, prompt))
 
 
 def _declarations(kind: NodeKind, body: dict) -> set[str]:

@@ -13,7 +13,8 @@ from typing import Any
 from google import genai
 from google.genai import types
 
-from tests.conftest import DEMO_KEY, RunningGateway
+from tests.support.keys import TEST_KEY
+from tests.conftest import RunningGateway
 
 PROMPT = "hello from the matrix"
 QUESTION = "What is the weather in Paris? Please call get_weather."
@@ -25,7 +26,7 @@ TOOL_DESCRIPTION = "Current weather for a city"
 def client(gateway: RunningGateway, api_version: str | None = None) -> genai.Client:
     options = types.HttpOptions(base_url=gateway.url, timeout=20_000, api_version=api_version,
                                 retry_options=types.HttpRetryOptions(attempts=1))
-    return genai.Client(api_key=DEMO_KEY, http_options=options)
+    return genai.Client(api_key=TEST_KEY, http_options=options)
 
 
 def _tools_config() -> types.GenerateContentConfig:

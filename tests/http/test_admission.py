@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import DEMO_KEY, RunningGateway
+from tests.support.keys import TEST_KEY
+from tests.conftest import RunningGateway
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -62,7 +63,7 @@ def test_every_endpoint_family_admits_alike(openai_gateway: RunningGateway, path
     def call(model: str, key: str) -> tuple[int, Any]:
         return post(openai_gateway, path.format(model=model), body(model), key)
 
-    status, answer = call("no-such-model", DEMO_KEY)
+    status, answer = call("no-such-model", TEST_KEY)
     assert status == 404 and code_of(answer) == missing, answer
     status, answer = call("claude-sonnet-4-6", restricted_key(openai_gateway))
     assert status == 403 and code_of(answer) == forbidden, answer

@@ -10,9 +10,10 @@ import sys
 import pytest
 import yaml
 
-from tests.conftest import DEMO_KEY, ROOT, base_config
+from tests.support.keys import TEST_KEY
+from tests.conftest import ROOT, base_config
 
-AUTH = {"Authorization": f"Bearer {DEMO_KEY}", "Content-Type": "application/json"}
+AUTH = {"Authorization": f"Bearer {TEST_KEY}", "Content-Type": "application/json"}
 GOOD = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
 
 
@@ -87,7 +88,7 @@ def test_bad_input(gateway, capfd, name, method, path, body, headers, status, pa
     ok, reply, _ = request(gateway, "POST", "/v1/chat/completions", json.dumps(GOOD), AUTH)
     assert ok == 200 and reply["choices"][0]["message"]["content"]
     out, err = capfd.readouterr()
-    assert DEMO_KEY not in out + err and "sk-not-a-real-key" not in out + err
+    assert TEST_KEY not in out + err and "sk-not-a-real-key" not in out + err
     assert "hi" not in [line.get("prompt") for line in map(json.loads, filter(None, out.splitlines()))]
 
 
@@ -111,7 +112,7 @@ def test_header_with_control_characters_is_refused_without_logging_it(gateway, c
 
 
 def test_anthropic_endpoint_errors_are_anthropic_shaped(gateway):
-    status, payload, _ = request(gateway, "POST", "/v1/messages", b"{not json", {"x-api-key": DEMO_KEY})
+    status, payload, _ = request(gateway, "POST", "/v1/messages", b"{not json", {"x-api-key": TEST_KEY})
     assert status == 400
     assert payload["type"] == "error" and payload["error"]["type"] == "invalid_request_error"
     status, payload, _ = request(gateway, "POST", "/v1/messages", b"{}", {})
@@ -145,5 +146,5 @@ def test_access_log_has_no_secrets_or_text(tmp_path):
     assert [line["status"] for line in access] == [200, 401]
     assert access[0]["account"] == "test" and access[0]["output_tokens"] > 0
     everything = out + err
-    assert secret_prompt not in everything and DEMO_KEY not in everything
+    assert secret_prompt not in everything and TEST_KEY not in everything
     assert "sk-not-a-real-key" not in everything

@@ -26,7 +26,8 @@ import pytest
 
 from gateway.ledger.money import nano_to_usd, usd_to_nano
 from gateway.upstream.mock_script import estimate_tokens
-from tests.conftest import DEMO_KEY, base_config
+from tests.support.keys import TEST_KEY
+from tests.conftest import base_config
 
 ADMIN_TOKEN = "admin-token-for-billing-tests-0123456789"
 # USD per 1M tokens in base_config -> nano-dollars per token (x 1000).
@@ -142,7 +143,7 @@ def test_admin_account_lifecycle(gateway):
 
 
 def test_admin_requires_the_token(gateway):
-    for token in ("", "wrong-token", ADMIN_TOKEN + "x", DEMO_KEY):
+    for token in ("", "wrong-token", ADMIN_TOKEN + "x", TEST_KEY):
         status, body = admin(gateway, "GET", "/admin/accounts", token=token)
         assert status == 401 and body["error"]["type"] == "authentication_error"
         status, _ = admin(gateway, "POST", "/admin/accounts", {"id": "sneaky"}, token=token)
@@ -349,14 +350,14 @@ def test_created_key_plaintext_never_reaches_disk_or_logs(upstream, start_gatewa
     files = [path for path in state.rglob("*") if path.is_file()]
     names = {path.name for path in files}
     assert {"snapshot.json", "usage.sqlite3"} <= names and any(n.startswith("journal-") for n in names)
-    for secret in (key, DEMO_KEY):
+    for secret in (key, TEST_KEY):
         for path in files:
             assert secret.encode() not in path.read_bytes(), f"{path.name} holds a plaintext key"
     with sqlite3.connect(state / "usage.sqlite3") as conn:  # the records are there, naming the key by id only
         assert key_id in " ".join(row[0] for row in conn.execute("SELECT record FROM usage"))
     out, err = capfd.readouterr()
     assert '"kind":"access"' in out  # the access log was on and captured
-    for secret in (key, DEMO_KEY):
+    for secret in (key, TEST_KEY):
         assert secret not in out and secret not in err and secret not in caplog.text
 
 
@@ -664,7 +665,7 @@ def test_balance_and_usage_need_a_valid_key(gateway):
         status, body, _ = http_call(gateway, "GET", path)
         assert status == 401 and body["error"]["type"] == "authentication_error"
         assert as_key(gateway, path, "sk-not-a-real-key")[0] == 401
-    status, body, _ = http_call(gateway, "GET", "/v1/balance", headers={"x-api-key": DEMO_KEY})
+    status, body, _ = http_call(gateway, "GET", "/v1/balance", headers={"x-api-key": TEST_KEY})
     assert status == 200 and body["account"] == "test"
 
 
@@ -676,7 +677,7 @@ BAD_USAGE_QUERIES = [("limit=0", "limit"), ("limit=1001", "limit"), ("limit=abc"
 
 @pytest.mark.parametrize("query, param", BAD_USAGE_QUERIES, ids=[q for q, _ in BAD_USAGE_QUERIES])
 def test_usage_query_is_validated(gateway, query, param):
-    status, body = as_key(gateway, f"/v1/usage?{query}", DEMO_KEY)
+    status, body = as_key(gateway, f"/v1/usage?{query}", TEST_KEY)
     assert status == 400
     assert body["error"]["type"] == "invalid_request_error" and body["error"]["param"] == param
     status, body = admin(gateway, "GET", f"/admin/usage?{query}")
@@ -685,7 +686,7 @@ def test_usage_query_is_validated(gateway, query, param):
 
 def test_usage_limit_bounds_are_accepted(gateway):
     for query in ("limit=1", "limit=1000", "since=0", "since=1700000000.5", ""):
-        status, body = as_key(gateway, f"/v1/usage?{query}", DEMO_KEY)
+        status, body = as_key(gateway, f"/v1/usage?{query}", TEST_KEY)
         assert status == 200 and body == {"data": []}
 
 

@@ -31,7 +31,8 @@ import pytest
 import yaml
 
 from gateway.ledger.money import usd_to_nano
-from tests.conftest import DEMO_KEY, MockUpstream, RunningGateway, base_config
+from tests.support.keys import TEST_KEY
+from tests.conftest import MockUpstream, RunningGateway, base_config
 
 CLIENTS = ("chat", "responses", "messages", "gemini")
 PROVIDERS = ("openai", "openai-responses", "anthropic", "gemini", "mock")
@@ -95,7 +96,7 @@ def gemini_call(gw: RunningGateway, model: str, stream: bool) -> tuple[str, int,
     conn = http.client.HTTPConnection("127.0.0.1", int(gw.url.rsplit(":", 1)[1]), timeout=20)
     conn.request("POST", f"/v1beta/models/{model}:{action}",
                  json.dumps({"contents": [{"role": "user", "parts": [{"text": PROMPT}]}]}),
-                 {"x-goog-api-key": DEMO_KEY, "Content-Type": "application/json"})
+                 {"x-goog-api-key": TEST_KEY, "Content-Type": "application/json"})
     response = conn.getresponse()
     data = response.read()
     conn.close()
@@ -114,11 +115,11 @@ def call(gw: RunningGateway, client: str, model: str, stream: bool) -> tuple[str
     if client == "gemini":
         return gemini_call(gw, model, stream)
     if client == "messages":
-        sdk: Any = anthropic.Anthropic(base_url=gw.url, api_key=DEMO_KEY, max_retries=0, timeout=20)
+        sdk: Any = anthropic.Anthropic(base_url=gw.url, api_key=TEST_KEY, max_retries=0, timeout=20)
         raw = sdk.messages.with_raw_response.create(model=model, max_tokens=64, stream=stream,
                                                      messages=[{"role": "user", "content": PROMPT}])
     else:
-        sdk = openai.OpenAI(base_url=gw.url + "/v1", api_key=DEMO_KEY, max_retries=0, timeout=20)
+        sdk = openai.OpenAI(base_url=gw.url + "/v1", api_key=TEST_KEY, max_retries=0, timeout=20)
         if client == "chat":
             extra = {"stream_options": {"include_usage": True}} if stream else {}
             raw = sdk.chat.completions.with_raw_response.create(
@@ -144,8 +145,8 @@ def call(gw: RunningGateway, client: str, model: str, stream: bool) -> tuple[str
 
 
 def record_of(gw: RunningGateway, request_id: str) -> dict[str, Any]:
-    http = openai.OpenAI(base_url=gw.url, api_key=DEMO_KEY)._client
-    response = http.get(gw.url + "/v1/usage?limit=1000", headers={"Authorization": f"Bearer {DEMO_KEY}"})
+    http = openai.OpenAI(base_url=gw.url, api_key=TEST_KEY)._client
+    response = http.get(gw.url + "/v1/usage?limit=1000", headers={"Authorization": f"Bearer {TEST_KEY}"})
     records = [r for r in response.json()["data"] if r["request_id"] == request_id]
     assert len(records) == 1, request_id
     return records[0]
@@ -175,16 +176,16 @@ def test_streamed_costs_what_unstreamed_costs_and_the_client_sees_it(gateway: Ru
 
 
 def test_prices_are_published(gateway: RunningGateway) -> None:
-    http = openai.OpenAI(base_url=gateway.url, api_key=DEMO_KEY)._client
+    http = openai.OpenAI(base_url=gateway.url, api_key=TEST_KEY)._client
     rows = {row["id"]: row for row in http.get(gateway.url + "/pricing").json()["models"]}
     assert {k: rows["m-anthropic"][k] for k in PRICE} == {k: str(Decimal(v)) for k, v in PRICE.items()}
-    model = openai.OpenAI(base_url=gateway.url + "/v1", api_key=DEMO_KEY).models.retrieve("m-anthropic")
+    model = openai.OpenAI(base_url=gateway.url + "/v1", api_key=TEST_KEY).models.retrieve("m-anthropic")
     assert model.pricing["cache_write"] == "3.75" and model.pricing["cache_write_1h"] == "6.00"
 
 
 def test_metrics_count_cache_reads_and_writes_apart(gateway: RunningGateway) -> None:
     call(gateway, "messages", "m-anthropic", False)
-    http = openai.OpenAI(base_url=gateway.url, api_key=DEMO_KEY)._client
+    http = openai.OpenAI(base_url=gateway.url, api_key=TEST_KEY)._client
     text = http.get(gateway.url + "/metrics").text
     counts = {kind: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
               for kind in ("input", "output", "cache_read", "cache_write")

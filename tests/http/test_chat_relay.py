@@ -10,11 +10,12 @@ import time
 import openai
 import pytest
 
-from tests.conftest import DEMO_KEY, wait_for
+from tests.support.keys import TEST_KEY
+from tests.conftest import wait_for
 
 
 def client(gateway) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gateway.url + "/v1", api_key=DEMO_KEY, max_retries=0, timeout=20)
+    return openai.OpenAI(base_url=gateway.url + "/v1", api_key=TEST_KEY, max_retries=0, timeout=20)
 
 
 
@@ -30,7 +31,7 @@ def test_plain_chat_through_sdk(openai_gateway, upstream):
     seen = upstream.stats(openai_gateway.node_name)["last"]
     assert seen["body"]["model"] == "up-model"  # only the model id is rewritten
     assert seen["headers"]["authorization"] == "Bearer sk-upstream-secret"  # the node's key, not the client's
-    assert DEMO_KEY not in json.dumps(seen)
+    assert TEST_KEY not in json.dumps(seen)
 
 
 def test_streaming_chunks_arrive_as_upstream_emits_them(openai_gateway, upstream):
@@ -69,7 +70,7 @@ def test_client_disconnect_closes_upstream_within_a_second(openai_gateway, upstr
     conn = http.client.HTTPConnection("127.0.0.1", int(openai_gateway.url.rsplit(":", 1)[1]), timeout=10)
     body = json.dumps({"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
     conn.request("POST", "/v1/chat/completions", body,
-                 {"Authorization": f"Bearer {DEMO_KEY}", "Content-Type": "application/json"})
+                 {"Authorization": f"Bearer {TEST_KEY}", "Content-Type": "application/json"})
     response = conn.getresponse()
     assert response.status == 200
     assert response.read1(65536).startswith(b"data: ")  # the stream is flowing
@@ -90,7 +91,7 @@ def test_slow_reader_does_not_grow_gateway_memory(openai_gateway, upstream):
     sock = socket.create_connection(("127.0.0.1", int(openai_gateway.url.rsplit(":", 1)[1])))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
     body = json.dumps({"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": "x"}]})
-    sock.sendall((f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {DEMO_KEY}\r\n"
+    sock.sendall((f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TEST_KEY}\r\n"
                   f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n{body}").encode())
     time.sleep(1.0)  # let both sides fill their buffers
     stats = upstream.stats(name)

@@ -28,7 +28,8 @@ from bench.wire_anthropic import signature_for
 from bench.wire_common import dumps
 from gateway.http.count_tokens import estimate_input_tokens
 from gateway.upstream.mock_script import estimate_tokens
-from tests.conftest import DEMO_KEY, MockUpstream, RunningGateway, base_config
+from tests.support.keys import TEST_KEY
+from tests.conftest import MockUpstream, RunningGateway, base_config
 
 BETAS = ["claude-code-20250219", "interleaved-thinking-2025-05-14", "fine-grained-tool-streaming-2025-05-14"]
 MAIN_MODEL = "claude-sonnet-4-6"
@@ -93,10 +94,10 @@ def gateway(request: pytest.FixtureRequest, upstream: MockUpstream,
 def claude_code(gateway: RunningGateway, monkeypatch: pytest.MonkeyPatch) -> anthropic.Anthropic:
     """The client as Claude Code builds it: bearer token auth, its own headers."""
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
-    client = anthropic.Anthropic(base_url=gateway.url, api_key=None, auth_token=DEMO_KEY, max_retries=0,
+    client = anthropic.Anthropic(base_url=gateway.url, api_key=None, auth_token=TEST_KEY, max_retries=0,
                                  timeout=20, default_headers={"x-app": "cli", "anthropic-version": "2023-06-01",
                                                               "User-Agent": "claude-cli/2.1.0 (external, cli)"})
-    assert client.auth_headers == {"Authorization": f"Bearer {DEMO_KEY}"}  # no x-api-key: Bearer only
+    assert client.auth_headers == {"Authorization": f"Bearer {TEST_KEY}"}  # no x-api-key: Bearer only
     return client
 
 
@@ -121,7 +122,7 @@ def test_main_loop_streams_tool_use_and_result(gateway: RunningGateway, upstream
     (call,) = [block for block in first.content if block.type == "tool_use"]
     assert call.name == "Bash" and call.input == {"command": "Paris"}
     seen = last_upstream(upstream, gateway)
-    assert DEMO_KEY not in json.dumps(seen)
+    assert TEST_KEY not in json.dumps(seen)
     if gateway.kind == "anthropic":  # type: ignore[attr-defined]
         # Passed through: the beta header, the cache_control'd system blocks and the thinking option as sent.
         assert seen["path"] == "/v1/messages"
@@ -186,7 +187,7 @@ def test_count_tokens(gateway: RunningGateway, upstream: MockUpstream, monkeypat
         seen = last_upstream(upstream, gateway)
         assert seen["path"] == "/v1/messages/count_tokens"
         assert "token-counting-2024-11-01" in seen["headers"]["anthropic-beta"].split(",")  # as the SDK sent it
-        assert seen["headers"]["x-api-key"] == NODE_KEY and DEMO_KEY not in json.dumps(seen)
+        assert seen["headers"]["x-api-key"] == NODE_KEY and TEST_KEY not in json.dumps(seen)
         assert seen["body"]["model"] == "claude-sonnet-4-6" and "max_tokens" not in seen["body"]
     else:
         body = {"system": SYSTEM, "tools": TOOLS, "messages": FIRST_TURN}

@@ -20,7 +20,8 @@ import pytest
 from gateway.http import console as console_module
 from gateway.http import keys as keys_module
 from gateway.ledger.keys import MANAGEMENT_KEY_REFUSED
-from tests.conftest import DEMO_KEY, base_config
+from tests.support.keys import TEST_KEY
+from tests.conftest import base_config
 
 ADMIN_TOKEN = "admin-token-for-console-tests-0123456789"
 CONSOLE_DIR = Path(console_module.__file__).resolve().parent.parent / "console"
@@ -210,12 +211,12 @@ def test_admin_management_key_for_an_unknown_account_is_404(gateway: Any) -> Non
 ])
 def test_management_key_is_refused_on_openai_model_endpoints(gateway: Any, mk: str, path: str,
                                                               body: dict[str, Any]) -> None:
-    before = call(gateway, "GET", "/v1/balance", key=DEMO_KEY)[1]
+    before = call(gateway, "GET", "/v1/balance", key=TEST_KEY)[1]
     status, answer, _ = call(gateway, "POST", path, body, key=mk)
     assert status == 403, answer
     assert "management keys cannot call models" in error_message(answer)
     assert answer["error"]["type"] == "permission_error" and answer["error"]["code"] == "management_key"
-    assert call(gateway, "GET", "/v1/balance", key=DEMO_KEY)[1] == before  # nothing reserved or charged
+    assert call(gateway, "GET", "/v1/balance", key=TEST_KEY)[1] == before  # nothing reserved or charged
 
 
 @pytest.mark.parametrize("path, body", [
@@ -234,7 +235,7 @@ def test_management_key_is_refused_on_anthropic_endpoints(gateway: Any, mk: str,
 def test_management_key_is_refused_on_models(gateway: Any, mk: str, path: str) -> None:
     status, answer, _ = call(gateway, "GET", path, key=mk)
     assert status == 403 and error_message(answer) == MANAGEMENT_KEY_REFUSED
-    assert call(gateway, "GET", path, key=DEMO_KEY)[0] == 200
+    assert call(gateway, "GET", path, key=TEST_KEY)[0] == 200
 
 
 def test_management_key_with_the_sdks_gets_a_clear_permission_error(gateway: Any, mk: str) -> None:
@@ -248,7 +249,7 @@ def test_management_key_with_the_sdks_gets_a_clear_permission_error(gateway: Any
 
 
 def test_management_key_reads_balance_and_usage(gateway: Any, mk: str) -> None:
-    chat(gateway, DEMO_KEY)
+    chat(gateway, TEST_KEY)
     status, balance, _ = call(gateway, "GET", "/v1/balance", key=mk)
     assert status == 200 and balance["account"] == "test" and set(balance) >= {"balance_usd", "reserved_usd",
                                                                                "available_usd"}
@@ -282,11 +283,11 @@ def test_keys_endpoints_refuse_unknown_keys(gateway: Any) -> None:
 
 
 def test_api_keys_cannot_manage_keys(gateway: Any) -> None:
-    for status, answer in refusals(gateway, DEMO_KEY):
+    for status, answer in refusals(gateway, TEST_KEY):
         assert status == 403
         assert "API keys cannot manage keys" in error_message(answer)
         assert answer["error"]["code"] == "management_key_required"
-    for status, _ in refusals(gateway, None, {"x-api-key": DEMO_KEY}):
+    for status, _ in refusals(gateway, None, {"x-api-key": TEST_KEY}):
         assert status == 403
 
 
@@ -334,7 +335,7 @@ def test_list_shows_only_the_accounts_keys_without_secrets(gateway: Any) -> None
     for key in listing["data"]:
         assert set(key) == KEY_FIELDS
     text = json.dumps(listing)
-    assert created["key"] not in text and DEMO_KEY not in text and "hash" not in text
+    assert created["key"] not in text and TEST_KEY not in text and "hash" not in text
     kinds = {k["key_id"]: k["kind"] for k in listing["data"]}
     assert sorted(kinds.values()) == ["api", "management"]
 
@@ -453,7 +454,7 @@ def test_keys_paths_refuse_other_methods(gateway: Any, mk: str) -> None:
 
 def test_usage_summary_groups_by_bucket_and_model(gateway: Any, mk: str) -> None:
     for model in ("gpt-4o-mini", "gpt-4o-mini", "claude-sonnet-4-6"):
-        chat(gateway, DEMO_KEY, model)
+        chat(gateway, TEST_KEY, model)
     for bucket, width in (("hour", 3600), ("day", 86400)):
         status, summary, response = call(gateway, "GET", f"/v1/usage/summary?bucket={bucket}", key=mk)
         assert status == 200 and summary["bucket"] == bucket and summary["bucket_seconds"] == width
@@ -471,7 +472,7 @@ def test_usage_summary_groups_by_bucket_and_model(gateway: Any, mk: str) -> None
             assert round(float(row["cost_usd"]) * 1e9) == nano
     # an API key may read it too, and a window after the requests is empty
     status, later, _ = call(gateway, "GET", f"/v1/usage/summary?bucket=hour&since={int(time.time()) + 5}",
-                            key=DEMO_KEY)
+                            key=TEST_KEY)
     assert status == 200 and later["data"] == []
     # the other account sees nothing of this one
     other = management_key(gateway, "other")

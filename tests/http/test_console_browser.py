@@ -34,7 +34,8 @@ import pytest
 
 from gateway.cli.render import usd  # the admin CLI's rule for amounts, which the console follows
 
-from tests.conftest import DEMO_KEY, ROOT, base_config
+from tests.support.keys import TEST_KEY
+from tests.conftest import ROOT, base_config
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -71,7 +72,7 @@ def seed_history(gateway: Any, days: int = 12) -> None:
 
     async def seed() -> None:
         ledger = gateway.services.ledger
-        _, key = await settled(ledger.authenticate(DEMO_KEY))
+        _, key = await settled(ledger.authenticate(TEST_KEY))
         now = time.time()
         for day in range(days, 0, -1):
             for n in range(1 + (day * 7) % 5):
@@ -123,7 +124,7 @@ def test_console_end_to_end(gateway: Any, browser: Any, tmp_path: Path) -> None:
     # -- sign in: an API key is turned away with an explanation, the management key gets in
     page.goto(gateway.url + "/console")
     page.screenshot(path=str(shots / "signin.png"))
-    page.fill("#signin-key", DEMO_KEY)
+    page.fill("#signin-key", TEST_KEY)
     page.click("#signin-button")
     sync_api.expect(page.locator("#signin-error")).to_have_text(
         "That is an API key (sk-). Sign in with your account's management key (mk-).")  # said once, not twice

@@ -14,7 +14,7 @@ import yaml
 
 from tests.conftest import ROOT
 
-DEMO_KEY = "sk-demo-0000000000000000"
+from tests.support.keys import DEMO_KEY
 
 
 def demo_config(tmp_path: Path) -> dict:

@@ -18,7 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import DEMO_KEY, base_config
+from tests.support.keys import TEST_KEY
+from tests.conftest import base_config
 from tests.http.test_hostile_input import GOOD, error_of
 
 TEXT = st.text(alphabet=st.characters(codec=None), max_size=20) | st.sampled_from(
@@ -118,7 +119,7 @@ def test_no_input_makes_a_5xx(fuzz_gateway, endpoint):
               derandomize=not os.environ.get("FUZZ_EXAMPLES"), suppress_health_check=list(HealthCheck), database=None)
     @given(body=mutated(endpoint))
     def check(body: bytes) -> None:
-        conn.request("POST", path, body, {"Authorization": f"Bearer {DEMO_KEY}",
+        conn.request("POST", path, body, {"Authorization": f"Bearer {TEST_KEY}",
                                           "Content-Type": "application/json"})
         response = conn.getresponse()  # a dropped connection raises here
         data = response.read()

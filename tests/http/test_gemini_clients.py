@@ -18,7 +18,8 @@ import yaml
 from google import genai
 from google.genai import errors, types
 
-from tests.conftest import DEMO_KEY, MockUpstream, RunningGateway, base_config
+from tests.conftest import MockUpstream, RunningGateway, base_config
+from tests.support.keys import TEST_KEY
 from tests.http.gemini_sdk import PROMPT, client
 from tests.http.test_protocol_matrix import EMBED_NODE, NODES, NODE_KEYS, last_usage, matrix_config
 
@@ -100,7 +101,7 @@ def test_embeddings(gateway: RunningGateway, upstream: MockUpstream, model: str,
         assert [r["model"] for r in sent] == ["models/gemini-embedding-001"] * 2
     # embedContent (one content), raw: the SDK always batches on the Gemini API
     status, data, _ = post(gateway, f"/v1beta/models/{model}:embedContent",
-                           {"content": {"parts": [{"text": "a"}]}}, {"x-goog-api-key": DEMO_KEY})
+                           {"content": {"parts": [{"text": "a"}]}}, {"x-goog-api-key": TEST_KEY})
     assert status == 200 and json.loads(data)["embedding"]["values"] == batch.embeddings[0].values
 
 
@@ -119,7 +120,7 @@ def test_hosted_tools_reach_gemini_nodes_and_are_named_when_dropped(gateway: Run
                                                                     provider: str) -> None:
     body = {**ASK, "tools": [{"googleSearch": {}}, {"codeExecution": {}}]}
     status, data, response = post(gateway, f"/v1beta/models/{NODES[provider][1]}:generateContent", body,
-                                   {"x-goog-api-key": DEMO_KEY})
+                                   {"x-goog-api-key": TEST_KEY})
     assert status == 200, data
     sent = upstream.stats(NODES[provider][3])["last"]["body"]
     if provider == "gemini":  # passed through as sent
@@ -132,7 +133,7 @@ def test_hosted_tools_reach_gemini_nodes_and_are_named_when_dropped(gateway: Run
 def test_openai_model_ids_with_colons_stay_openai(gateway: RunningGateway) -> None:
     """``/v1/models/{id}`` is OpenAI's, also for an id with a colon (acme:davinci); only Gemini's actions are Gemini's."""
     conn = http.client.HTTPConnection("127.0.0.1", int(gateway.url.rsplit(":", 1)[1]), timeout=10)
-    conn.request("GET", "/v1/models/acme:davinci", headers={"Authorization": "Bearer " + DEMO_KEY})
+    conn.request("GET", "/v1/models/acme:davinci", headers={"Authorization": "Bearer " + TEST_KEY})
     response = conn.getresponse()
     error = json.loads(response.read())["error"]
     conn.close()
@@ -144,30 +145,30 @@ def test_key_in_query_is_never_logged(start_gateway: Any, tmp_path: Any, capfd: 
                                                "models": ["gpt-4o-mini", "claude-sonnet-4-6", "text-embedding-3-small"]}])
     config["logging"] = {"access_log": True, "level": "debug"}
     gateway = start_gateway(config)
-    for key in (DEMO_KEY, "sk-wrong-key-in-the-url-0000"):
+    for key in (TEST_KEY, "sk-wrong-key-in-the-url-0000"):
         status, _, _ = post(gateway, f"/v1beta/models/gpt-4o-mini:generateContent?key={key}&alt=json", ASK)
-        assert status == (200 if key == DEMO_KEY else 401)
+        assert status == (200 if key == TEST_KEY else 401)
     out, err = capfd.readouterr()
     assert '"endpoint":"gemini"' in out  # the access log did write its lines
-    assert "key=" not in out + err and DEMO_KEY not in out + err and "sk-wrong-key" not in out + err
+    assert "key=" not in out + err and TEST_KEY not in out + err and "sk-wrong-key" not in out + err
 
 
 def test_key_in_query_never_travels_upstream(gateway: RunningGateway, upstream: MockUpstream) -> None:
-    status, data, _ = post(gateway, f"/v1beta/models/gemini-2.5-flash:generateContent?key={DEMO_KEY}", ASK)
+    status, data, _ = post(gateway, f"/v1beta/models/gemini-2.5-flash:generateContent?key={TEST_KEY}", ASK)
     reply = json.loads(data)
     assert status == 200 and reply["candidates"][0]["content"]["parts"][0]["text"].startswith(PROMPT)
     assert reply["usageMetadata"]["cost"] > 0  # pass-through, with the gateway's cost added
     last = upstream.stats("pm-gemini")["last"]
-    assert last["query"] == "" and DEMO_KEY not in json.dumps(last)
+    assert last["query"] == "" and TEST_KEY not in json.dumps(last)
     status, data, _ = post(gateway, "/v1beta/models/gemini-2.5-flash:generateContent", ASK,
-                           {"Authorization": "Bearer " + DEMO_KEY})
+                           {"Authorization": "Bearer " + TEST_KEY})
     assert status == 200
 
 
 @pytest.mark.parametrize("provider", ["gemini", "openai"])
 def test_stream_without_alt_sse_is_a_json_array(gateway: RunningGateway, provider: str) -> None:
     status, data, response = post(gateway, f"/v1beta/models/{NODES[provider][1]}:streamGenerateContent", ASK,
-                                  {"x-goog-api-key": DEMO_KEY})
+                                  {"x-goog-api-key": TEST_KEY})
     assert status == 200 and response.getheader("Content-Type") == "application/json"
     chunks = json.loads(data)
     assert len(chunks) > 1
@@ -181,11 +182,11 @@ ERRORS = [
     ("no key", "gemini-2.5-flash", ASK, {}, 401, "UNAUTHENTICATED"),
     ("unknown key", "gemini-2.5-flash", ASK, {"x-goog-api-key": "sk-nope"}, 401, "UNAUTHENTICATED"),
     ("model not allowed", "gemini-2.5-flash", ASK, {"x-goog-api-key": "restricted"}, 403, "PERMISSION_DENIED"),
-    ("unknown model", "gemini-9", ASK, {"x-goog-api-key": DEMO_KEY}, 404, "NOT_FOUND"),
-    ("no contents", "gpt-4o-mini", {"contents": []}, {"x-goog-api-key": DEMO_KEY}, 400, "INVALID_ARGUMENT"),
+    ("unknown model", "gemini-9", ASK, {"x-goog-api-key": TEST_KEY}, 404, "NOT_FOUND"),
+    ("no contents", "gpt-4o-mini", {"contents": []}, {"x-goog-api-key": TEST_KEY}, 400, "INVALID_ARGUMENT"),
     ("bad role", "gpt-4o-mini", {"contents": [{"role": "bot", "parts": [{"text": "x"}]}]},
-     {"x-goog-api-key": DEMO_KEY}, 400, "INVALID_ARGUMENT"),
-    ("embedding model", "text-embedding-004", ASK, {"x-goog-api-key": DEMO_KEY}, 400, "INVALID_ARGUMENT"),
+     {"x-goog-api-key": TEST_KEY}, 400, "INVALID_ARGUMENT"),
+    ("embedding model", "text-embedding-004", ASK, {"x-goog-api-key": TEST_KEY}, 400, "INVALID_ARGUMENT"),
 ]
 
 
@@ -213,11 +214,11 @@ def test_sdk_raises_its_own_errors(gateway: RunningGateway, upstream: MockUpstre
         upstream.control("pm-anthropic", status=None)
     assert caught.value.code == 400 and caught.value.status == "INVALID_ARGUMENT"
     assert caught.value.message == "mock upstream error 400"
-    status, data, _ = post(gateway, "/v1beta/models/gemini-2.5-flash:fooBar", ASK, {"x-goog-api-key": DEMO_KEY})
+    status, data, _ = post(gateway, "/v1beta/models/gemini-2.5-flash:fooBar", ASK, {"x-goog-api-key": TEST_KEY})
     assert status == 404 and json.loads(data)["error"]["status"] == "NOT_FOUND"
     for action in ("embedContent", "batchEmbedContents"):  # the embedding actions: Google's shape too
         status, data, _ = post(gateway, f"/v1beta/models/gemini-2.5-flash:{action}", {"requests": []},
-                               {"x-goog-api-key": DEMO_KEY})
+                               {"x-goog-api-key": TEST_KEY})
         assert status == 400 and json.loads(data)["error"]["status"] == "INVALID_ARGUMENT", data
 
 

@@ -9,7 +9,8 @@ import anthropic
 import openai
 import pytest
 
-from tests.conftest import DEMO_KEY, base_config
+from tests.support.keys import TEST_KEY
+from tests.conftest import base_config
 
 
 @pytest.fixture
@@ -23,7 +24,7 @@ def slow_gateway(upstream, start_gateway, tmp_path, request):
 
 def raw_stream(gateway, path: str, body: dict) -> bytes:
     conn = http.client.HTTPConnection("127.0.0.1", int(gateway.url.rsplit(":", 1)[1]), timeout=10)
-    conn.request("POST", path, json.dumps(body), {"x-api-key": DEMO_KEY, "Content-Type": "application/json"})
+    conn.request("POST", path, json.dumps(body), {"x-api-key": TEST_KEY, "Content-Type": "application/json"})
     data = conn.getresponse().read()
     conn.close()
     return data
@@ -34,7 +35,7 @@ def test_messages_stream_gets_anthropic_pings(slow_gateway):
                                                      "messages": [{"role": "user", "content": "a b c"}]})
     assert b'event: ping\ndata: {"type": "ping"}\n\n' in data
     assert data.rstrip().endswith(b'{"type":"message_stop"}')
-    sdk = anthropic.Anthropic(base_url=slow_gateway.url, api_key=DEMO_KEY, max_retries=0)
+    sdk = anthropic.Anthropic(base_url=slow_gateway.url, api_key=TEST_KEY, max_retries=0)
     with sdk.messages.stream(model="claude-sonnet-4-6", max_tokens=50,
                              messages=[{"role": "user", "content": "a b c"}]) as stream:
         message = stream.get_final_message()
@@ -45,7 +46,7 @@ def test_chat_stream_gets_comment_pings(slow_gateway):
     data = raw_stream(slow_gateway, "/v1/chat/completions", {"model": "gpt-4o-mini", "stream": True,
                                                              "messages": [{"role": "user", "content": "a b c"}]})
     assert b"\n: ping\n\n" in data or data.startswith(b": ping")
-    sdk = openai.OpenAI(base_url=slow_gateway.url + "/v1", api_key=DEMO_KEY, max_retries=0)
+    sdk = openai.OpenAI(base_url=slow_gateway.url + "/v1", api_key=TEST_KEY, max_retries=0)
     text = "".join(chunk.choices[0].delta.content or "" for chunk in sdk.chat.completions.create(
         model="gpt-4o-mini", messages=[{"role": "user", "content": "a b c"}], stream=True) if chunk.choices)
     assert text == "a b c"

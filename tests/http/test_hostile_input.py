@@ -12,7 +12,8 @@ import socket
 
 import pytest
 
-from tests.conftest import DEMO_KEY, base_config
+from tests.support.keys import TEST_KEY
+from tests.conftest import base_config
 
 LIMIT = 64 * 1024
 GOOD = {
@@ -38,7 +39,7 @@ def gateway(start_gateway, tmp_path):
 def post(gateway, path: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, dict]:
     port = int(gateway.url.rsplit(":", 1)[1])
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    conn.request("POST", path, body, {"Authorization": f"Bearer {DEMO_KEY}", "Content-Type": "application/json",
+    conn.request("POST", path, body, {"Authorization": f"Bearer {TEST_KEY}", "Content-Type": "application/json",
                                       **(headers or {})})
     response = conn.getresponse()
     data = response.read()
@@ -159,7 +160,7 @@ def chunked_request(gateway, path: str, total: int) -> tuple[int, dict, int]:
     the gateway let the client send before answering."""
     port = int(gateway.url.rsplit(":", 1)[1])
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-    sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {DEMO_KEY}\r\n"
+    sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TEST_KEY}\r\n"
                  "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".encode())
     piece = b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "' + b"x" * 8000
     sent = 0

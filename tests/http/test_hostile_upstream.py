@@ -21,7 +21,8 @@ import anthropic
 import openai
 import yaml
 
-from tests.conftest import DEMO_KEY, MockUpstream, RunningGateway, base_config
+from tests.support.keys import TEST_KEY
+from tests.conftest import MockUpstream, RunningGateway, base_config
 
 PATHS = {  # name: (client endpoint, model) -> the node protocol follows from the model's nodes
     "chat-passthrough": ("/v1/chat/completions", "gpt-4o-mini"),
@@ -101,7 +102,7 @@ class Answer:
 def call(gateway: RunningGateway, endpoint: str, body: dict[str, Any]) -> Answer:
     port = int(gateway.url.rsplit(":", 1)[1])
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    conn.request("POST", endpoint, json.dumps(body), {"Authorization": f"Bearer {DEMO_KEY}",
+    conn.request("POST", endpoint, json.dumps(body), {"Authorization": f"Bearer {TEST_KEY}",
                                                       "Content-Type": "application/json",
                                                       "anthropic-version": "2023-06-01"})
     response = conn.getresponse()
@@ -182,13 +183,13 @@ def test_the_official_sdks_see_an_api_error_not_a_parse_failure(gateway, upstrea
     for model in ("gpt-4o-mini", "claude-sonnet-4-6"):
         upstream.control(f"hostile-{BAD[model]}", fault=mode)
     try:
-        client = openai.OpenAI(base_url=gateway.url + "/v1", api_key=DEMO_KEY, max_retries=0, timeout=20)
+        client = openai.OpenAI(base_url=gateway.url + "/v1", api_key=TEST_KEY, max_retries=0, timeout=20)
         with pytest.raises(openai.APIError) as caught:
             for _ in client.chat.completions.create(model="claude-sonnet-4-6", stream=True, max_tokens=64,
                                                     messages=[{"role": "user", "content": "hi"}]):
                 pass
         assert "upstream" in str(caught.value)
-        claude = anthropic.Anthropic(base_url=gateway.url, api_key=DEMO_KEY, max_retries=0, timeout=20)
+        claude = anthropic.Anthropic(base_url=gateway.url, api_key=TEST_KEY, max_retries=0, timeout=20)
         with pytest.raises(anthropic.APIError) as caught_ant:
             for _ in claude.messages.create(model="gpt-4o-mini", stream=True, max_tokens=64,
                                             messages=[{"role": "user", "content": "hi"}]):

@@ -15,7 +15,8 @@ import json
 
 import pytest
 
-from tests.conftest import DEMO_KEY, base_config
+from tests.support.keys import TEST_KEY
+from tests.conftest import base_config
 
 MODELS = ["gpt-4o-mini", "claude-sonnet-4-6", "text-embedding-3-small"]
 
@@ -36,7 +37,7 @@ def test_requests_leave_no_cycles(upstream, start_gateway, tmp_path, endpoint, b
     payload = json.dumps(body)
 
     def call() -> None:
-        conn.request("POST", endpoint, payload, {"x-api-key": DEMO_KEY, "Content-Type": "application/json"})
+        conn.request("POST", endpoint, payload, {"x-api-key": TEST_KEY, "Content-Type": "application/json"})
         response = conn.getresponse()
         response.read()
         assert response.status == status

@@ -30,7 +30,8 @@ import openai
 import pytest
 import yaml
 
-from tests.conftest import DEMO_KEY, MockUpstream, RunningGateway, base_config
+from tests.support.keys import TEST_KEY
+from tests.conftest import MockUpstream, RunningGateway, base_config
 from tests.http.gemini_sdk import gemini_plain, gemini_stream, gemini_tools
 
 CLIENTS = ("chat", "responses", "messages", "gemini")
@@ -100,11 +101,11 @@ def gateway(upstream: MockUpstream, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 def oai(gateway: RunningGateway) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gateway.url + "/v1", api_key=DEMO_KEY, max_retries=0, timeout=20)
+    return openai.OpenAI(base_url=gateway.url + "/v1", api_key=TEST_KEY, max_retries=0, timeout=20)
 
 
 def ant(gateway: RunningGateway) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=gateway.url, api_key=DEMO_KEY, max_retries=0, timeout=20)
+    return anthropic.Anthropic(base_url=gateway.url, api_key=TEST_KEY, max_retries=0, timeout=20)
 
 
 # --- one client protocol each: plain, stream, tool round trip ---------------------
@@ -287,7 +288,7 @@ def check_upstream(upstream: MockUpstream, provider: str, stream: bool, tool_res
         return
     last = upstream.stats(name)["last"]
     headers, body = last["headers"], last["body"]
-    assert DEMO_KEY not in json.dumps(last)  # the client's key never travels upstream
+    assert TEST_KEY not in json.dumps(last)  # the client's key never travels upstream
     assert "fallback_models" not in body
     if provider in ("openai", "openai-responses"):
         assert headers["authorization"] == "Bearer " + NODE_KEYS[provider]

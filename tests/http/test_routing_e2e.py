@@ -20,7 +20,8 @@ from typing import Any, Callable
 import openai
 import pytest
 
-from tests.conftest import DEMO_KEY, base_config, wait_for
+from tests.support.keys import TEST_KEY
+from tests.conftest import base_config, wait_for
 
 ADMIN_TOKEN = "adm-routing-e2e-0123456789"
 MESSAGES = [{"role": "user", "content": "hello there"}]
@@ -65,7 +66,7 @@ def sdk(gateway) -> openai.OpenAI:
     """One SDK client per gateway: a new client per request costs ~30 ms (a new pool and connection)."""
     client = getattr(gateway, "_routing_sdk", None)
     if client is None:
-        client = gateway._routing_sdk = openai.OpenAI(base_url=gateway.url + "/v1", api_key=DEMO_KEY,
+        client = gateway._routing_sdk = openai.OpenAI(base_url=gateway.url + "/v1", api_key=TEST_KEY,
                                                       max_retries=0, timeout=20)
     return client
 
@@ -192,7 +193,7 @@ def test_client_leaving_during_failover_stops_it(upstream, start_gateway, tmp_pa
     gateway = start(start_gateway, tmp_path, [up(upstream, "stuck", stuck), up(upstream, "spare", spare)])
     body = json.dumps({"model": "gpt-4o-mini", "messages": MESSAGES})
     sock = socket.create_connection(("127.0.0.1", int(gateway.url.rsplit(":", 1)[1])))
-    sock.sendall((f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {DEMO_KEY}\r\n"
+    sock.sendall((f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TEST_KEY}\r\n"
                   f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n{body}").encode())
     assert wait_for(lambda: upstream.stats(stuck)["in_flight"] == 1)
     sock.close()
@@ -370,7 +371,7 @@ def test_everything_down_is_a_502_listing_each_attempt(upstream, start_gateway, 
     if protocol == "openai":
         status, _, raw = http_request(gateway, "POST", "/v1/chat/completions",
                                       {"model": "gpt-4o-mini", "messages": MESSAGES},
-                                      {"Authorization": f"Bearer {DEMO_KEY}"})
+                                      {"Authorization": f"Bearer {TEST_KEY}"})
         body = json.loads(raw)
         assert body["error"]["type"] == "upstream_error"
         message = body["error"]["message"]
@@ -380,7 +381,7 @@ def test_everything_down_is_a_502_listing_each_attempt(upstream, start_gateway, 
     else:
         status, _, raw = http_request(gateway, "POST", "/v1/messages",
                                       {"model": "gpt-4o-mini", "max_tokens": 32, "messages": MESSAGES},
-                                      {"x-api-key": DEMO_KEY, "anthropic-version": "2023-06-01"})
+                                      {"x-api-key": TEST_KEY, "anthropic-version": "2023-06-01"})
         body = json.loads(raw)
         assert body["type"] == "error" and body["error"]["type"] == "api_error"
         message = body["error"]["message"]
@@ -388,7 +389,7 @@ def test_everything_down_is_a_502_listing_each_attempt(upstream, start_gateway, 
     assert "a (gpt-4o-mini): failure: HTTP 500" in message
     assert "b (gpt-4o-mini): failure: connection failed while connecting" in message
     assert "c (gpt-4o-mini): failure: connection reset before the first byte" in message
-    assert b"sk-upstream-secret" not in raw and DEMO_KEY.encode() not in raw
+    assert b"sk-upstream-secret" not in raw and TEST_KEY.encode() not in raw
 
 
 def test_every_node_timing_out_is_a_504(upstream, start_gateway, tmp_path, names):
@@ -410,7 +411,7 @@ def test_mid_stream_failure_ends_with_an_error_event_and_counts_against_the_node
     gateway = start(start_gateway, tmp_path, [up(upstream, "flaky", flaky), up(upstream, "other", other)])
     status, headers, raw = http_request(gateway, "POST", "/v1/chat/completions",
                                         {"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True},
-                                        {"Authorization": f"Bearer {DEMO_KEY}"})
+                                        {"Authorization": f"Bearer {TEST_KEY}"})
     assert status == 200 and headers["x-infermesh-node"] == "flaky"
     frames = [frame for frame in raw.decode().split("\n\n") if frame.strip()]
     assert len(frames) >= 2 and json.loads(frames[0][len("data: "):])["choices"]  # content was relayed first
@@ -438,7 +439,7 @@ def test_mid_stream_failure_on_messages_ends_with_an_error_event(upstream, start
     gateway = start(start_gateway, tmp_path, [up(upstream, "flaky", flaky)])
     status, _, raw = http_request(gateway, "POST", "/v1/messages",
                                   {"model": "gpt-4o-mini", "max_tokens": 64, "messages": MESSAGES, "stream": True},
-                                  {"x-api-key": DEMO_KEY, "anthropic-version": "2023-06-01"})
+                                  {"x-api-key": TEST_KEY, "anthropic-version": "2023-06-01"})
     assert status == 200
     frames = [frame for frame in raw.decode().split("\n\n") if frame.strip()]
     assert frames[0].startswith("event: message_start")
@@ -478,7 +479,7 @@ def test_admin_nodes_shows_breakers_latency_and_outcomes(upstream, start_gateway
     assert rows[("good", "claude-sonnet-4-6")]["ewma_ttfb_ms"] is None
     assert b"sk-upstream-secret" not in raw
 
-    for auth in (None, "Bearer wrong-token", f"Bearer {ADMIN_TOKEN}x", f"Bearer {DEMO_KEY}", ADMIN_TOKEN,
+    for auth in (None, "Bearer wrong-token", f"Bearer {ADMIN_TOKEN}x", f"Bearer {TEST_KEY}", ADMIN_TOKEN,
                  "Bearer ünïcode"):
         status, _, raw = http_request(gateway, "GET", "/admin/nodes",
                                       headers={"Authorization": auth} if auth else {})

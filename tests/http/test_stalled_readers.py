@@ -19,7 +19,8 @@ import yaml
 
 from bench.load import proc_status_kib
 from bench.stalled import stall
-from tests.conftest import DEMO_KEY, ROOT, MockUpstream, base_config, wait_for
+from tests.support.keys import TEST_KEY
+from tests.conftest import ROOT, MockUpstream, base_config, wait_for
 
 STREAMS = 300
 BOUND_MIB = 100  # generous: the budget is 300 MB for 1,000 streams; bench/README.md has the figure
@@ -37,7 +38,7 @@ def start(tmp_path: Path, config: dict) -> tuple[subprocess.Popen, int]:
 def get(port: int, method: str, path: str, body: dict | None = None) -> tuple[int, dict[str, str], bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     conn.request(method, path, json.dumps(body) if body else None,
-                 {"Authorization": f"Bearer {DEMO_KEY}", "Content-Type": "application/json"})
+                 {"Authorization": f"Bearer {TEST_KEY}", "Content-Type": "application/json"})
     response = conn.getresponse()
     data = response.read()
     conn.close()
@@ -57,7 +58,7 @@ def test_stalled_streams_cost_bounded_memory(upstream: MockUpstream, tmp_path: P
         assert get(port, "GET", "/healthz")[0] == 200
         time.sleep(0.5)
         idle_kib = proc_status_kib(proc.pid, "VmRSS")
-        sockets = stall(port, STREAMS, "gpt-4o-mini", DEMO_KEY)  # the bench's client: a 4 KiB window, a request, never a read
+        sockets = stall(port, STREAMS, "gpt-4o-mini", TEST_KEY)  # the bench's client: a 4 KiB window, a request, never a read
         assert wait_for(lambda: upstream.stats("stalled-flood")["in_flight"] >= STREAMS, timeout=60)
         samples = [proc_status_kib(proc.pid, "VmRSS")]
 
@@ -96,7 +97,7 @@ def test_a_full_bound_is_a_prompt_503_with_retry_after(upstream: MockUpstream, t
         for _ in range(2):  # two requests that hold the only two places
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
             conn.request("POST", "/v1/chat/completions", body,
-                         {"Authorization": f"Bearer {DEMO_KEY}", "Content-Type": "application/json"})
+                         {"Authorization": f"Bearer {TEST_KEY}", "Content-Type": "application/json"})
             hung.append(conn)
         assert wait_for(lambda: upstream.stats("stalled-hang")["in_flight"] == 2, timeout=20)
         status, headers, data = get(port, "POST", "/v1/messages",

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import httpx2 as httpx  # the SDKs installed here use the httpx2 fork
 
-from tests.conftest import DEMO_KEY, MockUpstream, RunningGateway
+from tests.support.keys import TEST_KEY
+from tests.conftest import MockUpstream, RunningGateway
 
-HEADERS = {"Authorization": f"Bearer {DEMO_KEY}"}
+HEADERS = {"Authorization": f"Bearer {TEST_KEY}"}
 FUNCTION = {"type": "function", "name": "get_weather", "parameters": {"type": "object", "properties": {}}}
 
 

@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.ledger.ledger import Ledger
-
-DEMO_KEY = "sk-demo-0000000000000000"
+from tests.support.keys import DEMO_KEY
 
 
 class FakeClock:

@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import DEMO_KEY, ROOT, base_config
+from tests.support.keys import TEST_KEY
+from tests.conftest import ROOT, base_config
 
-HEADERS = {"Authorization": f"Bearer {DEMO_KEY}", "Content-Type": "application/json"}
+HEADERS = {"Authorization": f"Bearer {TEST_KEY}", "Content-Type": "application/json"}
 
 
 def _post(url: str, body: dict[str, Any]) -> tuple[int, bytes]:
@@ -140,7 +141,7 @@ def test_no_label_names_a_key_or_an_account(scraped):
     for family in scraped.values():
         for sample in family.samples:
             assert not {"key", "key_id", "account", "api_key"} & set(sample.labels)
-            assert DEMO_KEY not in json.dumps(sample.labels)
+            assert TEST_KEY not in json.dumps(sample.labels)
 
 
 def test_grafana_dashboard_queries_only_exposed_metrics(scraped):

@@ -1,0 +1,1 @@
+"""What many tests share: keys (``keys.py``), the error-log guard (``logs.py``)."""
