@@ -14,7 +14,7 @@ from typing import Any
 
 from gateway.attempts import Opened
 from gateway.call import Call
-from gateway.errors import ErrorKind, GatewayError
+from gateway.errors import ErrorKind
 from gateway.observability.metrics import Metrics
 from gateway.protocols import translate
 from gateway.config import normalize_model_id

@@ -34,8 +34,12 @@ ACCESS_FIELDS = ("request_id", "account", "key_id", "endpoint", "model", "node",
 
 
 class AccessLog:
+    """One JSON line per request. Written after the answer, so a failing write (stdout closed, a broken pipe)
+    must never raise into the request: the line is dropped and counted, as ``JsonLogHandler`` does."""
+
     def __init__(self, stream: TextIO | None = None) -> None:
         self._stream = stream  # None: whatever sys.stdout is at write time
+        self.dropped = 0  # lines that could not be written
 
     def write(self, record: dict[str, Any]) -> None:
         line = {"ts": round(time.time(), 3), "kind": "access"}
@@ -44,8 +48,11 @@ class AccessLog:
             if value is not None:
                 line[name] = value
         stream = self._stream or sys.stdout
-        stream.write(redact.current().text(ujson.dumps(line, escape_forward_slashes=False)) + "\n")
-        stream.flush()
+        try:
+            stream.write(redact.current().text(ujson.dumps(line, escape_forward_slashes=False)) + "\n")
+            stream.flush()
+        except (OSError, ValueError):  # stdout closed or broken: the request is answered, the line is lost
+            self.dropped += 1
 
 
 def log_event(event: str, level: str = "info", **fields: Any) -> None:
