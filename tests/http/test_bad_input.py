@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from tests.support.keys import TEST_KEY
-from tests.conftest import ROOT, base_config
+from tests.conftest import ROOT, base_config, wait_for
 
 AUTH = {"Authorization": f"Bearer {TEST_KEY}", "Content-Type": "application/json"}
 GOOD = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
@@ -107,8 +107,16 @@ def test_header_with_control_characters_is_refused_without_logging_it(gateway, c
         pass
     ok, _, _ = request(gateway, "POST", "/v1/chat/completions", json.dumps(GOOD), AUTH)
     assert ok == 200
-    out, err = capfd.readouterr()
-    assert "sk-ctl" not in out + err + caplog.text
+    seen = ""
+
+    def logged() -> bool:  # the access line is written after the answer: read on until it is there
+        nonlocal seen
+        out, err = capfd.readouterr()
+        seen += out + err
+        return '"kind":"access"' in seen
+
+    assert wait_for(logged, 5)
+    assert "sk-ctl" not in seen + caplog.text
 
 
 def test_anthropic_endpoint_errors_are_anthropic_shaped(gateway):

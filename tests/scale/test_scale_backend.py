@@ -28,6 +28,7 @@ from gateway.ledger.keys import AuthStatus
 from gateway.ledger.backend import Reservation
 from gateway.ledger.money import usd_to_nano
 from gateway.ledger.redis_backend import RedisBackend
+from tests.support.logs import expect_log
 from tests.scale.conftest import KEY, RedisServer, needs_redis, wait_for
 
 pytestmark = needs_redis
@@ -231,7 +232,8 @@ def test_redis_down_fails_closed_and_recovers(redis_server: RedisServer) -> None
         finally:
             await backend.close()
 
-    run(main())
+    with expect_log("infermesh.ledger", "is unreachable"):  # Redis is stopped on purpose
+        run(main())
 
 
 def test_deferred_settle_lands_when_redis_returns(redis_server: RedisServer) -> None:
@@ -251,7 +253,8 @@ def test_deferred_settle_lands_when_redis_returns(redis_server: RedisServer) -> 
         finally:
             await backend.close()
 
-    run(main())
+    with expect_log("infermesh.ledger", "is unreachable|queued until Redis is back"):  # Redis is stopped on purpose
+        run(main())
 
 
 def test_export_import_round_trip(redis_server: RedisServer, tmp_path: Path) -> None:

@@ -29,10 +29,11 @@ import yaml
 from gateway.config import Account
 from gateway.ledger.embedded import EmbeddedBackend
 from gateway.ledger.money import usd_to_nano
+from tests.support.logs import expect_log
 from tests.conftest import ROOT
 from tests.scale.conftest import (
     KEY,
-    GatewayProcess,
+    start_process,
     RedisServer,
     admin_call,
     chat,
@@ -58,9 +59,9 @@ def redis_balance(redis_server: RedisServer, account: str = "scale") -> tuple[in
 def test_two_gateway_processes_never_overdraw(redis_server, tmp_path, gateway_processes):
     """150 concurrent spends through two processes against a balance worth 100: exactly 100 get through."""
     config = redis_config(tmp_path, redis_server.url, balance_usd="0.0005", token_delay_ms=20, price=RACE_PRICE)
-    one = GatewayProcess(config, tmp_path / "one")
+    one = start_process(config, tmp_path / "one")
     gateway_processes.append(one)
-    two = GatewayProcess(config, tmp_path / "two")
+    two = start_process(config, tmp_path / "two")
     gateway_processes.append(two)
     start = threading.Barrier(150)
 
@@ -117,9 +118,9 @@ def test_revocation_reaches_the_other_gateway_within_a_second(redis_server, tmp_
 
 def test_killed_gateway_releases_its_holds_at_expiry(redis_server, tmp_path, gateway_processes):
     config = redis_config(tmp_path, redis_server.url, token_delay_ms=250, reservation_ttl_s=2)
-    survivor = GatewayProcess(config, tmp_path / "survivor")
+    survivor = start_process(config, tmp_path / "survivor")
     gateway_processes.append(survivor)
-    victim = GatewayProcess(config, tmp_path / "victim")
+    victim = start_process(config, tmp_path / "victim")
     gateway_processes.append(victim)
 
     def open_stream(port: int) -> http.client.HTTPConnection:
@@ -159,22 +160,23 @@ def test_redis_down_fails_closed_then_recovers_without_restart(redis_server, tmp
     assert chat(port)[0] == 200
     balance_before = http_call(port, "GET", "/v1/balance")[1]["balance_usd"]
     redis_server.save()
-    redis_server.stop()
-    status, body = chat(port)
-    assert status == 503
-    assert body["error"]["type"] == "overloaded_error" and "ledger" in body["error"]["message"]
-    status, body = http_call(port, "POST", "/v1/messages", {"model": "gpt-4o-mini", "max_tokens": 5,
-                                                            "messages": [{"role": "user", "content": "hi"}]})
-    assert status == 503 and body["type"] == "error" and body["error"]["type"] == "overloaded_error"
-    assert http_call(port, "GET", "/v1/balance")[0] == 503
-    assert http_call(port, "GET", "/healthz", key=None)[0] == 200  # the process is alive
-    assert wait_for(lambda: http_call(port, "GET", "/readyz", key=None)[0] == 503, 5)
-    assert http_call(port, "GET", "/readyz", key=None)[1]["status"] == "ledger_unavailable"
-    redis_server.start()
-    wait_ready(port, 10)
-    status, _ = chat(port)
-    assert status == 200
-    assert http_call(port, "GET", "/v1/balance")[1]["balance_usd"] != balance_before  # charged again
+    with expect_log("infermesh.ledger", "is unreachable"):  # Redis is stopped on purpose
+        redis_server.stop()
+        status, body = chat(port)
+        assert status == 503
+        assert body["error"]["type"] == "overloaded_error" and "ledger" in body["error"]["message"]
+        status, body = http_call(port, "POST", "/v1/messages", {"model": "gpt-4o-mini", "max_tokens": 5,
+                                                                "messages": [{"role": "user", "content": "hi"}]})
+        assert status == 503 and body["type"] == "error" and body["error"]["type"] == "overloaded_error"
+        assert http_call(port, "GET", "/v1/balance")[0] == 503
+        assert http_call(port, "GET", "/healthz", key=None)[0] == 200  # the process is alive
+        assert wait_for(lambda: http_call(port, "GET", "/readyz", key=None)[0] == 503, 5)
+        assert http_call(port, "GET", "/readyz", key=None)[1]["status"] == "ledger_unavailable"
+        redis_server.start()
+        wait_ready(port, 10)
+        status, _ = chat(port)
+        assert status == 200
+        assert http_call(port, "GET", "/v1/balance")[1]["balance_usd"] != balance_before  # charged again
 
 
 def _children(pid: int) -> set[int]:
@@ -202,7 +204,7 @@ def _requests_total(port: int) -> float:
 def test_workers_share_a_port_metrics_and_signals(redis_server, tmp_path, gateway_processes):
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
-    group = GatewayProcess(redis_config(tmp_path, redis_server.url), tmp_path / "group", "--workers", "2",
+    group = start_process(redis_config(tmp_path, redis_server.url), tmp_path / "group", "--workers", "2",
                            env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)})
     gateway_processes.append(group)
     assert wait_for(lambda: sum('"event":"started"' in line for line in group.lines) == 2, 10), group.output()
