@@ -13,9 +13,6 @@ import http.client
 import json
 import os
 import random
-import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -25,7 +22,8 @@ import pytest
 import yaml
 
 from gateway.ledger.money import usd_to_nano
-from tests.conftest import ROOT, base_config
+from tests.conftest import base_config
+from tests.support.process import GatewayProcess
 
 ADMIN_TOKEN = "admin-token-for-durability-tests-0123456789"
 KEY = "sk-durability-000000000000000000"
@@ -33,71 +31,28 @@ INITIAL_USD = "1000"
 BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "keep my money safe"}], "max_tokens": 8}
 
 
-class GatewayProcess:
-    """``python gateway.py --config PATH --port 0``, stdout and stderr captured in files."""
-
-    def __init__(self, config_path: Path, log_dir: Path, run: int) -> None:
-        self.stdout_path = log_dir / f"gateway-{run}.out"
-        self.stderr_path = log_dir / f"gateway-{run}.err"
-        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
-            self.proc = subprocess.Popen([sys.executable, str(ROOT / "gateway.py"), "--config", str(config_path),
-                                          "--host", "127.0.0.1", "--port", "0"], cwd=str(ROOT), stdout=out,
-                                         stderr=err)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            for line in self.stdout_path.read_text(errors="replace").splitlines():
-                if line.startswith("Infer Mesh listening on http://"):
-                    self.port = int(line.split()[4].rsplit(":", 1)[1])
-                    return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.02)
-        self.proc.kill()
-        raise RuntimeError(f"gateway did not start: {self.stderr_path.read_text(errors='replace')[-2000:]}")
-
-    def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None,
-                ) -> tuple[int, Any, http.client.HTTPResponse]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=20)
-        conn.request(method, path, None if body is None else json.dumps(body),
-                     {"Content-Type": "application/json", **(headers or {})})
-        response = conn.getresponse()
-        data = response.read()
-        conn.close()
-        return response.status, json.loads(data) if data and data[:1] in b"{[" else data, response
+class DurableGateway(GatewayProcess):
+    """``python gateway.py`` (``tests.support.process``) with this file's account and admin token at hand."""
 
     def admin(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        status, parsed, _ = self.request(method, path, body, {"Authorization": f"Bearer {ADMIN_TOKEN}"})
-        return status, parsed
+        reply = self.request(method, path, body, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+        return reply.status, reply.parsed()
 
     def balance_nano(self, key: str = KEY) -> int:
-        status, body, _ = self.request("GET", "/v1/balance", headers={"Authorization": f"Bearer {key}"})
-        assert status == 200, body
-        assert body["reserved_usd"] == "0.000000"
-        return usd_to_nano(body["balance_usd"])
+        reply = self.request("GET", "/v1/balance", key=key)
+        assert reply.status == 200, reply.body
+        assert reply.json()["reserved_usd"] == "0.000000"
+        return usd_to_nano(reply.json()["balance_usd"])
 
     def chat_cost_nano(self, stream: bool) -> int:
         """One request, read in full; its cost from the header (non-streaming) or the usage record."""
-        status, body, response = self.request("POST", "/v1/chat/completions", {**BODY, "stream": stream},
-                                              {"Authorization": f"Bearer {KEY}"})
-        assert status == 200
+        reply = self.request("POST", "/v1/chat/completions", {**BODY, "stream": stream}, key=KEY)
+        assert reply.status == 200
         if not stream:
-            return usd_to_nano(response.headers["x-infermesh-cost-usd"])
-        assert body.rstrip().endswith(b"data: [DONE]")
-        status, usage, _ = self.request("GET", "/v1/usage?limit=1", headers={"Authorization": f"Bearer {KEY}"})
+            return usd_to_nano(reply.headers["x-infermesh-cost-usd"])
+        assert reply.body.rstrip().endswith(b"data: [DONE]")
+        usage = self.request("GET", "/v1/usage?limit=1", key=KEY).json()
         return usd_to_nano(usage["data"][0]["cost_usd"])
-
-    def kill9(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
 
 
 @pytest.fixture
@@ -114,10 +69,10 @@ def launch(upstream, tmp_path, request):
     config["models"] = {"gpt-4o-mini": config["models"]["gpt-4o-mini"]}
     config_path = tmp_path / "gateway.yaml"
     config_path.write_text(yaml.safe_dump(config))
-    started: list[GatewayProcess] = []
+    started: list[DurableGateway] = []
 
-    def start() -> GatewayProcess:
-        process = GatewayProcess(config_path, tmp_path, len(started))
+    def start() -> DurableGateway:
+        process = DurableGateway(config_path)
         started.append(process)
         return process
 
@@ -126,7 +81,7 @@ def launch(upstream, tmp_path, request):
     start.started = started  # type: ignore[attr-defined]
     yield start
     for process in started:
-        process.stop()
+        process.close()
 
 
 class Load:
@@ -187,7 +142,7 @@ def test_kill_9_under_load_loses_no_settled_charge(launch):
     for _ in range(5):
         load = Load(gateway.port)
         time.sleep(rng.uniform(0.1, 0.9))
-        gateway.kill9()
+        gateway.kill()
         load.join()
         assert not load.unexpected, load.unexpected[:3]
         assert sum(load.completed.values()) > 0  # the kill really happened under load
@@ -203,14 +158,14 @@ def test_kill_9_under_load_loses_no_settled_charge(launch):
     # With nothing in flight at the kill, the balance is exact to the nano-dollar.
     for index in range(6):
         expected -= gateway.chat_cost_nano(stream=index % 2 == 1)
-    gateway.kill9()
+    gateway.kill()
     gateway = launch()
     assert gateway.balance_nano() == expected
     # The key's own spend was replayed the same way as the balance.
     status, account = gateway.admin("GET", "/admin/accounts/durable")
     assert usd_to_nano(account["keys"][0]["spent_usd"]) == usd_to_nano(INITIAL_USD) - expected
     # And a clean stop (SIGTERM: drain, final snapshot) agrees too.
-    gateway.stop()
+    gateway.close()
     assert gateway.proc.returncode == 0
     assert launch().balance_nano() == expected
 
@@ -228,7 +183,7 @@ def test_credit_applied_once_across_restarts(launch):
     assert second[1]["applied"] is True  # wire-2 is only in the journal when the process dies
     expected = initial + usd_to_nano("25.5") + 1
     assert gateway.balance_nano() == expected
-    gateway.kill9()
+    gateway.kill()
     for restart in ("kill -9", "SIGTERM"):
         gateway = launch()
         assert gateway.balance_nano() == expected, restart
@@ -237,7 +192,7 @@ def test_credit_applied_once_across_restarts(launch):
                                          {"amount_usd": amount, "reference": reference})
             assert status == 200 and body["applied"] is False, (restart, reference)
             assert usd_to_nano(body["balance_usd"]) == expected
-        gateway.stop()
+        gateway.close()
 
 
 def test_created_key_is_not_on_disk_or_in_logs_after_a_crash(launch):
@@ -247,25 +202,23 @@ def test_created_key_is_not_on_disk_or_in_logs_after_a_crash(launch):
     status, created = gateway.admin("POST", "/admin/accounts/fresh/keys", {"name": "ci"})
     assert status == 201
     key = created["key"]
-    auth = {"Authorization": f"Bearer {key}"}
-    assert gateway.request("POST", "/v1/chat/completions", BODY, auth)[0] == 200
-    assert gateway.request("POST", "/v1/chat/completions", {**BODY, "stream": True}, auth)[0] == 200
-    assert gateway.request("GET", "/v1/usage", None, auth)[0] == 200
-    assert gateway.request("POST", "/v1/chat/completions", {**BODY, "model": "nope"}, auth)[0] == 404
-    gateway.kill9()  # no final snapshot: the key exists only in the journal
+    assert gateway.request("POST", "/v1/chat/completions", BODY, key=key).status == 200
+    assert gateway.request("POST", "/v1/chat/completions", {**BODY, "stream": True}, key=key).status == 200
+    assert gateway.request("GET", "/v1/usage", key=key).status == 200
+    assert gateway.request("POST", "/v1/chat/completions", {**BODY, "model": "nope"}, key=key).status == 404
+    gateway.kill()  # no final snapshot: the key exists only in the journal
     gateway = launch()
     assert gateway.balance_nano(key) < usd_to_nano("1")  # the key survived the crash (as a hash)
     gateway.admin("DELETE", f"/admin/keys/{created['key_id']}")
-    assert gateway.request("GET", "/v1/balance", None, auth)[0] == 401
-    gateway.stop()
+    assert gateway.request("GET", "/v1/balance", key=key).status == 401
+    gateway.close()
     state_files = [path for path in Path(launch.state_dir).rglob("*") if path.is_file()]
     assert any(path.name.startswith("journal-") for path in state_files)
-    logs = [process.stdout_path for process in launch.started] + [process.stderr_path for process in launch.started]
-    assert '"kind":"access"' in logs[0].read_text()
-    for path in state_files + logs:
-        data = path.read_bytes()
-        assert key.encode() not in data, f"{path.name} holds the key"
-        assert KEY.encode() not in data, f"{path.name} holds the config key"
+    assert '"kind":"access"' in launch.started[0].output()
+    for name, data in [(path.name, path.read_bytes()) for path in state_files] + [
+            (f"gateway output {n}", process.output().encode()) for n, process in enumerate(launch.started)]:
+        assert key.encode() not in data, f"{name} holds the key"
+        assert KEY.encode() not in data, f"{name} holds the config key"
     assert os.stat(launch.state_dir).st_mode & 0o077 == 0  # the state directory is private
 
 
@@ -285,7 +238,7 @@ def test_kill_9_loses_at_most_the_last_usage_batch_and_no_charge(launch):
     load = Load(gateway.port)
     time.sleep(1.0)
     killed_at = time.time()
-    gateway.kill9()
+    gateway.kill()
     load.join()
     assert sum(load.completed.values()) > 20
     charges = {}

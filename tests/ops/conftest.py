@@ -1,21 +1,14 @@
 """``python gateway.py`` as systemd runs it: a subprocess, signals, JSON lines on stdout.
 
-``GatewayProcess`` starts the real entry point on a free port, collects its
-stdout on a thread and lets a test wait for a given lifecycle event (with a
-deadline, never a fixed sleep). ``open_stream`` starts a streamed chat
-completion and returns once its first event has arrived.
+``gateway_process`` starts the real entry point (``tests.support.process.GatewayProcess``)
+from a config dict. ``Stream`` starts a streamed chat completion and returns once its
+first event has arrived.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
-import os
-import signal
-import subprocess
-import sys
-import threading
-import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -23,6 +16,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
+from tests.support.process import GatewayProcess
 
 from tests.support.keys import DEMO_KEY
 
@@ -36,89 +30,6 @@ def demo_config(tmp_path: Path, token_delay_ms: int | None = None) -> dict[str, 
         for node in config["nodes"]:
             node["mock"]["token_delay_ms"] = token_delay_ms
     return config
-
-
-class GatewayProcess:
-    def __init__(self, config_path: Path, *args: str, env: dict[str, str] | None = None) -> None:
-        self.config_path = config_path
-        self.lines: list[str] = []
-        self._changed = threading.Condition()
-        self._eof = False
-        self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "gateway.py"), "--config", str(config_path), "--port", "0", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=config_path.parent,
-            env={**os.environ, **(env or {})})
-        threading.Thread(target=self._read, daemon=True).start()
-        first = self.wait_line(lambda line: "listening on http://" in line, 15)
-        self.url = first.split("listening on ", 1)[1].split()[0]
-        self.port = int(self.url.rsplit(":", 1)[1])
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:  # type: ignore[union-attr]
-            with self._changed:
-                self.lines.append(line.rstrip("\n"))
-                self._changed.notify_all()
-        with self._changed:
-            self._eof = True
-            self._changed.notify_all()
-
-    def wait_line(self, predicate: Callable[[str], bool], timeout: float = 10) -> str:
-        """The first output line (from the start) matching ``predicate``; fails at the deadline or EOF."""
-        deadline = time.monotonic() + timeout
-        seen = 0
-        with self._changed:
-            while True:
-                for line in self.lines[seen:]:
-                    if predicate(line):
-                        return line
-                seen = len(self.lines)
-                left = deadline - time.monotonic()
-                if left <= 0 or self._eof:
-                    raise AssertionError(f"no matching line within {timeout}s; output:\n" + "\n".join(self.lines))
-                self._changed.wait(left)
-
-    def json_lines(self) -> list[dict[str, Any]]:
-        with self._changed:
-            lines = list(self.lines)
-        return [json.loads(line) for line in lines if line.startswith("{")]
-
-    def events(self) -> list[str]:
-        return [line["event"] for line in self.json_lines() if line.get("kind") == "event"]
-
-    def wait_event(self, name: str, timeout: float = 10, nth: int = 1) -> dict[str, Any]:
-        """The ``nth`` lifecycle event called ``name`` (counted from the start of the output)."""
-        count = 0
-
-        def match(text: str) -> bool:
-            nonlocal count
-            if text.startswith("{") and json.loads(text).get("event") == name:
-                count += 1
-            return count == nth
-
-        return json.loads(self.wait_line(match, timeout))
-
-    def signal(self, sig: signal.Signals) -> None:
-        self.proc.send_signal(sig)
-
-    def wait(self, timeout: float = 15) -> int:
-        return self.proc.wait(timeout)
-
-    def request(self, method: str, path: str, body: Any = None,
-                headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        try:
-            payload = json.dumps(body).encode() if body is not None else None
-            conn.request(method, path, body=payload, headers={"Authorization": f"Bearer {DEMO_KEY}",
-                                                              "Content-Type": "application/json", **(headers or {})})
-            response = conn.getresponse()
-            return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
-        finally:
-            conn.close()
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
 
 
 class Stream:

@@ -21,13 +21,13 @@ def test_sigterm_lets_an_open_stream_finish_and_answers_503_meanwhile(gateway_pr
     draining = gateway.wait_event("draining")
     assert draining["level"] == "info" and draining["inflight"] == 1 and draining["streams"] == 1
 
-    status, headers, body = gateway.request("GET", "/readyz")
-    assert status == 503 and json.loads(body)["status"] == "draining"
-    status, headers, body = gateway.request("POST", "/v1/chat/completions", CHAT)
-    assert status == 503, body  # the listener is still open: a clean 503, not a refused connection
-    assert int(headers["retry-after"]) > 0
-    assert json.loads(body)["error"]["message"]
-    assert gateway.request("GET", "/healthz")[0] == 200  # alive, just not taking model traffic
+    ready = gateway.request("GET", "/readyz")
+    assert ready.status == 503 and ready.json()["status"] == "draining"
+    refused = gateway.request("POST", "/v1/chat/completions", CHAT, key=DEMO_KEY)
+    assert refused.status == 503, refused.body  # the listener is still open: a clean 503, not a refused connection
+    assert int(refused.headers["retry-after"]) > 0
+    assert refused.json()["error"]["message"]
+    assert gateway.request("GET", "/healthz").status == 200  # alive, just not taking model traffic
 
     received = stream.rest()
     assert received.endswith(b"data: [DONE]\n\n")

@@ -33,7 +33,7 @@ def test_gateway_notifies_systemd_ready_reloading_and_stopping(gateway_process, 
     ready = _receive(sock)
     assert ready["READY"] == "1" and "serving" in ready["STATUS"]
     # READY=1 promises a bound port and a loaded ledger: the gateway answers at once.
-    assert gateway.request("GET", "/readyz")[0] == 200
+    assert gateway.request("GET", "/readyz").status == 200
 
     gateway.signal(signal.SIGHUP)
     reloading = _receive(sock)

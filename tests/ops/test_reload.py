@@ -7,19 +7,19 @@ import signal
 
 import yaml
 
-from tests.ops.conftest import Stream, demo_config
+from tests.ops.conftest import DEMO_KEY, Stream, demo_config
 
 
 def _price(gateway, model_id: str) -> str:
-    status, _, body = gateway.request("GET", "/pricing")
-    assert status == 200
-    return next(row["input"] for row in json.loads(body)["models"] if row["id"] == model_id)
+    reply = gateway.request("GET", "/pricing")
+    assert reply.status == 200
+    return next(row["input"] for row in reply.json()["models"] if row["id"] == model_id)
 
 
 def _chat(gateway, model: str) -> tuple[int, dict]:
-    status, _, body = gateway.request("POST", "/v1/chat/completions",
-                                      {"model": model, "messages": [{"role": "user", "content": "hi"}]})
-    return status, json.loads(body)
+    reply = gateway.request("POST", "/v1/chat/completions",
+                            {"model": model, "messages": [{"role": "user", "content": "hi"}]}, key=DEMO_KEY)
+    return reply.status, reply.json()
 
 
 def test_sighup_reloads_models_and_prices_without_dropping_streams(gateway_process, tmp_path):
@@ -55,7 +55,7 @@ def test_sighup_reloads_models_and_prices_without_dropping_streams(gateway_proce
     assert any("models.gpt-4o-mini.price.input" in problem for problem in rejected["problems"]), rejected
     assert _price(gateway, "gpt-4o-mini") == "0.25"
     assert _chat(gateway, "gpt-4.1-nano")[0] == 200
-    status, _, body = gateway.request("GET", "/metrics")
+    body = gateway.request("GET", "/metrics").body
     assert b'infermesh_config_reloads_total{result="rejected"} 2.0' in body
     assert b'infermesh_config_reloads_total{result="ok"} 1.0' in body
     assert b"infermesh_config_last_reload_successful 0.0" in body

@@ -7,15 +7,9 @@ binary is absent (``.ci/run`` installs it).
 
 from __future__ import annotations
 
-import http.client
-import json
-import os
 import shutil
-import signal
 import socket
 import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -24,6 +18,8 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT, RunningGateway, wait_for  # noqa: F401  (re-exported for the scale tests)
+from tests.support.http import request
+from tests.support.process import GatewayProcess
 
 KEY = "sk-scale-test-00000000000000000000"
 ADMIN_TOKEN = "admin-token-for-scale-tests-0123456789"
@@ -107,20 +103,9 @@ def redis_config(tmp_path: Path, redis_url: str, *, balance_usd: str = "100", to
 
 def http_call(port: int, method: str, path: str, body: Any = None, key: str | None = KEY,
               headers: dict[str, str] | None = None, timeout: float = 20) -> tuple[int, Any]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        all_headers = {"Content-Type": "application/json", **(headers or {})}
-        if key is not None:
-            all_headers.setdefault("Authorization", f"Bearer {key}")
-        conn.request(method, path, None if body is None else json.dumps(body), all_headers)
-        response = conn.getresponse()
-        data = response.read()
-    finally:
-        conn.close()
-    try:
-        return response.status, json.loads(data) if data else None
-    except ValueError:
-        return response.status, data
+    """(status, JSON body or raw bytes) of one request (``tests.support.http``)."""
+    reply = request(port, method, path, body, key=key, headers=headers, timeout=timeout)
+    return reply.status, reply.parsed()
 
 
 def admin_call(port: int, method: str, path: str, body: Any = None) -> tuple[int, Any]:
@@ -160,46 +145,16 @@ def start_redis_gateway(tmp_path: Path) -> Iterator[Callable[[dict[str, Any]], R
         gateway.stop()
 
 
-class GatewayProcess:
-    """``python gateway.py --config PATH --port P [args]`` with stdout collected on a thread."""
-
-    def __init__(self, config: dict[str, Any], directory: Path, *args: str, port: int | None = None,
-                 env: dict[str, str] | None = None) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        self.config_path = directory / "gateway.yaml"
-        self.config_path.write_text(yaml.safe_dump(config))
-        self.port = port or free_port()
-        self.lines: list[str] = []
-        self.proc = subprocess.Popen([sys.executable, str(ROOT / "gateway.py"), "--config", str(self.config_path),
-                                      "--host", "127.0.0.1", "--port", str(self.port), *args],
-                                     cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     env={**os.environ, **(env or {})})
-        threading.Thread(target=self._read, daemon=True).start()
-        wait_ready(self.port, 20)
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:  # type: ignore[union-attr]
-            self.lines.append(line.rstrip("\n"))
-
-    def signal(self, sig: int) -> None:
-        self.proc.send_signal(sig)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def output(self) -> str:
-        return "\n".join(self.lines)
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+def start_process(config: dict[str, Any], directory: Path, *args: str, port: int | None = None,
+                  env: dict[str, str] | None = None) -> GatewayProcess:
+    """``python gateway.py`` (``tests.support.process``) on a config dict, on a free fixed port (``--workers``
+    binds it once per worker), returned once ``/readyz`` answers 200 (the Redis ledger is bootstrapped)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "gateway.yaml"
+    path.write_text(yaml.safe_dump(config))
+    process = GatewayProcess(path, *args, port=port or free_port(), env=env)
+    wait_ready(process.port, 20)
+    return process
 
 
 @pytest.fixture
