@@ -8,28 +8,21 @@ all pass through ``gateway/admission.py``: an unknown model is a 404 with
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from typing import Any
 
 import pytest
 
 from tests.support.keys import TEST_KEY
 from tests.conftest import RunningGateway
+from tests.support.http import request
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
 
 def post(gateway: RunningGateway, path: str, body: dict[str, Any], key: str) -> tuple[int, Any]:
-    request = urllib.request.Request(gateway.url + path, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}",
-                                              "x-goog-api-key": key})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+    reply = request(int(gateway.url.rsplit(":", 1)[1]), "POST", path, body, key=key,
+                    headers={"x-goog-api-key": key})
+    return reply.status, reply.json()
 
 
 def code_of(body: Any) -> Any:

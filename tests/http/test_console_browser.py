@@ -36,6 +36,7 @@ from gateway.cli.render import usd  # the admin CLI's rule for amounts, which th
 
 from tests.support.keys import TEST_KEY
 from tests.conftest import ROOT, base_config
+from tests.support.http import request
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -51,14 +52,8 @@ RATES = {"gpt-4o-mini": (150, 600), "claude-sonnet-4-6": (3000, 15000)}
 
 
 def admin(gateway: Any, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-    port = int(gateway.url.rsplit(":", 1)[1])
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
-    conn.request(method, path, None if body is None else json.dumps(body).encode(),
-                 {"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"})
-    response = conn.getresponse()
-    payload = json.loads(response.read() or b"null")
-    conn.close()
-    return response.status, payload
+    reply = request(int(gateway.url.rsplit(":", 1)[1]), method, path, body, key=ADMIN_TOKEN)
+    return reply.status, reply.json()
 
 
 def seed_history(gateway: Any, days: int = 12) -> None:

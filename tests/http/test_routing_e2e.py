@@ -22,6 +22,7 @@ import pytest
 
 from tests.support.keys import TEST_KEY
 from tests.conftest import base_config, wait_for
+from tests.support.http import request
 
 ADMIN_TOKEN = "adm-routing-e2e-0123456789"
 MESSAGES = [{"role": "user", "content": "hello there"}]
@@ -97,14 +98,8 @@ def requests_seen(upstream, name: str) -> int:
 
 def http_request(gateway, method: str, path: str, body: Any = None,
                  headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", int(gateway.url.rsplit(":", 1)[1]), timeout=20)
-    try:
-        payload = json.dumps(body) if body is not None else None
-        conn.request(method, path, payload, {"Content-Type": "application/json", **(headers or {})})
-        response = conn.getresponse()
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
-    finally:
-        conn.close()
+    reply = request(int(gateway.url.rsplit(":", 1)[1]), method, path, body, headers=headers)
+    return reply.status, reply.headers, reply.body
 
 
 # -- failover --------------------------------------------------------------------
