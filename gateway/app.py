@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from tornado.web import Application
+from typing import Any
+
+from tornado.web import Application, RequestHandler
 
 from gateway.http.accounts import (
     AdminAccountsHandler,
@@ -41,8 +43,8 @@ MODEL_ENDPOINTS = {
 
 def make_app(services: Services) -> Application:
     pipeline = Pipeline(services)
-    shared = {"services": services}
-    routes: list[tuple[str, type, dict[str, object]]] = [
+    shared: dict[str, Any] = {"services": services}
+    routes: list[tuple[str, type[RequestHandler], dict[str, Any]]] = [
         (path, ModelHandler, {**shared, "pipeline": pipeline, "endpoint": endpoint})
         for path, endpoint in MODEL_ENDPOINTS.items()
     ]

@@ -74,5 +74,12 @@ class Call:
         self.key = key
 
     @property
+    def request_facts(self) -> RequestFacts:
+        """The facts admission found; every step after admission may rely on them."""
+        if self.facts is None:
+            raise RuntimeError("the call has not been admitted")
+        return self.facts
+
+    @property
     def streaming(self) -> bool:
         return bool(self.facts and self.facts.stream) and self.endpoint not in EMBEDDING_ENDPOINTS

@@ -18,7 +18,7 @@ from gateway.errors import ErrorKind
 from gateway.observability.metrics import Metrics
 from gateway.protocols import translate
 from gateway.config import normalize_model_id
-from gateway.protocols.canonical import Price, Usage, dumpb
+from gateway.protocols.canonical import ClientTool, Price, Usage, dumpb
 from gateway.protocols.error_bodies import stream_error_frame
 from gateway.protocols.inspect import EMBEDDING_ENDPOINTS, estimate_prompt_tokens
 from gateway.protocols.passthrough import make_tap
@@ -29,7 +29,7 @@ from gateway.upstream.exchange import UpstreamError
 from gateway.verdict import describe
 
 
-def _client_tools(call: Call) -> dict | None:
+def _client_tools(call: Call) -> dict[str, ClientTool] | None:
     return call.prepared.request.client_tools if call.prepared is not None else None
 
 
@@ -83,10 +83,11 @@ async def relay_stream(call: Call, opened: Opened, metrics: Metrics,
     channel = call.channel
     exchange = opened.exchange
     if opened.node_protocol == call.endpoint:
-        tap: StreamTap = make_tap(call.endpoint, call.facts.include_usage, _pricer(call, opened), max_event_bytes)
+        tap: StreamTap = make_tap(call.endpoint, call.request_facts.include_usage, _pricer(call, opened),
+                                  max_event_bytes)
     else:
         tap = translate.StreamTranslator(opened.node_protocol, call.endpoint, opened.attempt.model.id,
-                                         channel.request_id, call.facts.include_usage, _pricer(call, opened),
+                                         channel.request_id, call.request_facts.include_usage, _pricer(call, opened),
                                          _client_tools(call), max_event_bytes)
     mark_dropped_tools(call, opened)
     channel.set_header("x-infermesh-node", opened.attempt.node.id)
