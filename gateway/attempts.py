@@ -78,9 +78,9 @@ class Opener:
         the model's ``hedge_after_ms``; the first to answer wins and the other
         is aborted.
         """
-        if not call.model.hedge_after_ms:
+        if not call.request_model.hedge_after_ms:
             return await self._in_turn(call, plan)
-        hedge_s = call.model.hedge_after_ms / 1000.0
+        hedge_s = call.request_model.hedge_after_ms / 1000.0
         tasks: dict[asyncio.Task[Opened], Attempt] = {}
         hedged = False
         try:
@@ -99,7 +99,7 @@ class Opener:
                     hedged = True
                     attempt = plan.next()
                     if attempt is not None:
-                        self.services.metrics.child(self.services.metrics.hedges, call.model.id).inc()
+                        self.services.metrics.child(self.services.metrics.hedges, call.request_model.id).inc()
                         tasks[self._start(call, plan, attempt)] = attempt
                     continue
                 for task in done:
@@ -152,13 +152,13 @@ class Opener:
             await exchange.started()
             status = exchange.status
             if status >= 400:
-                body = await exchange.read_all(MAX_ERROR_BODY)
+                error_body = await exchange.read_all(MAX_ERROR_BODY)
                 verdict = Verdict.of_status(status, _retry_after(exchange.headers.get("retry-after")))
                 if verdict.outcome is Outcome.CLIENT_ERROR:
                     self._settle(call, plan, attempt, verdict)
-                    raise ClientFault(status, body, node_protocol)
+                    raise ClientFault(status, error_body, node_protocol)
                 raise AttemptFailed(verdict)
-            body = None
+            body: dict[str, Any] | None = None
             if call.streaming:
                 first = await exchange.read()
                 if not first:
@@ -215,7 +215,7 @@ class Opener:
         body = self._node_body(call, node_protocol, attempt.upstream_model)
         if attempt.node.provider == "mock":
             return open_mock(attempt.node, node_protocol, body, call.channel.request_id), node_protocol
-        target = endpoints.target(node_protocol, model_key, call.facts.stream)
+        target = endpoints.target(node_protocol, model_key, call.request_facts.stream)
         headers = target.headers
         if node_protocol == "messages" and call.endpoint == "messages":
             # Tornado refused control characters in client headers while parsing, so these encode cleanly.
@@ -234,14 +234,14 @@ class Opener:
         body = call.body
         if node_protocol == call.endpoint:
             out = translate.passthrough_request(node_protocol, body, upstream_model)
-            if node_protocol == "chat" and call.facts.stream and not call.facts.include_usage:
+            if node_protocol == "chat" and call.request_facts.stream and not call.request_facts.include_usage:
                 out["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
             return out
         if call.prepared is not None:
             return call.prepared.body_for(node_protocol, upstream_model)
         if call.endpoint in EMBEDDING_ENDPOINTS:  # OpenAI <-> Gemini embeddings
             return translate.translate_embeddings_request(call.endpoint, node_protocol, body, upstream_model)
-        return translate.translate_request(call.endpoint, body, node_protocol, upstream_model, call.facts.stream)
+        return translate.translate_request(call.endpoint, body, node_protocol, upstream_model, call.request_facts.stream)
 
 
 def judge_body(first: bytes) -> dict[str, Any]:

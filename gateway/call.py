@@ -74,6 +74,20 @@ class Call:
         self.key = key
 
     @property
+    def request_model(self) -> Model:
+        """The model admission resolved."""
+        if self.model is None:
+            raise RuntimeError("the call has not been admitted")
+        return self.model
+
+    @property
+    def price_table(self) -> PriceTable:
+        """The prices when the request began (a reload mid-stream changes nothing)."""
+        if self.prices is None:
+            raise RuntimeError("the call has not been admitted")
+        return self.prices
+
+    @property
     def request_facts(self) -> RequestFacts:
         """The facts admission found; every step after admission may rely on them."""
         if self.facts is None:

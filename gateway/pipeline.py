@@ -45,7 +45,7 @@ class Pipeline:
                      headers: Mapping[str, str], url_model: str | None = None, url_stream: bool = False) -> None:
         """One request. Gemini endpoints name the model and the stream flag in the URL: ``url_model``, ``url_stream``."""
         call = Call(endpoint, channel, time.monotonic(), headers=headers)
-        channel.on_close(lambda: [exchange.abort("client_gone") for exchange in list(call.live)])
+        channel.on_close(lambda: _abort_live(call))
         try:
             await self._run(call, raw, api_key, url_model, url_stream)
         except GatewayError as error:
@@ -89,7 +89,7 @@ class Pipeline:
         protocols = self._node_protocols(call, models)
         if protocols and (len(protocols) > 1 or call.endpoint not in protocols):
             try:
-                call.prepared = translate.prepare(call.endpoint, call.body, set(protocols), call.facts.stream)
+                call.prepared = translate.prepare(call.endpoint, call.body, set(protocols), call.request_facts.stream)
             except ProtocolError as exc:
                 raise GatewayError(ErrorKind.INVALID_REQUEST, exc.message, exc.param) from None
 
@@ -121,7 +121,7 @@ class Pipeline:
         call.ttfb_s = opened.ttfb_s
         metrics = services.metrics
         if call.attempts > 1:
-            metrics.child(metrics.failovers, call.model.id).inc()
+            metrics.child(metrics.failovers, call.request_model.id).inc()
         outcome = Outcome.FAILURE
         try:
             if call.streaming:
@@ -157,8 +157,10 @@ class Pipeline:
         model_key = normalize_model_id(attempt.model.id)
         call.usage = usage
         call.status = status
-        call.cost_nano = call.prices.cost_nano(model_key, usage)
+        call.cost_nano = call.price_table.cost_nano(model_key, usage)
         reservation, call.reservation = call.reservation, None
+        if reservation is None:
+            raise RuntimeError("settled twice")
         await services.ledger.settle(reservation, call.cost_nano, {
             "request_id": call.channel.request_id, "model": attempt.model.id, "node": attempt.node.id,
             "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
@@ -166,7 +168,7 @@ class Pipeline:
             "cache_write_1h_tokens": usage.cache_write_1h_tokens, "estimated": call.estimated, "status": status,
             "latency_ms": round((time.monotonic() - call.started) * 1000, 1),
             "ttft_ms": None if call.ttfb_s is None else round(call.ttfb_s * 1000, 1),
-            "endpoint": call.endpoint, "stream": call.facts.stream, "created_at": time.time(),
+            "endpoint": call.endpoint, "stream": call.request_facts.stream, "created_at": time.time(),
         }, deferrable=deferrable)
         metrics = services.metrics
         metrics.child(metrics.tokens, attempt.model.id, "input").inc(usage.input_tokens)
@@ -183,7 +185,7 @@ class Pipeline:
         call.status = fault.status
         call.error = f"upstream HTTP {fault.status}"
         call.channel.send(fault.status, body)
-        self.services.metrics.child(self.services.metrics.requests, call.endpoint, call.model.id, "4xx").inc()
+        self.services.metrics.child(self.services.metrics.requests, call.endpoint, call.request_model.id, "4xx").inc()
 
     def _all_failed(self, call: Call, plan: Plan) -> None:
         if call.channel.closed:  # the client left while we were failing over: nobody to answer
@@ -191,7 +193,7 @@ class Pipeline:
             call.error = "client closed the connection before any node answered"
             return
         if not plan.tried:
-            raise GatewayError(ErrorKind.OVERLOADED, f"no healthy node serves '{call.model.id}' right now; retry shortly",
+            raise GatewayError(ErrorKind.OVERLOADED, f"no healthy node serves '{call.request_model.id}' right now; retry shortly",
                                retry_after_s=5)
         if len(call.refused) == len(plan.tried):  # no node failed: none can express this request
             refusal = call.refused[0]
@@ -199,7 +201,7 @@ class Pipeline:
         tried = "; ".join(f"{node} ({model}): {detail}" for node, model, detail in plan.tried)
         timeouts = all(verdict.reason is Reason.TIMEOUT for verdict in call.verdicts)
         kind = ErrorKind.UPSTREAM_TIMEOUT if timeouts else ErrorKind.UPSTREAM_FAILED
-        raise GatewayError(kind, f"every node failed for '{call.model.id}'. Tried: {tried}")
+        raise GatewayError(kind, f"every node failed for '{call.request_model.id}'. Tried: {tried}")
 
     def _fail(self, call: Call, error: GatewayError) -> None:
         call.status = error.kind.status
@@ -208,7 +210,7 @@ class Pipeline:
         if channel.closed:
             return
         channel.fail(error)
-        model = call.model.id if call.model is not None else "-"
+        model = call.request_model.id if call.model is not None else "-"
         self.services.metrics.child(self.services.metrics.requests, call.endpoint, model,
                                     f"{error.kind.status // 100}xx").inc()
 
@@ -224,7 +226,7 @@ class Pipeline:
         log.write({
             "request_id": call.channel.request_id, "endpoint": call.endpoint,
             "account": call.key.account_id if call.key else None, "key_id": call.key.key_id if call.key else None,
-            "model": call.served_model.id if call.served_model else (call.model.id if call.model else None),
+            "model": call.served_model.id if call.served_model else (call.request_model.id if call.model else None),
             "node": call.node, "attempts": call.attempts, "status": call.status,
             "input_tokens": usage.input_tokens if usage else None,
             "output_tokens": usage.output_tokens if usage else None,
@@ -233,6 +235,11 @@ class Pipeline:
             "cost_usd": nano_to_usd(call.cost_nano) if usage else None,
             "latency_ms": round(total * 1000, 1),
             "ttft_ms": round(call.ttfb_s * 1000, 1) if call.ttfb_s is not None else None,
-            "stream": call.facts.stream if call.facts else None, "error": call.error,
+            "stream": call.request_facts.stream if call.facts else None, "error": call.error,
         })
 
+
+def _abort_live(call: Call) -> None:
+    """The client left: abort its upstream exchanges (curl notices at once)."""
+    for exchange in list(call.live):
+        exchange.abort("client_gone")
