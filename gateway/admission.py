@@ -38,7 +38,8 @@ from gateway.ledger.keys import KeyInfo
 from gateway.protocols import translate
 from gateway.protocols.body import parse_body
 from gateway.protocols.canonical import ProtocolError
-from gateway.protocols.inspect import DEFAULT_OUTPUT_RESERVE, EMBEDDING_ENDPOINTS, RequestFacts, inspect_request
+from gateway.protocols.inspect import DEFAULT_OUTPUT_RESERVE, RequestFacts, inspect_request
+from gateway.protocols.names import EMBEDDING_ENDPOINTS, Protocol
 from gateway.services import Services
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +53,7 @@ class Admission:
     fallbacks: list[Model] | None  # the request's own fallback_models, resolved; None: the model's configured ones
 
 
-async def admit(services: Services, endpoint: str, raw: bytes, api_key: str | None, *,
+async def admit(services: Services, endpoint: Protocol, raw: bytes, api_key: str | None, *,
                 url_model: str | None = None, url_stream: bool = False,
                 on_authenticated: Callable[[KeyInfo], None] | None = None) -> Admission:
     """Authenticate, parse, inspect, resolve and permit (see the module doc); raises GatewayError.
@@ -91,7 +92,7 @@ async def reserve(services: Services, admission: Admission, request_id: str) -> 
                                          tokens=facts.prompt_tokens_estimate + max_output)
 
 
-def _resolve(services: Services, model_id: str, endpoint: str, param: str) -> Model:
+def _resolve(services: Services, model_id: str, endpoint: Protocol, param: str) -> Model:
     model = services.config.find_model(model_id)
     if model is None:
         raise GatewayError(ErrorKind.NOT_FOUND, f"the model '{model_id}' does not exist", param,

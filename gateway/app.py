@@ -31,13 +31,14 @@ from gateway.http.handlers import (
 )
 from gateway.http.keys import KeyHandler, KeysHandler, UsageSummaryHandler
 from gateway.pipeline import Pipeline
+from gateway.protocols.names import Protocol
 from gateway.services import Services
 
 MODEL_ENDPOINTS = {
-    "/v1/chat/completions": "chat",
-    "/v1/responses": "responses",
-    "/v1/messages": "messages",
-    "/v1/embeddings": "embeddings",
+    "/v1/chat/completions": Protocol.CHAT,
+    "/v1/responses": Protocol.RESPONSES,
+    "/v1/messages": Protocol.MESSAGES,
+    "/v1/embeddings": Protocol.EMBEDDINGS,
 }
 
 

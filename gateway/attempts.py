@@ -23,8 +23,8 @@ from gateway.config import normalize_model_id
 from gateway.errors import ErrorKind, GatewayError
 from gateway.protocols import translate
 from gateway.protocols.canonical import ProtocolError
+from gateway.protocols.names import EMBEDDING_ENDPOINTS, Protocol
 from gateway.protocols.stream_check import start_problem
-from gateway.protocols.inspect import EMBEDDING_ENDPOINTS
 from gateway.routing.router import Attempt, Outcome, Plan
 from gateway.services import Services
 from gateway.upstream.client import Overloaded
@@ -46,7 +46,7 @@ class AttemptFailed(Exception):
 class ClientFault(Exception):
     """The upstream rejected the request as the client's fault: answer it as is, do not fail over."""
 
-    def __init__(self, status: int, body: bytes, node_protocol: str) -> None:
+    def __init__(self, status: int, body: bytes, node_protocol: Protocol) -> None:
         super().__init__(status)
         self.status = status
         self.body = body
@@ -59,7 +59,7 @@ class Opened:
 
     attempt: Attempt
     exchange: Exchange
-    node_protocol: str
+    node_protocol: Protocol
     first: bytes  # first body bytes (streams) or the whole body
     ttfb_s: float
     body: Any = None  # a whole body, parsed (and judged) once
@@ -205,7 +205,7 @@ class Opener:
         self._settle(call, plan, attempt, verdict)
         raise failure
 
-    async def _send(self, call: Call, attempt: Attempt) -> tuple[Exchange, str]:
+    async def _send(self, call: Call, attempt: Attempt) -> tuple[Exchange, Protocol]:
         """Build the node's request (pass-through or translated) and start it."""
         endpoints = call.endpoints[attempt.node.id]
         node_protocol = endpoints.protocol_for(call.endpoint)
@@ -217,7 +217,7 @@ class Opener:
             return open_mock(attempt.node, node_protocol, body, call.channel.request_id), node_protocol
         target = endpoints.target(node_protocol, model_key, call.request_facts.stream)
         headers = target.headers
-        if node_protocol == "messages" and call.endpoint == "messages":
+        if node_protocol == Protocol.MESSAGES and call.endpoint == Protocol.MESSAGES:
             # Tornado refused control characters in client headers while parsing, so these encode cleanly.
             forwarded = {name: call.headers[name] for name in FORWARDED_HEADERS if name in call.headers}
             if forwarded:
@@ -230,11 +230,11 @@ class Opener:
                                retry_after_s=1) from None
         return exchange, node_protocol
 
-    def _node_body(self, call: Call, node_protocol: str, upstream_model: str) -> dict[str, Any]:
+    def _node_body(self, call: Call, node_protocol: Protocol, upstream_model: str) -> dict[str, Any]:
         body = call.body
         if node_protocol == call.endpoint:
             out = translate.passthrough_request(node_protocol, body, upstream_model)
-            if node_protocol == "chat" and call.request_facts.stream and not call.request_facts.include_usage:
+            if node_protocol == Protocol.CHAT and call.request_facts.stream and not call.request_facts.include_usage:
                 out["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
             return out
         if call.prepared is not None:

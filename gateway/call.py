@@ -7,8 +7,9 @@ below ``gateway/http`` imports Tornado.
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Callable, Mapping
 
 from gateway.config import Model
 from gateway.errors import GatewayError
@@ -16,14 +17,15 @@ from gateway.ledger.keys import KeyInfo
 from gateway.ledger.backend import Reservation
 from gateway.ledger.pricing import PriceTable
 from gateway.protocols.canonical import ProtocolError, Usage
-from gateway.protocols.inspect import EMBEDDING_ENDPOINTS, RequestFacts
+from gateway.protocols.inspect import RequestFacts
+from gateway.protocols.names import EMBEDDING_ENDPOINTS, Protocol
 from gateway.protocols.translate import Prepared
 from gateway.upstream.exchange import Exchange
 from gateway.upstream.providers import NodeEndpoints
 from gateway.verdict import Verdict
 
 
-class Channel(Protocol):
+class Channel(typing.Protocol):
     """The client side of one request, as the HTTP layer presents it (no Tornado here)."""
 
     request_id: str
@@ -43,7 +45,7 @@ class Channel(Protocol):
 class Call:
     """Everything one request accumulates on its way through."""
 
-    endpoint: str
+    endpoint: Protocol
     channel: Channel
     started: float
     key: KeyInfo | None = None

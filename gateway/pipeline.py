@@ -24,12 +24,13 @@ from gateway.ledger.errors import LedgerError
 from gateway.ledger.money import nano_to_usd
 from gateway.protocols import translate
 from gateway.protocols.canonical import ProtocolError, Usage
+from gateway.protocols.names import Protocol
 from gateway.relay import mark_dropped_tools, relay_stream, whole_body
 from gateway.routing.router import Attempt, Outcome, Plan
 from gateway.services import Services
 from gateway.verdict import Reason, Verdict, settle
 
-TRANSLATABLE = frozenset({"chat", "responses", "messages", "gemini"})
+TRANSLATABLE = frozenset({Protocol.CHAT, Protocol.RESPONSES, Protocol.MESSAGES, Protocol.GEMINI})
 
 
 class Pipeline:
@@ -38,10 +39,10 @@ class Pipeline:
         self.opener = Opener(services)
         # (client protocol, model ids) -> the protocols of the nodes serving them, for the node table it was
         # computed from: a reload brings a new table and a fresh cache.
-        self._protocols: dict[tuple[str, ...], frozenset[str]] = {}
+        self._protocols: dict[tuple[str, ...], frozenset[Protocol]] = {}
         self._protocols_of: object = None
 
-    async def handle(self, endpoint: str, channel: Channel, raw: bytes, api_key: str | None,
+    async def handle(self, endpoint: Protocol, channel: Channel, raw: bytes, api_key: str | None,
                      headers: Mapping[str, str], url_model: str | None = None, url_stream: bool = False) -> None:
         """One request. Gemini endpoints name the model and the stream flag in the URL: ``url_model``, ``url_stream``."""
         call = Call(endpoint, channel, time.monotonic(), headers=headers)
@@ -93,7 +94,7 @@ class Pipeline:
             except ProtocolError as exc:
                 raise GatewayError(ErrorKind.INVALID_REQUEST, exc.message, exc.param) from None
 
-    def _node_protocols(self, call: Call, models: list[Model]) -> frozenset[str]:
+    def _node_protocols(self, call: Call, models: list[Model]) -> frozenset[Protocol]:
         if self._protocols_of is not call.endpoints or len(self._protocols) > 4096:  # request fallbacks vary
             self._protocols, self._protocols_of = {}, call.endpoints
         cache_key = (call.endpoint, *(m.id for m in models))

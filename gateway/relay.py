@@ -20,7 +20,8 @@ from gateway.protocols import translate
 from gateway.config import normalize_model_id
 from gateway.protocols.canonical import ClientTool, Price, Usage, dumpb
 from gateway.protocols.error_bodies import stream_error_frame
-from gateway.protocols.inspect import EMBEDDING_ENDPOINTS, estimate_prompt_tokens
+from gateway.protocols.inspect import estimate_prompt_tokens
+from gateway.protocols.names import EMBEDDING_ENDPOINTS
 from gateway.protocols.passthrough import make_tap
 from gateway.protocols.stream_tap import StreamTap
 from gateway.protocols.usage import usage_from_body, with_cost

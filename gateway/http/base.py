@@ -20,6 +20,7 @@ from gateway import redact
 from gateway.errors import ErrorKind, GatewayError, ledger_error
 from gateway.ledger.errors import LedgerError
 from gateway.protocols.error_bodies import error_body
+from gateway.protocols.names import Protocol
 from gateway.services import Services
 
 
@@ -57,7 +58,7 @@ def wants_google_shape(handler: RequestHandler) -> bool:
 
 
 class BaseHandler(RequestHandler):
-    protocol = "chat"  # error shape: "messages" answers Anthropic-style, anything else OpenAI-style
+    protocol = Protocol.CHAT  # error shape: MESSAGES Anthropic's, GEMINI Google's, anything else OpenAI's
 
     def initialize(self, services: Services, **kwargs: Any) -> None:
         self.services = services
@@ -120,5 +121,5 @@ def _tornado_message(status_code: int, exc: BaseException | None, method: str | 
 
 class NotFoundHandler(BaseHandler):
     def prepare(self) -> None:
-        self.protocol = "messages" if self.request.path.startswith("/v1/messages") else "chat"
+        self.protocol = Protocol.MESSAGES if self.request.path.startswith("/v1/messages") else Protocol.CHAT
         raise GatewayError(ErrorKind.NOT_FOUND, f"no such endpoint: {self.request.path}")

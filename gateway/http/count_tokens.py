@@ -32,6 +32,7 @@ from gateway.admission import admit
 from gateway.http.base import api_key_from
 from gateway.http.body import JsonBodyHandler
 from gateway.http.counting import ask_node, relay_count
+from gateway.protocols.names import Protocol
 from gateway.upstream.mock_script import estimate_tokens
 from gateway.upstream.providers import FORWARDED_HEADERS
 from gateway.verdict import Verdict, settle
@@ -76,13 +77,13 @@ def estimate_input_tokens(body: dict[str, Any]) -> int:
 
 
 class CountTokensHandler(JsonBodyHandler):
-    protocol = "messages"  # errors in Anthropic's shape
+    protocol = Protocol.MESSAGES  # errors in Anthropic's shape
 
     async def post(self) -> None:
         if self._finished:  # refused while the body arrived, or draining (JsonBodyHandler)
             return
         services = self.services
-        admitted = await admit(services, "count_tokens", self.body_bytes(), api_key_from(self))
+        admitted = await admit(services, Protocol.COUNT_TOKENS, self.body_bytes(), api_key_from(self))
         model, body = admitted.model, admitted.body
         attempt = services.router.plan(model).next()
         verdict = Verdict.cancelled()  # no word on the node unless an Anthropic node was actually asked

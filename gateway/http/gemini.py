@@ -32,14 +32,15 @@ from gateway.pipeline import Pipeline
 from gateway.protocols.gemini_client import count_tokens_passthrough
 from gateway.protocols.gemini_stream import JsonArrayFramer
 from gateway.protocols.inspect import estimate_prompt_tokens
+from gateway.protocols.names import Protocol
 from gateway.verdict import Verdict, settle
 
 # action -> (pipeline endpoint, streamed)
 ACTIONS = {
-    "generateContent": ("gemini", False),
-    "streamGenerateContent": ("gemini", True),
-    "embedContent": ("gemini_embed", False),
-    "batchEmbedContents": ("gemini_embeddings", False),
+    "generateContent": (Protocol.GEMINI, False),
+    "streamGenerateContent": (Protocol.GEMINI, True),
+    "embedContent": (Protocol.GEMINI_EMBED, False),
+    "batchEmbedContents": (Protocol.GEMINI_EMBEDDINGS, False),
 }
 COUNT_TOKENS = "countTokens"
 
@@ -47,9 +48,10 @@ COUNT_TOKENS = "countTokens"
 class GeminiHandler(ModelHandler):
     """``POST /v1beta/models/{model}:{action}`` (and under ``/v1``); also the pipeline's ``Channel``."""
 
-    def initialize(self, services: Any, pipeline: Pipeline, endpoint: str = "gemini") -> None:  # type: ignore[override]
+    def initialize(self, services: Any, pipeline: Pipeline,  # type: ignore[override]
+                   endpoint: Protocol = Protocol.GEMINI) -> None:
         super().initialize(services, pipeline, endpoint)
-        self.protocol = "gemini"  # errors in Google's shape, whatever the action
+        self.protocol = Protocol.GEMINI  # errors in Google's shape, whatever the action
         self._framer: JsonArrayFramer | None = None
 
     def prepare(self) -> None:
@@ -93,7 +95,7 @@ class GeminiHandler(ModelHandler):
 
     async def _count_tokens(self, model_id: str) -> None:
         services = self.services
-        admitted = await admit(services, "gemini_count_tokens", self.body_bytes(), gemini_api_key(self),
+        admitted = await admit(services, Protocol.GEMINI_COUNT_TOKENS, self.body_bytes(), gemini_api_key(self),
                                url_model=model_id)
         model, body = admitted.model, admitted.body
         attempt = services.router.plan(model).next()

@@ -16,16 +16,17 @@ from gateway.errors import ErrorKind, GatewayError
 from gateway.http.base import BaseHandler, api_key_from, gemini_api_key, wants_google_shape
 from gateway.http.body import JsonBodyHandler
 from gateway.pipeline import Pipeline
+from gateway.protocols.names import Protocol
 
 
 class ModelHandler(JsonBodyHandler):
     """POST endpoints that reach a model; also the ``Channel`` the pipeline talks to."""
 
-    def initialize(self, services: Any, pipeline: Pipeline, endpoint: str) -> None:  # type: ignore[override]
+    def initialize(self, services: Any, pipeline: Pipeline, endpoint: Protocol) -> None:  # type: ignore[override]
         super().initialize(services)
         self.pipeline = pipeline
         self.endpoint = endpoint
-        self.protocol = "messages" if endpoint in ("messages", "count_tokens") else "chat"
+        self.protocol = Protocol.MESSAGES if endpoint in (Protocol.MESSAGES, Protocol.COUNT_TOKENS) else Protocol.CHAT
         self.closed = False
         self._on_close: Callable[[], Any] | None = None
         self._heartbeat: object | None = None
@@ -129,7 +130,7 @@ STREAM_SNDBUF = 16 * 1024  # the kernel doubles it; still far above a token stre
 _PING_MESSAGES = b'event: ping\ndata: {"type": "ping"}\n\n'  # what Anthropic itself sends
 _PING_COMMENT = b": ping\n\n"  # an SSE comment: OpenAI clients skip it
 # Google's SDKs reject SSE comments but skip blank lines (also JSON whitespace in an array stream).
-_PINGS = {"messages": _PING_MESSAGES, "gemini": b"\r\n"}
+_PINGS = {Protocol.MESSAGES: _PING_MESSAGES, Protocol.GEMINI: b"\r\n"}
 
 
 class ModelsHandler(BaseHandler):
@@ -141,8 +142,8 @@ class ModelsHandler(BaseHandler):
 
     async def get(self, model_id: str | None = None) -> None:
         if wants_google_shape(self):
-            self.protocol = "gemini"
-        google = self.protocol == "gemini"
+            self.protocol = Protocol.GEMINI
+        google = self.protocol == Protocol.GEMINI
         await authenticate(self.services.ledger, gemini_api_key(self) if google else api_key_from(self),
                            Caller.MODELS)
         config = self.services.config
@@ -161,7 +162,7 @@ class ModelsHandler(BaseHandler):
 class GeminiModelsHandler(ModelsHandler):
     """``GET /v1beta/models[/{id}]``: the catalogue as Google's ``Model`` resources."""
 
-    protocol = "gemini"
+    protocol = Protocol.GEMINI
 
 
 class PricingHandler(BaseHandler):

@@ -36,6 +36,7 @@ from gateway.protocols.canonical import (
     dumps,
 )
 from gateway.protocols.error_bodies import stream_error_event
+from gateway.protocols.names import Protocol
 from gateway.protocols.sse import SSEEvent, encode_event
 from gateway.protocols.usage import priced, usage_from_anthropic, usage_to_anthropic
 
@@ -189,5 +190,5 @@ class MessagesStreamRenderer(StreamRenderer):
         self.ended = True
 
     def on_error(self, event: StreamError) -> None:
-        self._event("error", stream_error_event("messages", event.status, event.message)[1])
+        self._event("error", stream_error_event(Protocol.MESSAGES, event.status, event.message)[1])
         self.ended = True

@@ -20,6 +20,7 @@ from typing import Callable
 
 import ujson
 
+from gateway.protocols.names import Protocol
 from gateway.protocols.sse import encode_event
 
 # The longest non-JSON upstream body quoted back to the client.
@@ -128,37 +129,38 @@ def google_error(status: int, message: str, code: object = None, param: object =
 Shape = Callable[[int, str, object, object, "str | None"], dict]
 
 # Client protocol -> its error shape; every protocol not listed speaks OpenAI's.
-_SHAPES: dict[str, Shape] = {"messages": anthropic_error, "count_tokens": anthropic_error,
-                              "gemini": google_error, "gemini_embed": google_error, "gemini_embeddings": google_error}
+_SHAPES: dict[Protocol, Shape] = {Protocol.MESSAGES: anthropic_error, Protocol.COUNT_TOKENS: anthropic_error,
+                                   Protocol.GEMINI: google_error, Protocol.GEMINI_EMBED: google_error,
+                                   Protocol.GEMINI_EMBEDDINGS: google_error}
 
 
-def error_json(protocol: str, status: int, message: str, *, code: object = None, param: object = None,
+def error_json(protocol: Protocol, status: int, message: str, *, code: object = None, param: object = None,
                upstream_type: str | None = None) -> dict:
     """The client protocol's error JSON. ``upstream_type``: the type an upstream named, kept when the
     client's SDK knows it."""
     return _SHAPES.get(protocol, openai_error)(status, message, code, param, upstream_type)
 
 
-def error_body(protocol: str, status: int, message: str, *, code: object = None, param: object = None) -> bytes:
+def error_body(protocol: Protocol, status: int, message: str, *, code: object = None, param: object = None) -> bytes:
     """:func:`error_json` as the bytes of a response body."""
     return ujson.dumps(error_json(protocol, status, message, code=code, param=param),
                        escape_forward_slashes=False).encode()
 
 
-def stream_error_event(protocol: str, status: int, message: str) -> tuple[str | None, dict]:
+def stream_error_event(protocol: Protocol, status: int, message: str) -> tuple[str | None, dict]:
     """(SSE event name, payload) of the event that ends a stream which failed after it started.
 
     Anthropic streams send ``event: error`` with the error body; the Responses API sends
     ``event: error`` with ``{type, code, message, param}``; Chat Completions streams send the
     error body as a plain ``data:`` line.
     """
-    if protocol == "responses":
+    if protocol == Protocol.RESPONSES:
         return "error", {"type": "error", "code": openai_type(status), "message": message, "param": None}
     payload = error_json(protocol, status, message)
-    return ("error" if protocol == "messages" else None), payload
+    return ("error" if protocol == Protocol.MESSAGES else None), payload
 
 
-def stream_error_frame(protocol: str, status: int, message: str) -> bytes:
+def stream_error_frame(protocol: Protocol, status: int, message: str) -> bytes:
     """:func:`stream_error_event` framed as SSE (never end a stream silently)."""
     event, payload = stream_error_event(protocol, status, message)
     return encode_event(ujson.dumps(payload, ensure_ascii=False, escape_forward_slashes=False).encode(), event)

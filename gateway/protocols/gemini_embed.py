@@ -21,11 +21,12 @@ import struct
 from typing import Any
 
 from gateway.protocols.canonical import ProtocolError, Usage
+from gateway.protocols.names import Protocol
 
 
-def texts_of(client: str, body: dict) -> tuple[list[str], int | None]:
+def texts_of(client: Protocol, body: dict) -> tuple[list[str], int | None]:
     """The texts to embed and the requested dimension, from any client's request."""
-    if client == "embeddings":
+    if client == Protocol.EMBEDDINGS:
         inputs = body.get("input")
         if isinstance(inputs, str):
             inputs = [inputs]
@@ -35,13 +36,13 @@ def texts_of(client: str, body: dict) -> tuple[list[str], int | None]:
             if not isinstance(text, str):
                 raise ProtocolError("Gemini embedding models accept only text input, not token arrays", f"input[{i}]")
         return inputs, body.get("dimensions")
-    items = [body] if client == "gemini_embed" else body.get("requests")
+    items = [body] if client == Protocol.GEMINI_EMBED else body.get("requests")
     if not isinstance(items, list) or not items or len(items) > 2048:
         raise ProtocolError("requests must be a non-empty array of at most 2048 items", "requests")
     texts: list[str] = []
     dims: int | None = None
     for i, item in enumerate(items):
-        path = "" if client == "gemini_embed" else f"requests[{i}]."
+        path = "" if client == Protocol.GEMINI_EMBED else f"requests[{i}]."
         content = item.get("content") if isinstance(item, dict) else None
         parts = content.get("parts") if isinstance(content, dict) else None
         if not isinstance(parts, list) or not parts or not all(
@@ -57,15 +58,15 @@ def texts_of(client: str, body: dict) -> tuple[list[str], int | None]:
     return texts, dims
 
 
-def node_request(client: str, node: str, body: dict, upstream_model: str) -> dict:
+def node_request(client: Protocol, node: Protocol, body: dict, upstream_model: str) -> dict:
     """The embeddings request for the node, from any client's request."""
     texts, dims = texts_of(client, body)
-    if node == "embeddings":
+    if node == Protocol.EMBEDDINGS:
         out: dict[str, Any] = {"model": upstream_model, "input": texts, "encoding_format": "float"}
         if dims:
             out["dimensions"] = dims
         return out
-    if client == "gemini_embed":  # a Gemini client on a Gemini node: the same item, in a batch of one
+    if client == Protocol.GEMINI_EMBED:  # a Gemini client on a Gemini node: the same item, in a batch of one
         item = {key: value for key, value in body.items() if key != "fallback_models"}
         return {"requests": [{**item, "model": "models/" + upstream_model}]}
     requests = []
@@ -82,8 +83,8 @@ def passthrough_request(body: dict, upstream_model: str) -> dict:
     return {"requests": [{**item, "model": "models/" + upstream_model} for item in body.get("requests") or ()]}
 
 
-def _vectors(node: str, body: dict) -> list[list[float]]:
-    if node == "embeddings":
+def _vectors(node: Protocol, body: dict) -> list[list[float]]:
+    if node == Protocol.EMBEDDINGS:
         vectors = []
         for item in sorted(body.get("data") or (), key=lambda d: d.get("index", 0)):
             vector = item.get("embedding")
@@ -95,18 +96,18 @@ def _vectors(node: str, body: dict) -> list[list[float]]:
     return [item.get("values") or [] for item in body.get("embeddings") or ()]
 
 
-def client_response(client: str, node: str, body: dict, public_model: str,
+def client_response(client: Protocol, node: Protocol, body: dict, public_model: str,
                     request: dict) -> tuple[dict, Usage]:
     """The node's embeddings reply in the client's format, and the usage to bill."""
     vectors = _vectors(node, body)
-    if node == "embeddings":
+    if node == Protocol.EMBEDDINGS:
         usage = Usage(int((body.get("usage") or {}).get("prompt_tokens") or 0), 0, 0)
     else:
         chars = sum(len(text) for text in texts_of(client, request)[0])
         usage = Usage(-(-chars // 4), 0, 0)
-    if client == "gemini_embed":
+    if client == Protocol.GEMINI_EMBED:
         return {"embedding": {"values": vectors[0] if vectors else []}}, usage
-    if client == "gemini_embeddings":
+    if client == Protocol.GEMINI_EMBEDDINGS:
         return {"embeddings": [{"values": vector} for vector in vectors]}, usage
     as_base64 = request.get("encoding_format") == "base64"
     data = [{"object": "embedding", "index": i,

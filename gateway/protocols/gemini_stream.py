@@ -31,6 +31,7 @@ from gateway.protocols.canonical import (
 )
 from gateway.protocols.error_bodies import stream_error_event
 from gateway.protocols.gemini_client import FINISH_TO_GEMINI, call_args, call_part
+from gateway.protocols.names import Protocol
 from gateway.protocols.sse import SSEDecoder
 from gateway.protocols.usage import priced, usage_to_gemini
 
@@ -103,7 +104,7 @@ class GeminiStreamRenderer(StreamRenderer):
         self.ended = True
 
     def on_error(self, event: StreamError) -> None:
-        self._out.append(b"data: " + dumpb(stream_error_event("gemini", event.status, event.message)[1]) + _END)
+        self._out.append(b"data: " + dumpb(stream_error_event(Protocol.GEMINI, event.status, event.message)[1]) + _END)
         self.ended = True
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.protocols.canonical import ProtocolError
+from gateway.protocols.names import GEMINI_ENDPOINTS, Protocol
 
 MAX_OUTPUT_TOKENS = 1_000_000  # above any real model's limit: larger is a client bug
 DEFAULT_OUTPUT_RESERVE = 4096  # reserved when the client names no limit
@@ -28,12 +29,7 @@ class RequestFacts:
     prompt_tokens_estimate: int
 
 
-EMBEDDING_ENDPOINTS = frozenset({"embeddings", "gemini_embed", "gemini_embeddings"})
-# model and stream in the URL
-GEMINI_ENDPOINTS = frozenset({"gemini", "gemini_embed", "gemini_embeddings", "gemini_count_tokens"})
-
-
-def inspect_request(endpoint: str, body: Any, body_size: int, url_model: str | None = None,
+def inspect_request(endpoint: Protocol, body: Any, body_size: int, url_model: str | None = None,
                     url_stream: bool = False) -> RequestFacts:
     """Validate the common fields of a request to ``endpoint``; raise ProtocolError naming the field.
 
@@ -62,7 +58,7 @@ def inspect_request(endpoint: str, body: Any, body_size: int, url_model: str | N
                                 "fallback_models")
     include_usage = False
     max_output: int | None = None
-    if endpoint == "chat":
+    if endpoint == Protocol.CHAT:
         _require_list(body, "messages")
         max_output = _tokens(body, "max_completion_tokens") or _tokens(body, "max_tokens")
         options = body.get("stream_options")
@@ -75,25 +71,25 @@ def inspect_request(endpoint: str, body: Any, body_size: int, url_model: str | N
         n = body.get("n")
         if n is not None and n != 1:
             raise ProtocolError("only 'n': 1 is supported", "n")
-    elif endpoint == "responses":
+    elif endpoint == Protocol.RESPONSES:
         max_output = _tokens(body, "max_output_tokens")
         _number(body, "temperature", 0, 2)
-    elif endpoint == "messages":
+    elif endpoint == Protocol.MESSAGES:
         _require_list(body, "messages")
         max_output = _tokens(body, "max_tokens")
         if max_output is None:
             raise ProtocolError("'max_tokens' is required", "max_tokens")
         _number(body, "temperature", 0, 1)
-    elif endpoint == "gemini":
+    elif endpoint == Protocol.GEMINI:
         _require_list(body, "contents")
         config = body.get("generationConfig") or body.get("generation_config")  # Google takes either spelling
         if config is not None:
             if not isinstance(config, dict):
                 raise ProtocolError("'generationConfig' must be an object", "generationConfig")
             max_output = _tokens(config, "maxOutputTokens") or _tokens(config, "max_output_tokens")
-    elif endpoint == "count_tokens":
+    elif endpoint == Protocol.COUNT_TOKENS:
         _require_list(body, "messages")
-    elif endpoint == "embeddings":
+    elif endpoint == Protocol.EMBEDDINGS:
         _embedding_input(body)
         fmt = body.get("encoding_format")
         if fmt is not None and fmt not in ("float", "base64"):

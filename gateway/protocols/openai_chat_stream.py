@@ -32,6 +32,7 @@ from gateway.protocols.canonical import (
     dumpb,
 )
 from gateway.protocols.error_bodies import stream_error_event
+from gateway.protocols.names import Protocol
 from gateway.protocols.openai_chat import (
     FINISH_FROM_CHAT,
     FINISH_TO_CHAT,
@@ -152,5 +153,5 @@ class ChatStreamRenderer(StreamRenderer):
         self.ended = True
 
     def on_error(self, event: StreamError) -> None:
-        self._out.append(encode_event(dumpb(stream_error_event("chat", event.status, event.message)[1])))
+        self._out.append(encode_event(dumpb(stream_error_event(Protocol.CHAT, event.status, event.message)[1])))
         self.ended = True

@@ -45,6 +45,7 @@ from gateway.protocols.canonical import (
     dumpb,
 )
 from gateway.protocols.error_bodies import stream_error_event
+from gateway.protocols.names import Protocol
 from gateway.protocols.openai_responses import (
     response_object,
     status_for,
@@ -247,5 +248,5 @@ class ResponsesStreamRenderer(StreamRenderer):
         self.ended = True
 
     def on_error(self, event: StreamError) -> None:
-        self._event(stream_error_event("responses", event.status, event.message)[1])
+        self._event(stream_error_event(Protocol.RESPONSES, event.status, event.message)[1])
         self.ended = True

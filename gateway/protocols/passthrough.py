@@ -20,6 +20,7 @@ import ujson
 from gateway.protocols.canonical import Price, Usage, dumpb
 from gateway.protocols.error_bodies import stream_error_frame
 from gateway.protocols.gemini_stream import line_safe
+from gateway.protocols.names import Protocol
 from gateway.protocols.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, SSEEvent, encode_event
 from gateway.protocols.stream_tap import StreamTap
 from gateway.protocols.stream_check import is_error_payload, well_formed
@@ -46,7 +47,7 @@ class _Tap:
         self._decoder = SSEDecoder(max_event_bytes)
         self._max_event_bytes = max_event_bytes
         self._price = price
-        self._protocol = "chat"
+        self._protocol = Protocol.CHAT
         self.usage: Usage | None = None
         self.events = 0  # each event ~ one output token: the estimate for abandoned streams
         self.upstream_error: str | None = None
@@ -149,7 +150,7 @@ class MessagesTap(_Tap):
 
     def __init__(self, price: Price | None = None, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
         super().__init__(price, max_event_bytes)
-        self._protocol = "messages"
+        self._protocol = Protocol.MESSAGES
         self._raw_usage: dict = {}
 
     def _judge(self, event: SSEEvent) -> bool:
@@ -183,7 +184,7 @@ class ResponsesTap(_Tap):
 
     def __init__(self, price: Price | None = None, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
         super().__init__(price, max_event_bytes)
-        self._protocol = "responses"
+        self._protocol = Protocol.RESPONSES
 
     def _judge(self, event: SSEEvent) -> bool:
         if not well_formed(event.data):
@@ -227,7 +228,7 @@ class GeminiTap(_Tap):
         self._last_data: bytes | None = None
         self._usage: Usage | None = None
         super().__init__(price, max_event_bytes)
-        self._protocol = "gemini"
+        self._protocol = Protocol.GEMINI
 
     def _judge(self, event: SSEEvent) -> bool:
         data = event.data
@@ -273,16 +274,16 @@ class GeminiTap(_Tap):
         self._usage = value
 
 
-def make_tap(protocol: str, include_usage: bool, price: Price | None = None,
+def make_tap(protocol: Protocol, include_usage: bool, price: Price | None = None,
              max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> StreamTap:
     """The tap for a same-protocol stream; ``price`` turns on ``usage.cost`` in the final usage event."""
-    if protocol == "chat":
+    if protocol == Protocol.CHAT:
         return ChatTap(include_usage, price, max_event_bytes)
-    if protocol == "messages":
+    if protocol == Protocol.MESSAGES:
         return MessagesTap(price, max_event_bytes)
-    if protocol == "responses":
+    if protocol == Protocol.RESPONSES:
         return ResponsesTap(price, max_event_bytes)
-    if protocol == "gemini":
+    if protocol == Protocol.GEMINI:
         return GeminiTap(price, max_event_bytes)
-    raise ValueError(f"no pass-through tap for {protocol!r}")
+    raise ValueError(f"no pass-through tap for '{protocol}'")
 

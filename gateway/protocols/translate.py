@@ -44,6 +44,7 @@ from gateway.protocols.canonical import (
 )
 from gateway.protocols.error_bodies import error_json, parse_upstream_error
 from gateway.protocols.gemini_stream import GeminiStreamRenderer
+from gateway.protocols.names import Protocol
 from gateway.protocols.openai_chat_stream import ChatStreamParser, ChatStreamRenderer
 from gateway.protocols.openai_responses_stream import (
     ResponsesStreamParser,
@@ -59,55 +60,55 @@ __all__ = [
     "validate_request",
 ]
 
-_REQUEST_FROM: dict[str, Callable[[dict], Request]] = {
-    "chat": openai_chat.request_from_chat,
-    "responses": openai_responses.request_from_responses,
-    "messages": anthropic.request_from_messages,
-    "gemini": gemini_client.request_from_gemini,
+_REQUEST_FROM: dict[Protocol, Callable[[dict], Request]] = {
+    Protocol.CHAT: openai_chat.request_from_chat,
+    Protocol.RESPONSES: openai_responses.request_from_responses,
+    Protocol.MESSAGES: anthropic.request_from_messages,
+    Protocol.GEMINI: gemini_client.request_from_gemini,
 }
-_REQUEST_TO: dict[str, Callable[[Request, str], dict]] = {
-    "chat": openai_chat.request_to_chat,
-    "responses": openai_responses.request_to_responses,
-    "messages": anthropic.request_to_messages,
-    "gemini": gemini.request_to_gemini,
+_REQUEST_TO: dict[Protocol, Callable[[Request, str], dict]] = {
+    Protocol.CHAT: openai_chat.request_to_chat,
+    Protocol.RESPONSES: openai_responses.request_to_responses,
+    Protocol.MESSAGES: anthropic.request_to_messages,
+    Protocol.GEMINI: gemini.request_to_gemini,
 }
-_RESPONSE_FROM: dict[str, Callable[[dict, str], Response]] = {
-    "chat": lambda body, _rid: openai_chat.response_from_chat(body),
-    "responses": lambda body, _rid: openai_responses.response_from_responses(body),
-    "messages": lambda body, _rid: anthropic.response_from_messages(body),
-    "gemini": gemini.response_from_gemini,
+_RESPONSE_FROM: dict[Protocol, Callable[[dict, str], Response]] = {
+    Protocol.CHAT: lambda body, _rid: openai_chat.response_from_chat(body),
+    Protocol.RESPONSES: lambda body, _rid: openai_responses.response_from_responses(body),
+    Protocol.MESSAGES: lambda body, _rid: anthropic.response_from_messages(body),
+    Protocol.GEMINI: gemini.response_from_gemini,
 }
-_RESPONSE_TO: dict[str, Callable[[Response, str, str], dict]] = {
-    "chat": openai_chat.response_to_chat,
-    "messages": anthropic.response_to_messages,
-    "gemini": gemini_client.response_to_gemini,
+_RESPONSE_TO: dict[Protocol, Callable[[Response, str, str], dict]] = {
+    Protocol.CHAT: openai_chat.response_to_chat,
+    Protocol.MESSAGES: anthropic.response_to_messages,
+    Protocol.GEMINI: gemini_client.response_to_gemini,
 }
-_PARSERS: dict[str, type[Any]] = {  # each: (request_id, emit) -> .parse(event), .usage
-    "chat": ChatStreamParser,
-    "responses": ResponsesStreamParser,
-    "messages": MessagesStreamParser,
-    "gemini": gemini.GeminiStreamParser,
+_PARSERS: dict[Protocol, type[Any]] = {  # each: (request_id, emit) -> .parse(event), .usage
+    Protocol.CHAT: ChatStreamParser,
+    Protocol.RESPONSES: ResponsesStreamParser,
+    Protocol.MESSAGES: MessagesStreamParser,
+    Protocol.GEMINI: gemini.GeminiStreamParser,
 }
-_RENDERERS = {
-    "chat": ChatStreamRenderer,
-    "messages": MessagesStreamRenderer,
-    "gemini": GeminiStreamRenderer,
+_RENDERERS: dict[Protocol, type[Any]] = {
+    Protocol.CHAT: ChatStreamRenderer,
+    Protocol.MESSAGES: MessagesStreamRenderer,
+    Protocol.GEMINI: GeminiStreamRenderer,
 }
 
 
-def validate_request(client: str, body: dict) -> None:
+def validate_request(client: Protocol, body: dict) -> None:
     """Deep validation of a client request; raises ProtocolError with the field path.
 
     A Gemini request is validated by translating it (and dropping the result):
     the translation checks every field, and pass-through requests to Gemini
     nodes need the same checks as translated ones."""
-    if client == "chat":
+    if client == Protocol.CHAT:
         validate_chat(body)
-    elif client == "gemini":
+    elif client == Protocol.GEMINI:
         gemini_client.request_from_gemini(body)
-    elif client == "messages":
+    elif client == Protocol.MESSAGES:
         validate_messages(body)
-    elif client == "responses":
+    elif client == Protocol.RESPONSES:
         validate_responses(body)
 
 
@@ -123,13 +124,13 @@ class Prepared:
 
     __slots__ = ("request", "_client", "_bodies", "_errors")
 
-    def __init__(self, request: Request, client: str) -> None:
+    def __init__(self, request: Request, client: Protocol) -> None:
         self.request = request
         self._client = client
         self._bodies: dict[str, dict] = {}
         self._errors: dict[str, ProtocolError] = {}
 
-    def body_for(self, node: str, upstream_model: str) -> dict:
+    def body_for(self, node: Protocol, upstream_model: str) -> dict:
         """The node's body with its own model id; raises the ProtocolError if this protocol cannot take it."""
         template = self._bodies.get(node)
         if template is None:
@@ -147,7 +148,7 @@ class Prepared:
         return body
 
 
-def prepare(client: str, body: dict, node_protocols: set[str], stream: bool = False) -> Prepared:
+def prepare(client: Protocol, body: dict, node_protocols: set[Protocol], stream: bool = False) -> Prepared:
     """Translate ``body`` for every protocol in ``node_protocols`` other than the client's own.
 
     Raises the ProtocolError (400, naming the field) when the request cannot
@@ -172,15 +173,15 @@ def prepare(client: str, body: dict, node_protocols: set[str], stream: bool = Fa
     return prepared
 
 
-def _for_node(client: str, request: Request, node: str) -> Request:
+def _for_node(client: Protocol, request: Request, node: Protocol) -> Request:
     """Anthropic has no JSON mode. Gemini clients ask for one on helper calls whose prompt describes the
     JSON anyway (Gemini CLI's JSON utilities), so for them it is dropped rather than refused."""
-    if client == "gemini" and node == "messages" and request.response_format is not None:
+    if client == Protocol.GEMINI and node == Protocol.MESSAGES and request.response_format is not None:
         return replace(request, response_format=None)
     return request
 
 
-def translate_request(client: str, body: dict, node: str, upstream_model: str, stream: bool = False) -> dict:
+def translate_request(client: Protocol, body: dict, node: Protocol, upstream_model: str, stream: bool = False) -> dict:
     """The body to send to a node speaking another protocol.
 
     The body is rebuilt field by field, so gateway-only fields such as
@@ -193,7 +194,7 @@ def translate_request(client: str, body: dict, node: str, upstream_model: str, s
     return _REQUEST_TO[node](_for_node(client, request, node), upstream_model)
 
 
-def translate_response(node: str, body: dict, client: str, public_model: str, request_id: str,
+def translate_response(node: Protocol, body: dict, client: Protocol, public_model: str, request_id: str,
                        client_tools: dict[str, ClientTool] | None = None) -> tuple[dict, Usage]:
     """A non-streaming node reply as the client's reply, plus its usage.
 
@@ -201,39 +202,39 @@ def translate_response(node: str, body: dict, client: str, public_model: str, re
     the client's own tools; only Responses clients have tools that need it.
     """
     response = _RESPONSE_FROM[node](body, request_id)
-    if client == "responses":
+    if client == Protocol.RESPONSES:
         return openai_responses.response_to_responses(response, public_model, request_id, client_tools), \
             response.usage
     return _RESPONSE_TO[client](response, public_model, request_id), response.usage
 
 
-def translate_error(node: str, status: int, body: bytes, client: str) -> dict:
+def translate_error(node: Protocol, status: int, body: bytes, client: Protocol) -> dict:
     """An upstream error body of any shape as the client protocol's error JSON,
     keeping the upstream's message text."""
     message, upstream_type, code, param = parse_upstream_error(status, body)
     return error_json(client, status, message, code=code, param=param, upstream_type=upstream_type)
 
 
-def passthrough_request(protocol: str, body: dict, upstream_model: str) -> dict:
+def passthrough_request(protocol: Protocol, body: dict, upstream_model: str) -> dict:
     """The client's body for a node of the same protocol: gateway-only fields dropped, model rewritten.
 
     Gemini keeps the model in the URL (built from config), so its body has none,
     except inside each item of a batch of embeddings."""
-    if protocol == "gemini_embeddings":
+    if protocol == Protocol.GEMINI_EMBEDDINGS:
         return gemini_embed.passthrough_request(body, upstream_model)
     out = dict(body)
     out.pop("fallback_models", None)
-    if protocol != "gemini":
+    if protocol != Protocol.GEMINI:
         out["model"] = upstream_model
     return out
 
 
-def translate_embeddings_request(client: str, node: str, body: dict, upstream_model: str) -> dict:
+def translate_embeddings_request(client: Protocol, node: Protocol, body: dict, upstream_model: str) -> dict:
     """An embeddings request for a node of another format (OpenAI <-> Gemini, either way)."""
     return gemini_embed.node_request(client, node, body, upstream_model)
 
 
-def translate_embeddings_response(client: str, node: str, body: dict, public_model: str,
+def translate_embeddings_response(client: Protocol, node: Protocol, body: dict, public_model: str,
                                   request: dict) -> tuple[dict, Usage]:
     """A node's embeddings reply in the client's format, plus the usage to bill.
 
@@ -274,11 +275,11 @@ class StreamTranslator:
 
     __slots__ = ("_decoder", "_parser", "_renderer", "_sink", "_final")
 
-    def __init__(self, node: str, client: str, public_model: str, request_id: str, include_usage: bool,
+    def __init__(self, node: Protocol, client: Protocol, public_model: str, request_id: str, include_usage: bool,
                  price: Price | None = None, client_tools: dict[str, ClientTool] | None = None,
                  max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
         self._renderer: StreamRenderer
-        if client == "responses":
+        if client == Protocol.RESPONSES:
             self._renderer = ResponsesStreamRenderer(public_model, request_id, include_usage, price, client_tools)
         else:
             self._renderer = _RENDERERS[client](public_model, request_id, include_usage, price)
@@ -286,7 +287,7 @@ class StreamTranslator:
         self._parser = _PARSERS[node](request_id, self._sink)
         self._decoder = SSEDecoder(max_event_bytes)
         # The node's own last word: Gemini has no end event, its last chunk carries the finishReason.
-        self._final: type = Finish if node == "gemini" else StreamEnd
+        self._final: type = Finish if node == Protocol.GEMINI else StreamEnd
 
     @property
     def upstream_error(self) -> str | None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.protocols.canonical import Price, Usage
+from gateway.protocols.names import Protocol
 
 NANO_PER_USD = 10**9
 
@@ -147,11 +148,11 @@ def usage_to_gemini(usage: Usage) -> dict:
     return meta
 
 
-def usage_from_body(protocol: str, body: Any) -> Usage | None:
+def usage_from_body(protocol: Protocol, body: Any) -> Usage | None:
     """Usage of a whole (non-streamed) response body in its own protocol; None if it has none."""
     if not isinstance(body, dict):
         return None
-    if protocol == "gemini":
+    if protocol == Protocol.GEMINI:
         return usage_from_gemini(body.get("usageMetadata"))
     return _FROM.get(protocol, usage_from_chat)(body.get("usage"))
 
@@ -173,4 +174,5 @@ def with_cost(body: Any, cost_nano: int) -> bool:
     return True
 
 
-_FROM = {"chat": usage_from_chat, "embeddings": usage_from_chat, "responses": usage_from_responses, "messages": usage_from_anthropic}
+_FROM = {Protocol.CHAT: usage_from_chat, Protocol.EMBEDDINGS: usage_from_chat, Protocol.RESPONSES: usage_from_responses,
+         Protocol.MESSAGES: usage_from_anthropic}

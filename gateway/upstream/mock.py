@@ -18,6 +18,7 @@ from typing import Any
 import ujson
 
 from gateway.config import Node
+from gateway.protocols.names import Protocol
 from gateway.upstream.exchange import Phase, UpstreamError
 from gateway.upstream.mock_script import (
     ANY_TOOL,
@@ -177,10 +178,10 @@ class MockExchange:
         self._aborted = reason
 
 
-def open_mock(node: Node, node_protocol: str, body: dict[str, Any], request_id: str) -> MockExchange:
+def open_mock(node: Node, node_protocol: Protocol, body: dict[str, Any], request_id: str) -> MockExchange:
     """Answer one request the way an OpenAI-compatible server would."""
     model = body.get("model", "")
-    if node_protocol == "embeddings":
+    if node_protocol == Protocol.EMBEDDINGS:
         return MockExchange([embeddings_response(body, model, node.mock.embedding_dim)], 0)
     script = script_from_chat(body, DEFAULT_TOKENS)
     if body.get("stream"):
