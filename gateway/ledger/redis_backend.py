@@ -22,7 +22,8 @@ Redis unreachable: every operation that needs it raises ``LedgerUnavailable``
 turns False (``/readyz`` 503), and a background loop pings every second and
 picks up again as soon as Redis answers: no restart.
 
-All calls go through ``redis.asyncio`` on the gateway's IOLoop: nothing here blocks it.
+All calls run on the gateway's IOLoop (``redis_wire`` for the scripts, ``redis.asyncio`` for the rest): nothing
+here blocks it.
 The connection and fail-closed calls are in ``redis_store.py``; accounts, keys,
 credits, usage and export/import in ``redis_accounts.py``, which this class extends.
 """
@@ -135,10 +136,7 @@ class RedisBackend(RedisAccounts):
                 await self._script("RELEASE", reservation.id)
             except LedgerUnavailable:
                 break
-        try:
-            await self._redis.aclose()
-        except Exception:
-            pass
+        await self._close_connections()
 
     async def _check(self) -> bool:
         """Ping (a purge of expired holds doubles as the ping), bootstrap once, flush queued settles."""

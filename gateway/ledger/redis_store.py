@@ -1,25 +1,29 @@
-"""The Redis ledger's connection: the client, the registered Lua scripts, and fail-closed calls.
+"""The Redis ledger's connections: the client, the registered Lua scripts, and fail-closed calls.
 
 The base of ``RedisBackend`` (``redis_backend.py``: lifecycle, authentication,
 the request path) and of ``RedisAccounts`` (``redis_accounts.py``: accounts, keys,
-credits, usage, export/import). Every Redis interaction goes through ``_call``:
-an unreachable or refusing Redis becomes ``LedgerUnavailable`` (a 503, never free
-service) and marks the ledger unavailable until the next success.
+credits, usage, export/import). Every Redis interaction goes through ``_call`` or
+``_script``: an unreachable or refusing Redis becomes ``LedgerUnavailable`` (a 503,
+never free service) and marks the ledger unavailable until the next success.
+Script calls (every request's reserve and settle) go over ``redis_wire.RedisWire``,
+one pipelined connection; the rest goes through redis-py.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from typing import Any, Awaitable, Callable, TypeVar
 
 import redis.asyncio as aioredis
 import ujson
+from redis.asyncio.connection import SSLConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from gateway.ledger import redis_scripts as lua
-from gateway.ledger.redis_batch import ScriptBatcher
+from gateway.ledger.redis_wire import Arg, RedisWire
 from gateway.ledger.errors import LedgerUnavailable
 from gateway.ledger.keys import KeyRecord
 from gateway.ledger.limits import window_end, window_starts
@@ -42,7 +46,12 @@ class RedisStore:
         self._redis = aioredis.from_url(url, decode_responses=True, socket_connect_timeout=socket_timeout_s,
                                         socket_timeout=socket_timeout_s, retry=Retry(NoBackoff(), 1))
         self._scripts = {name: self._redis.register_script(getattr(lua, name)) for name in SCRIPTS}
-        self._batch = ScriptBatcher(self._redis, self._scripts)  # calls of one loop turn share a pipeline
+        self._lua = {name: (hashlib.sha1(source.encode()).hexdigest(), source)  # EVALSHA's digest, EVAL's text
+                     for name, source in ((name, str(getattr(lua, name))) for name in SCRIPTS)}
+        pool = self._redis.connection_pool
+        tls = (pool.connection_class(**pool.connection_kwargs).ssl_context.get()
+               if issubclass(pool.connection_class, SSLConnection) else None)
+        self._wire = RedisWire(pool.connection_kwargs, tls, socket_timeout_s, socket_timeout_s)
         self._available = False
         self._last_error: str | None = None
         # Key lookups cached in this process (digest -> (expiry, record or None)); see redis_backend.py.
@@ -58,8 +67,28 @@ class RedisStore:
         self._available = True
         return result
 
-    async def _script(self, name: str, *args: Any) -> Any:
-        return await self._call(lambda: self._batch.run(name, [self.prefix, *args]))
+    async def _script(self, name: str, *args: Arg) -> Any:
+        """Script ``name`` by its SHA on the wire (no keys: the scripts build theirs from the prefix argument)."""
+        sha, source = self._lua[name]
+        try:
+            reply = await self._wire.call("EVALSHA", sha, 0, self.prefix, *args)
+            if isinstance(reply, ResponseError):
+                if str(reply).startswith("NOSCRIPT"):  # Redis lost its script cache (restart, SCRIPT FLUSH)
+                    reply = await self._wire.call("EVAL", source, 0, self.prefix, *args)  # loads it again
+                if isinstance(reply, ResponseError):
+                    raise reply
+        except (RedisError, OSError) as exc:
+            self._down(exc)
+            raise LedgerUnavailable(f"{type(exc).__name__}: {exc}") from None
+        self._available = True
+        return reply
+
+    async def _close_connections(self) -> None:
+        self._wire.close()
+        try:
+            await self._redis.aclose()
+        except Exception:
+            pass
 
     def _k(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)

@@ -37,18 +37,23 @@ def free_port() -> int:
 class RedisServer:
     """``redis-server`` on 127.0.0.1:<free port>; ``stop``/``start`` simulate an outage (``save`` keeps the data)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, password: str | None = None, unix_socket: Path | None = None) -> None:
+        """``password``: ``requirepass``; ``unix_socket``: also listen on that path."""
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.password = password
+        self.options = ["--requirepass", password] if password else []
+        if unix_socket is not None:
+            self.options += ["--unixsocket", str(unix_socket), "--unixsocketperm", "700"]
         self.proc: subprocess.Popen[bytes] | None = None
         self.start()
 
     def start(self) -> None:
         self.proc = subprocess.Popen([REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",  # type: ignore[list-item]
                                       "--save", "", "--appendonly", "no", "--dir", str(self.dir),
-                                      "--protected-mode", "no", "--loglevel", "warning"],
+                                      "--protected-mode", "no", "--loglevel", "warning", *self.options],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -61,7 +66,8 @@ class RedisServer:
 
     def client(self) -> Any:
         import redis
-        return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True, socket_timeout=5)
+        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password, decode_responses=True,
+                           socket_timeout=5)
 
     def save(self) -> None:
         self.client().save()

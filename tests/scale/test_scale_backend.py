@@ -207,7 +207,7 @@ def test_crashed_holder_reservation_expires(redis_server: RedisServer) -> None:
             assert (await live.balance("scale"))["reserved_usd"] == "0.000000"
         finally:
             await live.close()
-            await crashed._redis.aclose()
+            await crashed._close_connections()
 
     run(main())
 
@@ -307,7 +307,7 @@ def test_export_import_round_trip(redis_server: RedisServer, tmp_path: Path) -> 
 
 def test_calls_of_one_loop_turn_share_a_connection_and_survive_a_flushed_script_cache(
         redis_server: RedisServer) -> None:
-    """Concurrent reserves and settles go to Redis as one pipeline (redis_batch.py), each with its own answer."""
+    """Concurrent reserves and settles go to Redis pipelined on one connection (redis_wire.py), each with its own answer."""
     async def main() -> None:
         backend = await opened(redis_server, accounts=(Account("scale", Decimal("0.0004"), (KEY,)),))  # 80 x 5000
         admin = redis_server.client()

@@ -1,0 +1,174 @@
+"""The ledger's own Redis connection (``gateway/ledger/redis_wire.py``) against a real redis-server.
+
+RESP encoding, replies matched to their callers in order across one
+pipelined connection, error replies kept to their own call, the URL's
+password, database and unix socket honoured, and a Redis that stops answering
+or drops the connection turned into a failed call (then a fresh connection),
+never a call that waits forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from gateway.config import Account
+from gateway.ledger.errors import LedgerUnavailable
+from gateway.ledger.redis_backend import RedisBackend
+from gateway.ledger.redis_wire import RedisWire, pack
+from tests.scale.conftest import KEY, RedisServer, needs_redis
+from tests.support.logs import expect_log
+
+pytestmark = needs_redis
+
+
+def wire_for(url: str, timeout_s: float = 2.0) -> RedisWire:
+    """A wire configured as RedisStore configures it: from redis-py's parse of the URL."""
+    pool = aioredis.from_url(url).connection_pool
+    return RedisWire(pool.connection_kwargs, None, timeout_s, timeout_s)
+
+
+def test_pack_writes_resp_arrays_of_bulk_strings() -> None:
+    assert pack(("EVALSHA", "ab", 0, "é", b"\r\n", -12)) == (
+        b"*6\r\n$7\r\nEVALSHA\r\n$2\r\nab\r\n$1\r\n0\r\n$2\r\n\xc3\xa9\r\n$2\r\n\r\n\r\n$3\r\n-12\r\n")
+    assert pack(("PING",)) == b"*1\r\n$4\r\nPING\r\n"
+
+
+def test_replies_reach_their_callers_in_order_on_one_connection(redis_server: RedisServer) -> None:
+    admin = redis_server.client()
+    before = int(admin.info("stats")["total_connections_received"])
+
+    async def main() -> list[Any]:
+        wire = wire_for(redis_server.url)
+        try:
+            await wire.call("SET", "text", "not a number")
+            calls = [wire.call("INCR", "counter") if n != 50 else wire.call("INCR", "text") for n in range(200)]
+            results = await asyncio.gather(*calls)
+            results.append(await wire.call("GET", "counter"))  # a later loop turn: the same connection
+            return results
+        finally:
+            wire.close()
+
+    results = asyncio.run(main())
+    assert isinstance(results[50], ResponseError)  # only that call's reply is the error
+    numbers = results[:50] + results[51:200]
+    assert numbers == list(range(1, 200))
+    assert results[200] == "199"
+    assert int(admin.info("stats")["total_connections_received"]) - before == 1
+
+
+def test_password_and_database_of_the_url(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "redis", password="s3cret-pw")
+    try:
+        async def main() -> None:
+            wire = wire_for(f"redis://:s3cret-pw@127.0.0.1:{server.port}/3")
+            try:
+                assert await wire.call("SET", "where", "db3") == "OK"
+            finally:
+                wire.close()
+            refused = wire_for(f"redis://:wrong@127.0.0.1:{server.port}/0")
+            with pytest.raises(RedisConnectionError, match="AUTH"):
+                await refused.call("PING")
+
+        asyncio.run(main())
+        admin = server.client()
+        assert admin.execute_command("SELECT", 3) and admin.get("where") == "db3"
+        assert server.client().get("where") is None  # not in db 0
+    finally:
+        server.close()
+
+
+def test_backend_on_a_unix_socket(tmp_path: Path) -> None:
+    path = tmp_path / "redis.sock"
+    server = RedisServer(tmp_path / "redis", unix_socket=path)
+    try:
+        async def main() -> str:
+            backend = RedisBackend(f"unix://{path}", "u:", (Account("scale", Decimal("1"), (KEY,)),))
+            await backend.start()
+            try:
+                _, key = await backend.authenticate(KEY)
+                assert key is not None
+                held = await backend.reserve(key, 1000, "over-unix")
+                await backend.settle(held, 250, {"request_id": "over-unix", "model": "m", "created_at": 1.0})
+                return str((await backend.balance("scale"))["balance_usd"])
+            finally:
+                await backend.close()
+
+        assert asyncio.run(main()) == "0.99999975"  # 250 nano-dollars charged
+        assert server.client().exists("u:settled:over-unix") == 1
+    finally:
+        server.close()
+
+
+def test_a_silent_redis_fails_the_waiting_calls_after_the_timeout() -> None:
+    """A server that accepts and never answers (a hung Redis): the calls fail, they do not wait forever."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+
+    async def main() -> None:
+        wire = wire_for(f"redis://127.0.0.1:{port}/0", timeout_s=0.3)
+        try:
+            calls = [asyncio.ensure_future(wire.call("PING")) for _ in range(3)]
+            done, pending = await asyncio.wait(calls, timeout=5)
+            assert not pending
+            for call in done:
+                assert isinstance(call.exception(), RedisTimeoutError)
+        finally:
+            wire.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        listener.close()
+
+
+def test_a_dropped_connection_fails_its_calls_and_the_next_call_reconnects(redis_server: RedisServer) -> None:
+    async def main() -> None:
+        wire = wire_for(redis_server.url)
+        try:
+            client_id = await wire.call("CLIENT", "ID")
+            blocked = asyncio.ensure_future(wire.call("BLPOP", "never-filled", 0))  # waits inside Redis
+            await asyncio.sleep(0.1)
+            redis_server.client().client_kill_filter(_id=client_id)
+            with pytest.raises(RedisConnectionError):
+                await asyncio.wait_for(blocked, 5)
+            assert await wire.call("PING") == "PONG"
+            assert await wire.call("CLIENT", "ID") != client_id
+        finally:
+            wire.close()
+
+    asyncio.run(main())
+
+
+def test_backend_turns_a_hung_redis_into_ledger_unavailable() -> None:
+    """Through RedisBackend: a script call to a Redis that never answers is a 503 within the socket timeout."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+
+    async def main() -> None:
+        backend = RedisBackend(f"redis://127.0.0.1:{port}/0", "h:", socket_timeout_s=0.3)
+        try:
+            with pytest.raises(LedgerUnavailable):
+                await asyncio.wait_for(backend._script("PURGE", 10), 5)
+            assert not backend.available
+        finally:
+            await backend._close_connections()
+
+    try:
+        with expect_log("infermesh.ledger", "is unreachable: TimeoutError"):
+            asyncio.run(main())
+    finally:
+        listener.close()
