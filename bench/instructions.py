@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -38,20 +37,9 @@ sys.path.insert(0, str(ROOT))
 
 from bench.load import LoadConfig, chat_body, run_load  # noqa: E402
 from bench.run import KEY, Child, free_port, start_mock, wait_http, write_config  # noqa: E402
+from bench.workers import start_redis, use_redis  # noqa: E402
 
 MODELS = {"nonstream": "bench-fast", "stream": "bench-burst20"}
-
-
-def _redis_config(config: Path, work: Path) -> Child:
-    port = free_port()
-    redis = Child("redis", ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                            "--appendonly", "no", "--dir", str(work)], work, None)
-    time.sleep(0.5)
-    text = re.sub(r'state: \{dir: "([^"]+)"',
-                  lambda m: f'state: {{backend: redis, redis_url: "redis://127.0.0.1:{port}/0", dir: "{m.group(1)}"',
-                  config.read_text())
-    config.write_text(text)
-    return redis
 
 
 def measure(source: Path, mode: str, requests: int, concurrency: int, redis: bool,
@@ -64,7 +52,9 @@ def measure(source: Path, mode: str, requests: int, concurrency: int, redis: boo
         config = work / "gateway.yaml"
         write_config(config, mock_port, free_port(), work / "state")
         if redis:
-            children.append(_redis_config(config, work))
+            redis_port = free_port()
+            children.append(start_redis(Child, work, redis_port, persist=False))
+            use_redis(config, redis_port)
         port = free_port()
         out = work / "callgrind.out"
         served = ([str(ROOT / "bench" / "run.py"), "--serve-gateway-without-ledger", str(config), str(port)]

@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import peers as peer_table  # noqa: E402
+from bench import workers as workers_scenario  # noqa: E402
 from bench.load import LoadConfig, chat_body, proc_status_kib, run_load  # noqa: E402
 
 KEY = "sk-bench-00000000000000000000"
@@ -446,6 +447,10 @@ class Bench:
                     self.results.setdefault("extra_startups", []).append(
                         {"name": name, "startup_ms": round(gw.startup_s * 1000, 1), "idle_rss_mib": gw.idle_rss_mib})
                     self.load(gw.url(), "bench-fast", gateway=True, concurrency=16, duration=1.0)  # warm-up
+            if (wanted is None or "workers" in wanted) and shutil.which("redis-server"):
+                workers = workers_scenario.Scenario(sys.modules[__name__], work, self.quick, self.record)
+                children.append(workers)
+                steps.append(("workers", workers.round))
             rounds = 1 if self.quick else args.rounds
             for r in range(rounds):
                 print(f"round {r + 1}/{rounds}", flush=True)
@@ -582,6 +587,8 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
                 next(iter(r["disk"]["targets"].values()))["cpu_us_per_request"]
                 / next(iter(r["no-ledger"]["targets"].values()))["cpu_us_per_request"] for r in rounds])
         out["ledger"] = lg
+    if "workers" in sc:
+        out["workers"] = workers_scenario.summarize(sc["workers"], med)
     return out
 
 
@@ -706,6 +713,8 @@ def markdown(results: dict[str, Any]) -> str:
             lines += ["", f"Throughput with the ledger on disk / ledger off: {fmt(lg['disk_vs_no_ledger_rps_ratio'], 3)}; "
                       f"on tmpfs / off: {fmt(lg['tmpfs_vs_no_ledger_rps_ratio'], 3)}; CPU per request disk / off: "
                       f"{fmt(lg['disk_vs_no_ledger_cpu_ratio'], 3)}."]
+    if "workers" in s:
+        lines += workers_scenario.markdown(s["workers"], fmt)
     return "\n".join(lines) + "\n"
 
 
@@ -730,7 +739,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate-duration", type=float, help="seconds per fixed-rate run (default 30; quick 5)")
     parser.add_argument("--stream-procs", type=int, default=1, help="load generator processes for scenario 5")
     parser.add_argument("--only", help="comma list of: mock,sequential,throughput,rate,streaming,many,failover,"
-                                       "ledger,peers")
+                                       "ledger,peers,workers (bench/workers.py: --workers 2 on Redis vs 1 embedded worker)")
     parser.add_argument("--compare-gateway", metavar="DIR",
                         help="also measure the gateway.py of this source tree in the peer table (e.g. an older "
                              "commit: git archive <commit> | tar -x -C DIR)")
