@@ -18,55 +18,27 @@ its final snapshot.
 from __future__ import annotations
 
 import asyncio
-import logging
 import socket
 import time
 from typing import Callable
 
-from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
-from tornado.iostream import IOStream
 from tornado.netutil import bind_sockets
 
 from gateway.app import make_app, make_metrics_app
 from gateway.config import Config, ConfigError, load_config
+from gateway.http.h1 import H1Server
 from gateway.observability.logs import AccessLog, log_event
 from gateway.services import Services
 
 DRAIN_GRACE_S = 30.0
 ABORT_WAIT_S = 1.0  # after the grace period: time for aborted streams to write their error event and settle
 POLL_S = 0.02
-# Tornado allocates (and zeroes) a fresh buffer of this size for every socket read, twice per request at least
-# (the read that returns the request and the one that finds the socket empty): 64 KiB by default, ~6 % of a
-# request's instructions. Large bodies take a few more reads; small ones (most API calls) cost 4x less.
-READ_CHUNK_BYTES = 16 * 1024
+IDLE_CONNECTION_S = 300.0  # a keep-alive connection with no request (or a head that never ends) is closed
 
 
 def _no_notify(*states: str) -> bool:
     return False
-
-
-def _keep_nodelay(value: bool) -> None:
-    """Stands in for a client stream's ``set_nodelay``: the option stays on for the connection's life."""
-
-
-class NoDelayHTTPServer(HTTPServer):
-    """An HTTPServer whose accepted connections keep ``TCP_NODELAY`` on.
-
-    Without it Nagle's algorithm holds every small write (an SSE event, the
-    first bytes of a stream) until the client ACKs the previous segment, and
-    Linux clients delay that ACK by ~40 ms: measured +39 ms to the first token.
-    Tornado's HTTP/1 connection turns Nagle on only at the end of a response
-    and back off after it ("the stream's default state"), so a relayed stream
-    would be Nagled until its last byte. The option is set once per
-    connection, and the stream's ``set_nodelay`` is replaced so those two
-    toggles (two ``setsockopt`` calls per request) do nothing.
-    """
-
-    def handle_stream(self, stream: IOStream, address: tuple[object, ...]) -> None:
-        stream.set_nodelay(True)
-        stream.set_nodelay = _keep_nodelay  # type: ignore[method-assign]
-        super().handle_stream(stream, address)
 
 
 class Server:
@@ -79,10 +51,10 @@ class Server:
         self._ledger_started: asyncio.Task[None] | None = None
         self.port = 0
         self.metrics_port: int | None = None  # bound port of listen.metrics_port, when set
-        self._metrics_http: HTTPServer | None = None
+        self._metrics_http: H1Server | None = None
         self.services.reload = self.reload
         self._notify = notify
-        self._http: HTTPServer | None = None
+        self._http: H1Server | None = None
         self._snapshots: PeriodicCallback | None = None
         self._hurry = asyncio.Event()
         self._closed = False
@@ -94,21 +66,19 @@ class Server:
         ``reuse_port``: ``--workers N``, each worker binds its own SO_REUSEPORT socket after the fork and
         the kernel spreads connections evenly between them.
         """
-        # Tornado logs malformed requests at INFO quoting the bad header, which may be a key.
-        logging.getLogger("tornado.general").setLevel(logging.WARNING)
         host = host or self.config.listen.host
         port = self.config.listen.port if port is None else port
         sockets = bind_sockets(port, host, family=socket.AF_INET, backlog=2048, reuse_port=reuse_port)
         self.port = sockets[0].getsockname()[1]
-        self._http = NoDelayHTTPServer(make_app(self.services), xheaders=False, idle_connection_timeout=300,
-                                       chunk_size=READ_CHUNK_BYTES,
-                                max_body_size=self.config.limits.max_body_bytes + 1)
+        self._http = H1Server(make_app(self.services), max_body_size=self.config.limits.max_body_bytes + 1,
+                              idle_timeout_s=IDLE_CONNECTION_S)
         self._http.add_sockets(sockets)
         if self.config.listen.metrics_port is not None:
             metrics_sockets = bind_sockets(self.config.listen.metrics_port, host, family=socket.AF_INET,
                                            reuse_port=reuse_port)
             self.metrics_port = metrics_sockets[0].getsockname()[1]
-            self._metrics_http = NoDelayHTTPServer(make_metrics_app(self.services))
+            self._metrics_http = H1Server(make_metrics_app(self.services), max_body_size=1 << 20,
+                                          idle_timeout_s=IDLE_CONNECTION_S)
             self._metrics_http.add_sockets(metrics_sockets)
         self._snapshots = PeriodicCallback(self._snapshot, self.config.state.snapshot_interval_s * 1000)
         self._snapshots.start()

@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import Any
 
 import ujson
+from tornado.iostream import StreamClosedError
 from tornado.web import HTTPError, RequestHandler
 
 from gateway import redact
@@ -86,6 +87,8 @@ class BaseHandler(RequestHandler):
         """Render the error in this handler's protocol: the one place HTTP error answers are written."""
         error = kwargs.get("error")
         exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, StreamClosedError):  # the client left (e.g. inside its body): no one to answer
+            return
         if error is None and isinstance(exc, GatewayError):
             error = exc
         elif error is None and isinstance(exc, LedgerError):
@@ -107,8 +110,9 @@ class BaseHandler(RequestHandler):
 
     def log_exception(self, typ: type[BaseException] | None, value: BaseException | None,
                       tb: TracebackType | None) -> None:
-        """Errors answered on purpose are not faults: the access log has them. Anything else is logged."""
-        if isinstance(value, (GatewayError, LedgerError)) and not isinstance(value, HTTPError):
+        """Errors answered on purpose are not faults: the access log has them; nor is a client that left.
+        Anything else is logged."""
+        if isinstance(value, (GatewayError, LedgerError, StreamClosedError)) and not isinstance(value, HTTPError):
             return
         super().log_exception(typ, value, tb)
 

@@ -55,6 +55,7 @@ class ModelHandler(JsonBodyHandler):
         self._on_close = callback
 
     def on_connection_close(self) -> None:
+        super().on_connection_close()  # a body still arriving ends with StreamClosedError: the handler ends
         self.closed = True
         if self._on_close is not None:
             self._on_close()
@@ -118,7 +119,7 @@ def _cap_send_buffer(connection: Any) -> None:
     """A stream's socket buffers at most ``STREAM_SNDBUF`` in the kernel, so a client that stops reading
     stops the relay (and, through the high-water mark, the upstream) within a few events, instead of
     after the several MB Linux's send-buffer autotuning would otherwise take in per connection."""
-    sock = getattr(getattr(connection, "stream", None), "socket", None)
+    sock = getattr(connection, "socket", None)  # gateway/http/h1.py's Exchange
     if sock is not None:
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, STREAM_SNDBUF)

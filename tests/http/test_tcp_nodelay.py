@@ -20,8 +20,8 @@ def _server_side_nodelay(gateway: RunningGateway, http_server: Callable[[], Any]
     peer = client.getsockname()
 
     def read() -> int:
-        for connection in http_server()._connections:
-            sock = connection.stream.socket
+        for connection in http_server().connections:
+            sock = connection.transport.get_extra_info("socket")
             if sock is not None and sock.getpeername() == peer:
                 return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
         raise AssertionError(f"no server-side connection from {peer}")
