@@ -78,6 +78,11 @@ def read_journal(directory: str, after_seq: int) -> Iterator[tuple[str, dict[str
             yield path, entry
 
 
+def charge_head(account_id: str, key_id: str) -> str:
+    """The account and key fields of a charge entry, as JSON object members (for ``Journal.append_charge``)."""
+    return f'"account":{ujson.dumps(account_id)},"key_id":{ujson.dumps(key_id)}'
+
+
 def fsync_directory(directory: str) -> None:
     """Make a created, renamed or deleted directory entry survive a power loss."""
     fd = os.open(directory, os.O_RDONLY)
@@ -117,19 +122,37 @@ class Journal:
         return self._seq
 
     def append(self, op: str, fields: dict[str, Any]) -> dict[str, Any]:
-        """Write one entry and return it (with its ``seq``) once the OS has the whole line.
-
-        On a write error the file is cut back to its previous length, so a
-        half-written line can never end up in the middle of the journal, and
-        the error propagates: the caller must not apply an unjournaled change.
-        """
+        """Write one entry and return it (with its ``seq``) once the OS has the whole line."""
         entry = {"seq": self._seq + 1, "op": op}
         entry.update(fields)
-        data = (ujson.dumps(entry) + "\n").encode()
+        self._write((ujson.dumps(entry) + "\n").encode())
+        return entry
+
+    def append_charge(self, head: str, nano: int, at: float, request_id: str | None) -> int:
+        """Write the entry ``append("charge", ...)`` would, and return its seq: the one entry of every request.
+
+        Formatted without building and encoding a dict (half the cost): ``head`` is
+        ``charge_head(account, key_id)``, the same for every charge of a key, so the caller keeps it; ``nano``
+        is an int; ``at`` and ``request_id`` are encoded by ujson as ``append`` would (``repr`` of a float
+        costs twice as much).
+        """
+        seq = self._seq + 1
+        self._write(f'{{"seq":{seq},"op":"charge",{head},"nano":{nano},"at":{ujson.dumps(at)},'
+                    f'"request_id":{ujson.dumps(request_id)}}}\n'.encode())
+        return seq
+
+    def _write(self, data: bytes) -> None:
+        """Hand the line with the next seq to the OS and count it; on a write error nothing counts.
+
+        The file is cut back to its previous length, so a half-written line can never end up in the
+        middle of the journal, and the error propagates: the caller must not apply an unjournaled change.
+        """
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self._fd, view):]
+            written = os.write(self._fd, data)
+            if written < len(data):  # a short write (a full disk, a signal): finish it or fail
+                view = memoryview(data)[written:]
+                while view:
+                    view = view[os.write(self._fd, view):]
         except OSError:
             try:
                 os.ftruncate(self._fd, self._size)
@@ -140,7 +163,6 @@ class Journal:
         self._seq += 1
         if not self._wake.is_set():
             self._wake.set()
-        return entry
 
     def rotate(self) -> None:
         """Start a new file at the next seq and delete the older ones; call only after a snapshot."""

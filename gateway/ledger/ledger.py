@@ -29,9 +29,9 @@ from gateway.ledger.errors import (
     LedgerLocked,
     UnknownAccount,
 )
-from gateway.ledger.backend import TOUCH_INTERVAL_S, Reservation, amounts_view, record_tokens, usage_record
+from gateway.ledger.backend import TOUCH_INTERVAL_S, Reservation, amounts_view, record_tokens
 from gateway.ledger.checks import check_account, check_cost, check_credit, check_new_key
-from gateway.ledger.journal import Journal
+from gateway.ledger.journal import Journal, charge_head
 from gateway.ledger.keys import (
     API_KEY,
     AuthStatus,
@@ -46,7 +46,7 @@ from gateway.ledger.limits import NO_LIMITS, KeyLimits, KeyRates, window_end
 from gateway.ledger.money import usd_to_nano
 from gateway.ledger.snapshot import write_snapshot
 from gateway.ledger.state import AccountState, LedgerState, recover
-from gateway.ledger.usage_db import UsageStore
+from gateway.ledger.usage_db import UsageStore, usage_row
 
 __all__ = ["AuthStatus", "InsufficientBalance", "KeyInfo", "KeyLimitExceeded", "Ledger", "LedgerCorrupt",
            "LedgerLocked", "Reservation", "UnknownAccount"]
@@ -66,6 +66,7 @@ class Ledger:
         self._lock_fd = lock_fd
         self._reservations: dict[int | str, Reservation] = {}
         self._rates: dict[str, KeyRates] = {}  # keys with rate limits and recent or in-flight requests
+        self._charge_heads: dict[str, str] = {}  # key id -> charge_head(account, key), made at its first charge
         self._reservation_ids = itertools.count(1)
         self._closed = False
 
@@ -195,13 +196,20 @@ class Ledger:
         """
         if reservation.id not in self._reservations:
             raise ValueError(f"reservation {reservation.id} was already settled or released")
+        account_id, key_id = reservation.account_id, reservation.key_id
         try:
             check_cost(cost_nano)
-            self._commit("charge", {"account": reservation.account_id, "key_id": reservation.key_id,
-                                    "nano": cost_nano, "at": self._clock(), "request_id": record.get("request_id")})
+            head = self._charge_heads.get(key_id)
+            if head is None:
+                head = self._charge_heads[key_id] = charge_head(account_id, key_id)
+            at = self._clock()
+            # Journal first, then apply (as _commit does, without the entry dict: the same change apply makes).
+            seq = self._journal.append_charge(head, cost_nano, at, record.get("request_id"))
+            self._state.charge(account_id, key_id, cost_nano, at)
+            self._state.seq = seq
         finally:
-            self._drop(reservation, record_tokens(record))
-        self._usage.append(usage_record(reservation, cost_nano, record))
+            self._drop(reservation, None if reservation.tokens is None else record_tokens(record))
+        self._usage.append(usage_row(account_id, key_id, cost_nano, record))
 
     def release(self, reservation: Reservation) -> None:
         """Give back a hold without charging (a failed attempt with no output); no-op if already done."""

@@ -41,8 +41,7 @@ class LedgerState:
         """Apply one journal entry; KeyError/TypeError/ValueError mean it does not fit this state."""
         op = entry["op"]
         if op == "charge":
-            self.accounts[entry["account"]].balance_nano -= entry["nano"]
-            self.keys[entry["key_id"]].charge(entry["nano"], entry["at"])
+            self.charge(entry["account"], entry["key_id"], entry["nano"], entry["at"])
         elif op == "credit":
             self.accounts[entry["account"]].balance_nano += entry["nano"]
             self.credit_refs.add(entry["ref"])
@@ -59,6 +58,11 @@ class LedgerState:
         else:
             raise ValueError(f"unknown operation {op!r}")
         self.seq = entry["seq"]
+
+    def charge(self, account_id: str, key_id: str, nano: int, at: float) -> None:
+        """A ``charge`` entry's change; the live ledger calls it directly for the charge it just journaled."""
+        self.accounts[account_id].balance_nano -= nano
+        self.keys[key_id].charge(nano, at)
 
     def add_key(self, record: KeyRecord) -> None:
         """Index a key under its account, id and hash (replay, snapshots, imports)."""

@@ -2,10 +2,18 @@
 
 Usage records are history, not money: the charge itself is the journal's,
 written before the response ends. So records are written off the request
-path. ``append`` (on the IOLoop) only queues the record; a writer thread
+path. ``append`` (on the IOLoop) only queues the row; a writer thread
 inserts everything queued every ``batch_s`` in one transaction. Queries run on
 a reader thread (WAL lets it read while the writer writes) and are awaited,
 so the IOLoop never waits for the disk.
+
+A record of the request path (exactly ``RECORD_FIELDS``, as the pipeline
+settles it) is stored in columns: the row is a tuple of the values it holds,
+with no JSON to encode and no amount to parse, because ``usage_row`` runs once
+per request on the IOLoop thread and the writer's work shares the same core.
+Any other record (imports, other callers) is stored as JSON in ``record``, as
+every record was before these columns existed; ``layout`` says which, and a
+query answers both alike.
 
 What a crash can lose: ``kill -9`` loses the records still queued, at most the
 last batch window (``batch_s`` plus one commit); a committed transaction
@@ -24,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import operator
 import os
 import sqlite3
 import threading
@@ -43,6 +52,13 @@ JSONL_NAME = "usage.jsonl"
 PRUNE_EVERY_S = 3600.0
 _SUMMED = ("input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens")
 
+# The record the pipeline settles, field by field in its order; the ledger adds account, key_id and cost_usd.
+RECORD_FIELDS = ("request_id", "model", "node", "input_tokens", "output_tokens", "cached_tokens",
+                 "cache_write_tokens", "cache_write_1h_tokens", "estimated", "status", "latency_ms", "ttft_ms",
+                 "endpoint", "stream", "created_at")
+_PICK = operator.itemgetter(*RECORD_FIELDS)
+JSON_LAYOUT, COLUMNS_LAYOUT = 0, 1  # ``layout``: the whole record in ``record`` / in the columns
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS usage (
     id INTEGER PRIMARY KEY,
@@ -60,11 +76,50 @@ CREATE INDEX IF NOT EXISTS usage_by_account_time ON usage (account, created_at);
 CREATE INDEX IF NOT EXISTS usage_by_time ON usage (created_at);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+# Added to the table above by ``_add_columns`` (a database from before them gets them at open, NULL in its
+# rows). No declared type: SQLite then keeps each value as it was given (an int stays an int, a float a float).
+_RECORD_COLUMNS = ("request_id", "key_id", "node", "cache_write_1h_tokens", "estimated", "status", "latency_ms",
+                   "ttft_ms", "endpoint", "stream")
 _INSERT = ("INSERT INTO usage (created_at, account, model, input_tokens, output_tokens, cached_tokens, "
-           "cache_write_tokens, cost_nano, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+           f"cache_write_tokens, cost_nano, record, layout, {', '.join(_RECORD_COLUMNS)}) "
+           f"VALUES ({', '.join('?' * (10 + len(_RECORD_COLUMNS)))})")
+_SELECTED = ("layout, record, request_id, model, node, input_tokens, output_tokens, cached_tokens, cache_write_tokens, "
+             "cache_write_1h_tokens, estimated, status, latency_ms, ttft_ms, endpoint, stream, created_at, account, "
+             "key_id, cost_nano")
+_NO_COLUMNS = (None,) * len(_RECORD_COLUMNS)
+UsageRow = tuple[Any, ...] | dict[str, Any]  # what usage_row returns: a row, or a record for the JSON layout
 
 
-def _row(record: dict[str, Any]) -> tuple[Any, ...]:
+def usage_row(account: str, key_id: str, cost_nano: int, record: dict[str, Any]) -> UsageRow:
+    """What ``UsageStore.append`` takes for one settled request: ``record`` plus the account, key and cost.
+
+    A record of exactly ``RECORD_FIELDS`` whose summed and indexed values have their types becomes the row
+    itself (columns). Anything else becomes the record with ``account``, ``key_id`` and ``cost_usd`` added
+    (on a copy), turned into a JSON row by the writer thread, where a record that cannot be stored is logged
+    instead of raising into a request that is already charged.
+    """
+    if len(record) == len(RECORD_FIELDS):
+        try:
+            (request_id, model, node, input_tokens, output_tokens, cached_tokens, cache_write_tokens, cache_write_1h,
+             estimated, status, latency_ms, ttft_ms, endpoint, stream, created_at) = _PICK(record)
+        except KeyError:
+            pass
+        else:
+            if (type(input_tokens) is int and type(output_tokens) is int and type(cached_tokens) is int
+                    and type(cache_write_tokens) is int and type(created_at) is float and type(model) is str
+                    and type(estimated) is bool and type(stream) is bool):
+                return (created_at, account, model, input_tokens, output_tokens, cached_tokens, cache_write_tokens,
+                        cost_nano, "", COLUMNS_LAYOUT, request_id, key_id, node, cache_write_1h, 1 if estimated else 0,
+                        status, latency_ms, ttft_ms, endpoint, 1 if stream else 0)  # bools as ints: sqlite3 would
+                # look for an adapter for each (an exception raised and caught per value)
+    usage = dict(record)
+    usage["account"] = account
+    usage["key_id"] = key_id
+    usage["cost_usd"] = nano_to_usd(cost_nano)
+    return usage
+
+
+def _json_row(record: dict[str, Any]) -> tuple[Any, ...]:
     """The indexed and summed columns, plus the whole record as JSON (what queries return)."""
     def count(name: str) -> int:
         value = record.get(name)
@@ -76,7 +131,30 @@ def _row(record: dict[str, Any]) -> tuple[Any, ...]:
         cost = 0
     return (float(record.get("created_at") or 0), str(record["account"]), str(record.get("model") or "?"),
             count("input_tokens"), count("output_tokens"), count("cached_tokens"), count("cache_write_tokens"),
-            cost, ujson.dumps(record))
+            cost, ujson.dumps(record), JSON_LAYOUT, *_NO_COLUMNS)
+
+
+def _record(row: tuple[Any, ...]) -> dict[str, Any]:
+    """A stored row back as the record that was appended (``_SELECTED`` order)."""
+    if row[0] != COLUMNS_LAYOUT:
+        return ujson.loads(row[1])  # type: ignore[no-any-return]
+    record = dict(zip(RECORD_FIELDS, row[2:17]))
+    record["estimated"] = bool(record["estimated"])
+    record["stream"] = bool(record["stream"])
+    record["account"] = row[17]
+    record["key_id"] = row[18]
+    record["cost_usd"] = nano_to_usd(row[19])
+    return record
+
+
+def _add_columns(conn: sqlite3.Connection) -> None:
+    """Give a table created before the record columns (or just now by ``_SCHEMA``) the ones it lacks."""
+    present = {row[1] for row in conn.execute("PRAGMA table_info(usage)")}
+    if "layout" not in present:
+        conn.execute(f"ALTER TABLE usage ADD COLUMN layout INTEGER NOT NULL DEFAULT {JSON_LAYOUT}")
+    for name in _RECORD_COLUMNS:
+        if name not in present:
+            conn.execute(f"ALTER TABLE usage ADD COLUMN {name}")
 
 
 def _connect(path: str) -> sqlite3.Connection:
@@ -104,14 +182,16 @@ class UsageStore:
         conn = _connect(self.path)
         os.chmod(self.path, 0o600)
         conn.executescript(_SCHEMA)
+        _add_columns(conn)
         _import_jsonl(conn, directory)
         self._prune(conn)  # before the first query can see expired records
         conn.close()
-        self._queue: deque[dict[str, Any]] = deque()
-        self._cond = threading.Condition()
-        self._appended = 0  # records handed to append (IOLoop thread only writes it)
-        self._committed = 0  # records the writer has committed (or given up on)
-        self._urgent = False  # a reader waits: commit now, do not wait out the batch window
+        self._queue: deque[UsageRow] = deque()
+        self._queued = threading.Event()  # set by append when it finds it clear: wakes the writer
+        self._cut = threading.Event()  # a reader waits, or close: commit now, do not wait out the batch window
+        self._done = threading.Condition()  # the writer announces each commit to waiting readers
+        self._appended = 0  # rows handed to append (IOLoop thread only writes it)
+        self._committed = 0  # rows the writer has committed (or given up on)
         self._closing = False
         self._failing = False
         self._writer = threading.Thread(target=self._write_loop, name="usage-writer", daemon=True)
@@ -121,34 +201,35 @@ class UsageStore:
 
     # -- writing (IOLoop -> writer thread) --------------------------------------------
 
-    def append(self, record: dict[str, Any]) -> None:
-        """Queue one record; never blocks on the disk (the lock is held only by deque operations)."""
-        with self._cond:
-            self._queue.append(record)
-            self._appended += 1
-            if len(self._queue) == 1:
-                self._cond.notify_all()
+    def append(self, row: UsageRow) -> None:
+        """Queue one ``usage_row``; never blocks: no lock (``deque.append`` is atomic), and the writer's event
+        is set only by the first row after it last drained the queue."""
+        self._queue.append(row)
+        self._appended += 1
+        if not self._queued.is_set():
+            self._queued.set()
 
     def _write_loop(self) -> None:
-        """Wait for a record, let the batch window fill (a waiting reader cuts it short), commit, repeat;
-        prune old records every ``PRUNE_EVERY_S``."""
+        """Wait for a row, let the batch window fill (a waiting reader cuts it short), commit, repeat;
+        prune old records every ``PRUNE_EVERY_S``.
+
+        The events are cleared before the queue is drained: a row appended after the drain sets them again,
+        and a row appended before it is in this batch."""
         conn = _connect(self.path)
+        queue = self._queue
         next_prune = time.monotonic() + PRUNE_EVERY_S  # the first prune ran in __init__
         while True:
-            with self._cond:
-                if not self._queue and not self._closing:
-                    self._cond.wait(max(next_prune - time.monotonic(), 0.0))
-                if self._queue and not self._closing and not self._urgent:
-                    self._cond.wait(self._batch_s)
-                batch = list(self._queue)
-                self._queue.clear()
-                self._urgent = False
-                closing = self._closing
+            if self._queued.wait(max(next_prune - time.monotonic(), 0.0)) and not self._closing:
+                self._cut.wait(self._batch_s)
+            self._queued.clear()
+            self._cut.clear()
+            closing = self._closing
+            batch = [queue.popleft() for _ in range(len(queue))]
             if batch:
                 self._insert(conn, batch)
-                with self._cond:
+                with self._done:
                     self._committed += len(batch)
-                    self._cond.notify_all()
+                    self._done.notify_all()
             if time.monotonic() >= next_prune:
                 self._prune(conn)
                 next_prune = time.monotonic() + PRUNE_EVERY_S
@@ -156,15 +237,15 @@ class UsageStore:
                 conn.close()
                 return
 
-    def _insert(self, conn: sqlite3.Connection, batch: list[dict[str, Any]]) -> None:
+    def _insert(self, conn: sqlite3.Connection, batch: list[UsageRow]) -> None:
         """One transaction per batch. A failure is logged (once until writes succeed again), not raised:
         the charges are journaled already, and the records are lost only for history."""
         try:
             conn.execute("BEGIN")
-            conn.executemany(_INSERT, map(_row, batch))
+            conn.executemany(_INSERT, [row if isinstance(row, tuple) else _json_row(row) for row in batch])
             conn.execute("COMMIT")
             self._failing = False
-        except (sqlite3.Error, KeyError, TypeError, ValueError):
+        except (sqlite3.Error, KeyError, TypeError, ValueError, OverflowError):
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             if not self._failing:
@@ -186,7 +267,7 @@ class UsageStore:
                     until: float | None = None) -> list[dict[str, Any]]:
         """Newest first, at most ``limit``, ``since <= created_at < until``."""
         where, args = _window(account_id, since, until)
-        sql = f"SELECT record FROM usage {where} ORDER BY created_at DESC, id DESC LIMIT ?"
+        sql = f"SELECT {_SELECTED} FROM usage {where} ORDER BY created_at DESC, id DESC LIMIT ?"
         return await self._read(sql, (*args, max(limit, 0)), _records)
 
     async def summary(self, account_id: str | None, width: int, since: float | None = None,
@@ -208,11 +289,10 @@ class UsageStore:
 
     def _read_sync(self, sql: str, args: tuple[Any, ...], target: int,
                    convert: Callable[[list[Any]], list[Any]]) -> list[Any]:
-        with self._cond:  # read your writes: wait for what was queued before the query (bounded)
+        with self._done:  # read your writes: wait for what was queued before the query (bounded)
             if self._committed < target:
-                self._urgent = True
-                self._cond.notify_all()
-                self._cond.wait_for(lambda: self._committed >= target or self._closing, timeout=5)
+                self._cut.set()
+                self._done.wait_for(lambda: self._committed >= target or self._closing, timeout=5)
         if self._read_conn is None:
             self._read_conn = _connect(self.path)
         return convert(self._read_conn.execute(sql, args).fetchall())
@@ -221,17 +301,19 @@ class UsageStore:
 
     def close(self) -> None:
         """Write what is queued, stop both threads, close the database."""
-        with self._cond:
+        with self._done:
             self._closing = True
-            self._cond.notify_all()
+            self._done.notify_all()
+        self._cut.set()
+        self._queued.set()
         self._writer.join(timeout=30)
         self._readers.shutdown(wait=True)
         if self._read_conn is not None:
             self._read_conn.close()
 
 
-def _records(rows: list[tuple[str]]) -> list[dict[str, Any]]:
-    return [ujson.loads(row[0]) for row in rows]
+def _records(rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    return [_record(row) for row in rows]
 
 
 def _window(account_id: str | None, since: float | None, until: float | None) -> tuple[str, tuple[Any, ...]]:
@@ -282,7 +364,7 @@ def _jsonl_rows(lines: Iterable[bytes]) -> tuple[list[tuple[Any, ...]], int]:
         if not line.strip():
             continue
         try:
-            rows.append(_row(ujson.loads(line)))
+            rows.append(_json_row(ujson.loads(line)))
         except (ValueError, TypeError, KeyError):
             bad += 1
     return rows, bad

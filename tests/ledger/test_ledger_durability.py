@@ -211,3 +211,21 @@ def test_kill_9_loses_no_settle_that_returned(state_dir: Path) -> None:
         assert ledger.balance("demo")["balance_usd"] == nano_to_usd(5 * 10**9 - len(charges) * 1000)
     finally:
         ledger.close()
+
+
+@pytest.mark.parametrize("request_id", ["req-1", 'q"uo\\te/sl\u00e9sh\u2028', None])
+def test_a_settle_journals_the_line_the_generic_encoder_would(state_dir: Path, tmp_path: Path, clock: Any,
+                                                               open_ledger: OpenLedger, request_id: str | None) -> None:
+    """The charge line is formatted by hand (append_charge); it must be byte for byte what ujson writes for the
+    same entry, so that every reader of the journal (recovery, bench/usage_crash.py) sees one format."""
+    clock.now = 1_765_000_000.123457
+    ledger = open_ledger(state_dir)
+    charge(ledger, 1_234, request_id)  # type: ignore[arg-type]
+    info = ledger.authenticate(DEMO_KEY)[1]
+    assert info is not None
+    line = Path(journal_files(str(state_dir))[-1]).read_bytes().split(b"\n")[-2]
+    expected = {"seq": ledger.last_seq, "op": "charge", "account": "demo", "key_id": info.key_id, "nano": 1_234,
+                "at": clock.now, "request_id": request_id}
+    assert line == ujson.dumps(expected).encode()
+    recovered = open_ledger(crash_copy(state_dir, tmp_path))
+    assert recovered.accounts() == ledger.accounts() and recovered.last_seq == ledger.last_seq

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
 from gateway.ledger.money import nano_to_usd
-from gateway.ledger.usage_db import DB_NAME, UsageStore
+from gateway.ledger.usage_db import COLUMNS_LAYOUT, DB_NAME, JSON_LAYOUT, RECORD_FIELDS, UsageStore, usage_row
 from tests.ledger.ledger_fixtures import FakeClock
 
 DAY = 86400.0
@@ -86,3 +87,97 @@ def test_an_old_usage_jsonl_is_imported_once(tmp_path: Path) -> None:
         assert ids == ["j2", "j1", "j0", "rotated"]
     assert not (tmp_path / "usage.jsonl").exists()
     assert (tmp_path / "usage.jsonl.imported").exists() and (tmp_path / "usage.jsonl.1.imported").exists()
+
+
+def pipeline_record(request_id: str, created_at: float, **changes: Any) -> dict[str, Any]:
+    """A record as the pipeline settles it: exactly RECORD_FIELDS, with their types."""
+    fields = {"request_id": request_id, "model": "gpt-4o", "node": "n1", "input_tokens": 10, "output_tokens": 5,
+              "cached_tokens": 2, "cache_write_tokens": 3, "cache_write_1h_tokens": 1, "estimated": False,
+              "status": 200, "latency_ms": 12.5, "ttft_ms": None, "endpoint": "openai", "stream": True,
+              "created_at": created_at}
+    assert tuple(fields) == RECORD_FIELDS
+    fields.update(changes)
+    return fields
+
+
+def as_stored(record: dict[str, Any], cost_nano: int) -> dict[str, Any]:
+    """What a query must answer for a settled record: the record plus account, key and cost, nothing else."""
+    return {**record, "account": "demo", "key_id": "k1", "cost_usd": nano_to_usd(cost_nano)}
+
+
+def layouts(path: Path) -> list[int]:
+    with sqlite3.connect(path / DB_NAME) as conn:
+        return [row[0] for row in conn.execute("SELECT layout FROM usage ORDER BY id")]
+
+
+def test_request_records_are_stored_in_columns_and_read_back_exactly(tmp_path: Path) -> None:
+    store = UsageStore(str(tmp_path), clock=FakeClock(2_000_000_000.0))
+    records = [pipeline_record("plain", 1_999_000_000.25),
+               pipeline_record("r\\\"/\u2028", 1_999_000_001.5, estimated=True, stream=False, ttft_ms=3.25, node=None,
+                               model="m/ü \"x\"", cache_write_1h_tokens=0)]
+    for i, record in enumerate(records):
+        store.append(usage_row("demo", "k1", 10**9 + i, record))
+    found = asyncio.run(store.query("demo", 10))
+    store.close()
+    assert found == [as_stored(records[1], 10**9 + 1), as_stored(records[0], 10**9)]
+    assert [type(r["estimated"]) for r in found] == [bool, bool] and found[0]["stream"] is False
+    assert layouts(tmp_path) == [COLUMNS_LAYOUT, COLUMNS_LAYOUT]
+
+
+def test_other_records_are_stored_as_json_and_read_back_exactly(tmp_path: Path) -> None:
+    """A record that is not the pipeline's (a field more or less, a value of another type) keeps the JSON layout."""
+    base = pipeline_record("x", 1_999_000_000.0)
+    missing = {k: v for k, v in base.items() if k != "ttft_ms"}
+    others = [("extra", {**base, "request_id": "extra", "tool": "search"}),
+              ("missing", {**missing, "request_id": "missing"}),
+              ("int-time", {**base, "request_id": "int-time", "created_at": 1_999_000_003}),
+              ("bool-count", {**base, "request_id": "bool-count", "input_tokens": True}),
+              ("no-model", {**base, "request_id": "no-model", "model": None})]
+    store = UsageStore(str(tmp_path), clock=FakeClock(2_000_000_000.0))
+    for i, (_, record) in enumerate(others):
+        store.append(usage_row("demo", "k1", 7, {**record, "created_at": record["created_at"] + i}))
+    found = {r["request_id"]: r for r in asyncio.run(store.query("demo", 10))}
+    summary = asyncio.run(store.summary("demo", 86400))
+    store.close()
+    for i, (name, record) in enumerate(others):
+        assert found[name] == as_stored({**record, "created_at": record["created_at"] + i}, 7)
+    assert layouts(tmp_path) == [JSON_LAYOUT] * len(others)
+    # the summed columns of a JSON row count only real integers, and a missing model is "?" (as before)
+    assert sum(row["requests"] for row in summary) == 5 and {row["model"] for row in summary} == {"gpt-4o", "?"}
+    assert sum(row["input_tokens"] for row in summary) == 40
+
+
+def test_a_database_from_before_the_columns_keeps_its_records(tmp_path: Path) -> None:
+    """The table as it was (the whole record as JSON) gets the columns at open; old and new rows read alike."""
+    old = record("old", 1_999_000_000.0, cost_nano=5)
+    with sqlite3.connect(tmp_path / DB_NAME) as conn:
+        conn.executescript("""
+            CREATE TABLE usage (id INTEGER PRIMARY KEY, created_at REAL NOT NULL, account TEXT NOT NULL,
+                model TEXT NOT NULL, input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL,
+                cached_tokens INTEGER NOT NULL, cache_write_tokens INTEGER NOT NULL, cost_nano INTEGER NOT NULL,
+                record TEXT NOT NULL);
+            CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);""")
+        conn.execute("INSERT INTO usage (created_at, account, model, input_tokens, output_tokens, cached_tokens, "
+                     "cache_write_tokens, cost_nano, record) VALUES (?, 'demo', 'gpt-4o', 10, 5, 2, 3, 5, ?)",
+                     (old["created_at"], json.dumps(old)))
+    store = UsageStore(str(tmp_path), clock=FakeClock(2_000_000_000.0))
+    new = pipeline_record("new", 1_999_000_001.0)
+    store.append(usage_row("demo", "k1", 9, new))
+    found = asyncio.run(store.query("demo", 10))
+    summary = asyncio.run(store.summary("demo", 86400))
+    store.close()
+    assert found == [as_stored(new, 9), old]
+    assert layouts(tmp_path) == [JSON_LAYOUT, COLUMNS_LAYOUT]
+    assert [(row["requests"], row["input_tokens"], row["cost_usd"]) for row in summary] == [(2, 20, "0.000000014")]
+
+
+def test_rows_are_committed_by_the_batch_window_without_a_reader(tmp_path: Path) -> None:
+    """The writer wakes for an append by itself (no query cutting the window short)."""
+    store = UsageStore(str(tmp_path), batch_s=0.01, clock=FakeClock(2_000_000_000.0))
+    store.append(usage_row("demo", "k1", 1, pipeline_record("first", 1_999_000_000.0)))
+    with sqlite3.connect(tmp_path / DB_NAME) as conn:
+        deadline = time.monotonic() + 10
+        while not conn.execute("SELECT COUNT(*) FROM usage").fetchone()[0]:
+            assert time.monotonic() < deadline, "the writer never committed the row"
+            time.sleep(0.005)
+    store.close()
