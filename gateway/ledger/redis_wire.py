@@ -73,7 +73,7 @@ class _Wire(asyncio.Protocol):
                 if not future.done():  # else its caller was cancelled
                     future.set_result(reply)
                 reply = self._reader.gets()
-        except (hiredis.ProtocolError, IndexError) as exc:  # garbage, or a reply nobody asked for
+        except Exception as exc:  # garbage (hiredis.ProtocolError, bad UTF-8), or a reply nobody asked for
             self.fail(RedisConnectionError(f"unreadable reply from Redis: {exc!r}"))
             return
         self._last_progress = time.monotonic()

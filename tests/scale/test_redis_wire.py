@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -170,5 +171,38 @@ def test_backend_turns_a_hung_redis_into_ledger_unavailable() -> None:
     try:
         with expect_log("infermesh.ledger", "is unreachable: TimeoutError"):
             asyncio.run(main())
+    finally:
+        listener.close()
+
+
+def test_an_unreadable_reply_fails_the_call_instead_of_hanging() -> None:
+    """A server that answers with something that is not RESP: the call fails at once, the connection is dropped."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+
+    def answer_garbage() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(1024)
+            conn.sendall(b"?this is not RESP\r\n")
+            conn.recv(1024)  # until the client hangs up
+
+    server = threading.Thread(target=answer_garbage, daemon=True)
+    server.start()
+
+    async def main() -> None:
+        wire = wire_for(f"redis://127.0.0.1:{port}/0", timeout_s=5)
+        try:
+            with pytest.raises(RedisConnectionError, match="unreadable reply"):
+                await asyncio.wait_for(wire.call("PING"), 2)
+        finally:
+            wire.close()
+
+    try:
+        asyncio.run(main())
+        server.join(5)
+        assert not server.is_alive()  # the client closed the connection
     finally:
         listener.close()
