@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 
+from gateway import eventloop
 from gateway.version import __version__
 from gateway.cli.startup import DEMO_KEY, bind_problem, demo_key_refusal, port_problem
 from gateway.config import Config, ConfigError, load_config
@@ -83,14 +84,14 @@ def main(argv: list[str] | None = None) -> int:
         from gateway.workers import supervise
         host = args.host or config.listen.host
         port = config.listen.port if args.port is None else args.port
-        refusal = port_problem(host, port) or asyncio.run(_demo_key_check(config, host, args.allow_demo_key))
+        refusal = port_problem(host, port) or eventloop.run(_demo_key_check(config, host, args.allow_demo_key))
         if refusal:
             print(refusal, file=sys.stderr)
             return 1
-        return supervise(args.workers, lambda worker, host, port: asyncio.run(
+        return supervise(args.workers, lambda worker, host, port: eventloop.run(
             _serve(_current_config(config), host, port, args.drain_grace, worker=worker, allow_demo_key=True)),
             host, port)
-    return asyncio.run(_serve(config, args.host, args.port, args.drain_grace, allow_demo_key=args.allow_demo_key))
+    return eventloop.run(_serve(config, args.host, args.port, args.drain_grace, allow_demo_key=args.allow_demo_key))
 
 
 def _has_demo_key(config: Config) -> bool:

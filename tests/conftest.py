@@ -24,6 +24,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from gateway import eventloop  # noqa: E402
 from gateway.config import load_config  # noqa: E402
 from gateway.server import Server  # noqa: E402
 
@@ -91,7 +92,7 @@ class RunningGateway:
             await self._stop.wait()
             await self.server.drain(grace_s=2)
 
-        asyncio.run(main())
+        eventloop.run(main())
 
     def call(self, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` on the gateway's loop thread (services are single-threaded) and return its result."""

@@ -40,7 +40,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections import deque
-from typing import Any, Awaitable, Callable, Iterable
+from typing import Any, Awaitable, Callable, Iterable, cast
 
 import httptools
 from tornado import httputil
@@ -291,8 +291,8 @@ class H1Connection(asyncio.Protocol):
     # -- asyncio.Protocol ------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
+        transport = self.transport
         transport.set_write_buffer_limits(high=0)  # pause_writing at any backlog: write futures mean "sent"
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):

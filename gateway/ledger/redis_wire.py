@@ -28,7 +28,7 @@ import asyncio
 import ssl
 import time
 from collections import deque
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, cast
 
 import hiredis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -60,8 +60,7 @@ class _Wire(asyncio.Protocol):
     # asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
 
     def data_received(self, data: bytes) -> None:
         self._reader.feed(data)

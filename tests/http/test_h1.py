@@ -15,6 +15,7 @@ from typing import Any, Iterator
 import pytest
 from tornado.web import Application, RequestHandler
 
+from gateway import eventloop
 from gateway.http.h1 import H1Server
 from tests.conftest import base_config
 from tests.support.keys import TEST_KEY
@@ -231,7 +232,7 @@ def bare_server() -> Iterator[tuple[int, H1Server]]:
             server.stop()
             await server.close_all_connections()
 
-        asyncio.run(main())
+        eventloop.run(main())
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
