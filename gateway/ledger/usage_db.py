@@ -107,11 +107,12 @@ def usage_row(account: str, key_id: str, cost_nano: int, record: dict[str, Any])
         else:
             if (type(input_tokens) is int and type(output_tokens) is int and type(cached_tokens) is int
                     and type(cache_write_tokens) is int and type(created_at) is float and type(model) is str
-                    and type(estimated) is bool and type(stream) is bool):
+                    and type(estimated) is bool and type(stream) is bool and isinstance(endpoint, str)):
+                # Bools as ints and the endpoint (a StrEnum) as a plain str: for any value not of an exact
+                # int/float/str type, sqlite3 looks for an adapter first, an exception raised and caught per value.
                 return (created_at, account, model, input_tokens, output_tokens, cached_tokens, cache_write_tokens,
                         cost_nano, "", COLUMNS_LAYOUT, request_id, key_id, node, cache_write_1h, 1 if estimated else 0,
-                        status, latency_ms, ttft_ms, endpoint, 1 if stream else 0)  # bools as ints: sqlite3 would
-                # look for an adapter for each (an exception raised and caught per value)
+                        status, latency_ms, ttft_ms, str.__str__(endpoint), 1 if stream else 0)
     usage = dict(record)
     usage["account"] = account
     usage["key_id"] = key_id

@@ -11,6 +11,7 @@ from typing import Any
 
 from gateway.ledger.money import nano_to_usd
 from gateway.ledger.usage_db import COLUMNS_LAYOUT, DB_NAME, JSON_LAYOUT, RECORD_FIELDS, UsageStore, usage_row
+from gateway.protocols.names import Protocol
 from tests.ledger.ledger_fixtures import FakeClock
 
 DAY = 86400.0
@@ -115,13 +116,15 @@ def test_request_records_are_stored_in_columns_and_read_back_exactly(tmp_path: P
     records = [pipeline_record("plain", 1_999_000_000.25),
                pipeline_record("r\\\"/\u2028", 1_999_000_001.5, estimated=True, stream=False, ttft_ms=3.25, node=None,
                                model="m/ü \"x\"", cache_write_1h_tokens=0)]
+    records.append(pipeline_record("enum", 1_999_000_002.0, endpoint=Protocol.MESSAGES))  # as the pipeline has it
     for i, record in enumerate(records):
         store.append(usage_row("demo", "k1", 10**9 + i, record))
     found = asyncio.run(store.query("demo", 10))
     store.close()
-    assert found == [as_stored(records[1], 10**9 + 1), as_stored(records[0], 10**9)]
-    assert [type(r["estimated"]) for r in found] == [bool, bool] and found[0]["stream"] is False
-    assert layouts(tmp_path) == [COLUMNS_LAYOUT, COLUMNS_LAYOUT]
+    assert found[0]["endpoint"] == "messages" and type(found[0]["endpoint"]) is str
+    assert found[1:] == [as_stored(records[1], 10**9 + 1), as_stored(records[0], 10**9)]
+    assert [type(r["estimated"]) for r in found] == [bool, bool, bool] and found[1]["stream"] is False
+    assert layouts(tmp_path) == [COLUMNS_LAYOUT] * 3
 
 
 def test_other_records_are_stored_as_json_and_read_back_exactly(tmp_path: Path) -> None:
