@@ -14,7 +14,7 @@ import socket
 import threading
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -36,6 +36,16 @@ def wire_for(url: str, timeout_s: float = 2.0) -> RedisWire:
     """A wire configured as RedisStore configures it: from redis-py's parse of the URL."""
     pool = aioredis.from_url(url).connection_pool
     return RedisWire(pool.connection_kwargs, None, timeout_s, timeout_s)
+
+
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    """A loopback TCP port that accepts connections and, unless the test says otherwise, never answers."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    yield sock
+    sock.close()
 
 
 def test_pack_writes_resp_arrays_of_bulk_strings() -> None:
@@ -110,11 +120,8 @@ def test_backend_on_a_unix_socket(tmp_path: Path) -> None:
         server.close()
 
 
-def test_a_silent_redis_fails_the_waiting_calls_after_the_timeout() -> None:
+def test_a_silent_redis_fails_the_waiting_calls_after_the_timeout(listener: socket.socket) -> None:
     """A server that accepts and never answers (a hung Redis): the calls fail, they do not wait forever."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
     port = listener.getsockname()[1]
 
     async def main() -> None:
@@ -128,10 +135,7 @@ def test_a_silent_redis_fails_the_waiting_calls_after_the_timeout() -> None:
         finally:
             wire.close()
 
-    try:
-        asyncio.run(main())
-    finally:
-        listener.close()
+    asyncio.run(main())
 
 
 def test_a_dropped_connection_fails_its_calls_and_the_next_call_reconnects(redis_server: RedisServer) -> None:
@@ -152,11 +156,8 @@ def test_a_dropped_connection_fails_its_calls_and_the_next_call_reconnects(redis
     asyncio.run(main())
 
 
-def test_backend_turns_a_hung_redis_into_ledger_unavailable() -> None:
+def test_backend_turns_a_hung_redis_into_ledger_unavailable(listener: socket.socket) -> None:
     """Through RedisBackend: a script call to a Redis that never answers is a 503 within the socket timeout."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
     port = listener.getsockname()[1]
 
     async def main() -> None:
@@ -168,18 +169,12 @@ def test_backend_turns_a_hung_redis_into_ledger_unavailable() -> None:
         finally:
             await backend._close_connections()
 
-    try:
-        with expect_log("infermesh.ledger", "is unreachable: TimeoutError"):
-            asyncio.run(main())
-    finally:
-        listener.close()
+    with expect_log("infermesh.ledger", "is unreachable: TimeoutError"):
+        asyncio.run(main())
 
 
-def test_an_unreadable_reply_fails_the_call_instead_of_hanging() -> None:
+def test_an_unreadable_reply_fails_the_call_instead_of_hanging(listener: socket.socket) -> None:
     """A server that answers with something that is not RESP: the call fails at once, the connection is dropped."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
     port = listener.getsockname()[1]
 
     def answer_garbage() -> None:
@@ -200,9 +195,6 @@ def test_an_unreadable_reply_fails_the_call_instead_of_hanging() -> None:
         finally:
             wire.close()
 
-    try:
-        asyncio.run(main())
-        server.join(5)
-        assert not server.is_alive()  # the client closed the connection
-    finally:
-        listener.close()
+    asyncio.run(main())
+    server.join(5)
+    assert not server.is_alive()  # the client closed the connection
