@@ -373,6 +373,13 @@ class Bench:
             self.peers.append(peer_table.Peer("nginx", f"http://127.0.0.1:{port}", False, [worker, self.mock_pid]))
         else:
             print("nginx not installed: no nginx column", flush=True)
+        port = free_port()  # the anchor: what a bare Tornado + curl relay costs here (bench/tornado_relay.py)
+        relay = Child("tornado-relay", [sys.executable, "bench/tornado_relay.py", "--port", str(port),
+                                        "--upstream", mock], work, 0 if self.pin else None)
+        children.append(relay)
+        wait_http(port, "/healthz", 10, relay)
+        self.peers.append(peer_table.Peer("Tornado relay", f"http://127.0.0.1:{port}", False, [relay.pid,
+                                                                                              self.mock_pid]))
         if peer_table.litellm_available():
             port = free_port()
             litellm = peer_table.start_litellm(Child, work, self.mock_port, port, self.pin)
