@@ -31,6 +31,8 @@ before the database is imported once, at open, then renamed ``*.imported``.
 from __future__ import annotations
 
 import asyncio
+import functools
+import itertools
 import logging
 import operator
 import os
@@ -80,9 +82,25 @@ CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 # rows). No declared type: SQLite then keeps each value as it was given (an int stays an int, a float a float).
 _RECORD_COLUMNS = ("request_id", "key_id", "node", "cache_write_1h_tokens", "estimated", "status", "latency_ms",
                    "ttft_ms", "endpoint", "stream")
-_INSERT = ("INSERT INTO usage (created_at, account, model, input_tokens, output_tokens, cached_tokens, "
-           f"cache_write_tokens, cost_nano, record, layout, {', '.join(_RECORD_COLUMNS)}) "
-           f"VALUES ({', '.join('?' * (10 + len(_RECORD_COLUMNS)))})")
+_INSERTED = ("created_at, account, model, input_tokens, output_tokens, cached_tokens, cache_write_tokens, cost_nano, "
+             f"record, layout, {', '.join(_RECORD_COLUMNS)}")
+_ROW_PARAMETERS = f"({', '.join('?' * (10 + len(_RECORD_COLUMNS)))})"
+ROWS_PER_INSERT = 40  # 800 parameters: under the 999 of SQLite's older builds
+
+
+@functools.lru_cache(maxsize=ROWS_PER_INSERT)
+def _insert_sql(rows: int) -> str:
+    return f"INSERT INTO usage ({_INSERTED}) VALUES {', '.join([_ROW_PARAMETERS] * rows)}"
+
+
+def _insert_rows(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Up to ROWS_PER_INSERT rows per statement: a third less work per row than ``executemany`` (one step,
+    one reset and one GIL release per statement instead of per row)."""
+    for start in range(0, len(rows), ROWS_PER_INSERT):
+        chunk = rows[start:start + ROWS_PER_INSERT]
+        conn.execute(_insert_sql(len(chunk)), list(itertools.chain.from_iterable(chunk)))
+
+
 _SELECTED = ("layout, record, request_id, model, node, input_tokens, output_tokens, cached_tokens, cache_write_tokens, "
              "cache_write_1h_tokens, estimated, status, latency_ms, ttft_ms, endpoint, stream, created_at, account, "
              "key_id, cost_nano")
@@ -243,7 +261,7 @@ class UsageStore:
         the charges are journaled already, and the records are lost only for history."""
         try:
             conn.execute("BEGIN")
-            conn.executemany(_INSERT, [row if isinstance(row, tuple) else _json_row(row) for row in batch])
+            _insert_rows(conn, [row if isinstance(row, tuple) else _json_row(row) for row in batch])
             conn.execute("COMMIT")
             self._failing = False
         except (sqlite3.Error, KeyError, TypeError, ValueError, OverflowError):
@@ -348,7 +366,7 @@ def _import_jsonl(conn: sqlite3.Connection, directory: str) -> None:
     for path in paths:
         with open(path, "rb") as handle:
             rows, skipped = _jsonl_rows(handle)
-            conn.executemany(_INSERT, rows)
+            _insert_rows(conn, rows)
             imported += len(rows)
             bad += skipped
     conn.execute("INSERT INTO meta (name, value) VALUES ('jsonl_imported', ?)", (repr(time.time()),))

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway.ledger.money import nano_to_usd
-from gateway.ledger.usage_db import COLUMNS_LAYOUT, DB_NAME, JSON_LAYOUT, RECORD_FIELDS, UsageStore, usage_row
+from gateway.ledger.usage_db import (COLUMNS_LAYOUT, DB_NAME, JSON_LAYOUT, RECORD_FIELDS, ROWS_PER_INSERT, UsageStore,
+                                     usage_row)
 from gateway.protocols.names import Protocol
 from tests.ledger.ledger_fixtures import FakeClock
 
@@ -184,3 +185,19 @@ def test_rows_are_committed_by_the_batch_window_without_a_reader(tmp_path: Path)
             assert time.monotonic() < deadline, "the writer never committed the row"
             time.sleep(0.005)
     store.close()
+
+
+def test_a_batch_larger_than_one_insert_statement_is_stored_whole_and_in_order(tmp_path: Path) -> None:
+    """Rows go to SQLite ROWS_PER_INSERT per statement; a batch of several statements and a remainder, with
+    rows of both layouts mixed, loses nothing."""
+    count = ROWS_PER_INSERT * 2 + 7
+    store = UsageStore(str(tmp_path), clock=FakeClock(2_000_000_000.0))
+    for i in range(count):
+        created_at = 1_999_000_000.0 + i
+        store.append(usage_row("demo", "k1", i, pipeline_record(f"r{i}", created_at)) if i % 10 else
+                     record(f"r{i}", created_at, cost_nano=i))
+    found = asyncio.run(store.query("demo", 1000))
+    store.close()
+    assert [r["request_id"] for r in found] == [f"r{i}" for i in reversed(range(count))]
+    assert [r["cost_usd"] for r in found] == [nano_to_usd(i) for i in reversed(range(count))]
+    assert layouts(tmp_path).count(JSON_LAYOUT) == len(range(0, count, 10))
