@@ -20,6 +20,7 @@ import ujson
 from redis.asyncio.connection import SSLConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 
 from gateway.ledger import redis_scripts as lua
@@ -34,6 +35,12 @@ T = TypeVar("T")
 
 SCRIPTS = ("RESERVE", "SETTLE", "RELEASE", "RENEW", "PURGE", "BALANCES", "LOOKUP", "CREATE_ACCOUNT", "ADD_KEY",
            "REVOKE", "CREDIT", "USAGE_SUMMARY", "MIGRATE_USAGE")
+# Scripts whose second run answers as the first did (reserve and settle by request id, the rest reads or
+# no-ops when repeated): sent once more when the connection failed under them, since it may have died
+# unnoticed (Redis restarted, an idle timeout). CREATE_ACCOUNT, ADD_KEY and CREDIT are not: run twice they
+# would answer "exists" / "already applied" for what the first run did.
+RETRIED = frozenset({"RESERVE", "SETTLE", "RELEASE", "RENEW", "PURGE", "BALANCES", "LOOKUP", "REVOKE",
+                     "USAGE_SUMMARY"})
 
 
 class RedisStore:
@@ -71,7 +78,12 @@ class RedisStore:
         """Script ``name`` by its SHA on the wire (no keys: the scripts build theirs from the prefix argument)."""
         sha, source = self._lua[name]
         try:
-            reply = await self._wire.call("EVALSHA", sha, 0, self.prefix, *args)
+            try:
+                reply = await self._wire.call("EVALSHA", sha, 0, self.prefix, *args)
+            except RedisConnectionError:
+                if name not in RETRIED:
+                    raise
+                reply = await self._wire.call("EVALSHA", sha, 0, self.prefix, *args)  # on a new connection
             if isinstance(reply, ResponseError):
                 if str(reply).startswith("NOSCRIPT"):  # Redis lost its script cache (restart, SCRIPT FLUSH)
                     reply = await self._wire.call("EVAL", source, 0, self.prefix, *args)  # loads it again

@@ -198,3 +198,31 @@ def test_an_unreadable_reply_fails_the_call_instead_of_hanging(listener: socket.
     asyncio.run(main())
     server.join(5)
     assert not server.is_alive()  # the client closed the connection
+
+
+def test_a_connection_that_died_unnoticed_costs_no_request(redis_server: RedisServer) -> None:
+    """Redis closes the ledger's idle connection (a restart, its idle ``timeout``) and the next reserve is
+    written before the gateway has seen the close: it is sent again on a new connection, not answered 503.
+    A credit is not sent twice (run twice it would answer "already applied"): it fails closed instead."""
+    async def main() -> None:
+        backend = RedisBackend(redis_server.url, "d:", (Account("scale", Decimal("1"), (KEY,)),))
+        await backend.start()
+        admin = redis_server.client()
+        try:
+            _, key = await backend.authenticate(KEY)
+            assert key is not None
+            client_id = await backend._wire.call("CLIENT", "ID")
+            admin.client_kill_filter(_id=client_id)  # blocking: the loop has not seen the close yet
+            held = await backend.reserve(key, 1000, "after-kill")
+            await backend.settle(held, 1000, {"request_id": "after-kill", "model": "m", "created_at": 1.0})
+            assert admin.exists("d:settled:after-kill") == 1
+            client_id = await backend._wire.call("CLIENT", "ID")
+            admin.client_kill_filter(_id=client_id)
+            with pytest.raises(LedgerUnavailable):
+                await backend.credit("scale", 5, "inv-1")
+            assert await backend.credit("scale", 5, "inv-1")  # next time, on a new connection: applied once
+        finally:
+            await backend.close()
+
+    with expect_log("infermesh.ledger", "is unreachable: ConnectionError"):
+        asyncio.run(main())
