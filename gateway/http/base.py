@@ -9,6 +9,7 @@ framing) and unexpected exceptions (500) go the same way, never as HTML.
 
 from __future__ import annotations
 
+import itertools
 import os
 from types import TracebackType
 from typing import Any
@@ -25,8 +26,27 @@ from gateway.protocols.names import Protocol
 from gateway.services import Services
 
 
-def new_request_id() -> str:
-    return os.urandom(12).hex()
+class _RequestIds:
+    """Request ids: 24 hex digits, a random per-process prefix and a counter.
+
+    Unique, not secret (they are echoed in ``x-request-id`` and logged), so no
+    ``getrandom`` syscall per request; each process, ``--workers`` forks
+    included, draws its own prefix.
+    """
+
+    def __init__(self) -> None:
+        self.reseed()
+        os.register_at_fork(after_in_child=self.reseed)
+
+    def reseed(self) -> None:
+        self._prefix = os.urandom(6).hex()
+        self._next = itertools.count(int.from_bytes(os.urandom(3), "big")).__next__
+
+    def new(self) -> str:
+        return f"{self._prefix}{self._next() & 0xFFFFFFFFFFFF:012x}"
+
+
+new_request_id = _RequestIds().new
 
 
 def api_key_from(handler: RequestHandler) -> str | None:
@@ -63,12 +83,13 @@ class BaseHandler(RequestHandler):
 
     def initialize(self, services: Services, **kwargs: Any) -> None:
         self.services = services
-        # Tornado sets default headers before initialize(): replace that id with the one the pipeline records.
-        self.request_id = new_request_id()
-        self.set_header("x-request-id", self.request_id)
 
     def set_default_headers(self) -> None:
-        self.set_header("x-request-id", getattr(self, "request_id", "") or new_request_id())
+        """Called by Tornado before ``initialize`` and again when an error clears the headers: one id."""
+        request_id = self.__dict__.get("request_id")
+        if request_id is None:
+            request_id = self.request_id = new_request_id()
+        self.set_header("x-request-id", request_id)
         self.set_header("x-infermesh-node", "gateway")
 
     def check_xsrf_cookie(self) -> None:
