@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import itertools
 import os
+import time
 from types import TracebackType
 from typing import Any
 
 import ujson
+import tornado
+from tornado.httputil import HTTPHeaders, format_timestamp
 from tornado.iostream import StreamClosedError
 from tornado.web import HTTPError, RequestHandler
 
@@ -24,6 +27,26 @@ from gateway.ledger.errors import LedgerError
 from gateway.protocols.error_bodies import error_body
 from gateway.protocols.names import Protocol
 from gateway.services import Services
+
+
+_SERVER = f"TornadoServer/{tornado.version}"
+
+
+class _HttpDate:
+    """The ``Date`` header's value, formatted at most once a second."""
+
+    def __init__(self) -> None:
+        self.second = 0
+        self.text = ""
+
+    def __call__(self) -> str:
+        now = int(time.time())
+        if now != self.second:
+            self.second, self.text = now, format_timestamp(now)
+        return self.text
+
+
+_http_date = _HttpDate()
 
 
 class _RequestIds:
@@ -84,13 +107,26 @@ class BaseHandler(RequestHandler):
     def initialize(self, services: Services, **kwargs: Any) -> None:
         self.services = services
 
-    def set_default_headers(self) -> None:
-        """Called by Tornado before ``initialize`` and again when an error clears the headers: one id."""
+    def clear(self) -> None:
+        """Tornado's ``clear`` (run when a handler is made, and again before an error answer), cheaper.
+
+        Tornado formats the ``Date`` header for every response (``email.utils``,
+        9 µs, -2.5 % instructions per request without it) and validates each
+        default header with a regex; here the date is formatted once a second and
+        the constant headers are set as they are. The attributes are the ones
+        Tornado's own ``clear`` sets (tornado is pinned below 7, for
+        ``upstream/curl_pool.py`` already). The request id is drawn once, on the
+        first call, so an error answer keeps it.
+        """
         request_id = self.__dict__.get("request_id")
         if request_id is None:
             request_id = self.request_id = new_request_id()
-        self.set_header("x-request-id", request_id)
-        self.set_header("x-infermesh-node", "gateway")
+        self._headers = HTTPHeaders({"Server": _SERVER, "Content-Type": "text/html; charset=UTF-8",
+                                     "Date": _http_date(), "X-Request-Id": request_id,
+                                     "X-Infermesh-Node": "gateway"})
+        self._write_buffer: list[bytes] = []
+        self._status_code = 200
+        self._reason = "OK"
 
     def check_xsrf_cookie(self) -> None:
         """API clients send no cookies; nothing here is cookie-authenticated."""
