@@ -124,6 +124,7 @@ class BaseHandler(RequestHandler):
         self._headers = HTTPHeaders({"Server": _SERVER, "Content-Type": "text/html; charset=UTF-8",
                                      "Date": _http_date(), "X-Request-Id": request_id,
                                      "X-Infermesh-Node": "gateway"})
+        self.set_default_headers()  # handlers' own (the console's security headers, no-store on admin)
         self._write_buffer: list[bytes] = []
         self._status_code = 200
         self._reason = "OK"
