@@ -357,8 +357,8 @@ class Conn(asyncio.Protocol):
         resp.last_event = now
         if not resp.ttft_at and _CONTENT.search(payload):
             resp.ttft_at = now
-        if not resp.done_marker and b"data: [DONE]" in payload:
-            resp.done_marker = True
+        if not resp.done_marker and (b"data: [DONE]" in payload or b"event: message_stop" in payload):
+            resp.done_marker = True  # chat's end, or Anthropic Messages' (bench/instructions.py --client messages)
 
     def _complete(self, resp: _Response, now: float) -> None:
         future = self.future

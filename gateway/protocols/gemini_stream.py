@@ -41,7 +41,7 @@ _END = b"\r\n\r\n"  # Google frames its SSE with CRLF
 def line_safe(data: bytes) -> bytes:
     """Escape U+2028/U+2029: the JS SDK (Gemini CLI) matches each event with a regex whose ``.``
     stops at them, so a raw one in a text would stall its stream."""
-    if b"\xe2\x80" not in data:
+    if data.find(b"\xe2\x80") < 0:
         return data
     return data.replace(b"\xe2\x80\xa8", b"\\u2028").replace(b"\xe2\x80\xa9", b"\\u2029")
 

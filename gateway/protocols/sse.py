@@ -6,6 +6,11 @@ keeps the unfinished tail and hands back whole events, each with its raw bytes
 so a pass-through relay can forward an event without re-encoding it.
 
 Sans-IO: no Tornado, no sockets; bytes in, events out.
+
+Per-chunk code tests for a marker with ``data.find(marker) >= 0``, not
+``marker in data``: CPython's ``bytes.__contains__`` first tries the operand
+as an integer (``65 in b"A"`` is legal), and the ``TypeError`` it formats and
+discards costs ~2,400 instructions per test (callgrind), more than the search.
 """
 
 from __future__ import annotations
@@ -48,10 +53,10 @@ class SSEDecoder:
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         if self.overflowed:
             return []
-        if self._cr or b"\r" in chunk:
+        if self._cr or chunk.find(b"\r") >= 0:
             chunk = self._fold_cr(chunk)
         parts = self._parts
-        if b"\n\n" not in chunk and not (parts and chunk[:1] == b"\n" and parts[-1][-1:] == b"\n"):
+        if chunk.find(b"\n\n") < 0 and not (parts and chunk[:1] == b"\n" and parts[-1][-1:] == b"\n"):
             if chunk:
                 parts.append(chunk)
                 self._size += len(chunk)
@@ -102,6 +107,11 @@ class SSEDecoder:
             return []
         event = _parse_block(tail, tail + b"\n\n")
         return [event] if event is not None else []
+
+    @property
+    def idle(self) -> bool:
+        """Nothing held back: the next chunk starts a new event."""
+        return not self._parts and not self._cr
 
     @property
     def pending(self) -> bytes:
