@@ -92,13 +92,23 @@ class ModelHandler(JsonBodyHandler):
         self._heartbeat = IOLoop.current().call_later(interval, self._beat, interval)
 
     async def relay(self, data: bytes) -> bool:
-        """Write and wait for the socket to drain: backpressure reaches the upstream through us."""
+        """Write and wait for the socket to drain: backpressure reaches the upstream through us.
+
+        Once the head is out, a chunk goes straight to the connection, as ``flush`` would send it (the app
+        has no output transforms), not through the handler's write buffer. The connection's future is done
+        already when the kernel took every byte, and awaiting a done future does not yield to the loop.
+        """
         if self.closed:
             return False
         self._wrote = True
-        self.write(redact.current().bytes(data))  # whole events: a secret is never split between two writes
+        data = redact.current().bytes(data)  # whole events: a secret is never split between two writes
+        if self._headers_written and not self._transforms:
+            sent = self.request.connection.write(data)  # type: ignore[union-attr]
+        else:
+            self.write(data)
+            sent = self.flush()
         try:
-            await self.flush()
+            await sent
         except StreamClosedError:
             self.on_connection_close()
             return False
