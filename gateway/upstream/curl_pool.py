@@ -33,6 +33,7 @@ from typing import Any, Protocol, Sequence
 
 import pycurl
 from tornado.curl_httpclient import CurlAsyncHTTPClient
+from tornado.ioloop import IOLoop
 
 _USER_AGENT = "Mozilla/5.0 (compatible; pycurl)"  # what tornado's client sent: unchanged for upstreams
 
@@ -75,6 +76,9 @@ class CurlPool(CurlAsyncHTTPClient):
         Tornado creates all ``max_clients`` at once, ~5 KB each (10 MiB of idle RSS at 2,048). The
         caller's admission keeps transfers, hence handles, at ``max_clients`` at most.
         """
+        # Set first: libcurl calls back (timer, sockets) from tornado's initialize on.
+        self._loop: Any = IOLoop.current().asyncio_loop  # type: ignore[attr-defined]
+        self._in_multi = 0  # transfers added to the multi handle and not finished yet
         super().initialize(max_clients=0, defaults=defaults, max_body_size=max_body_size)
 
     def _curl_create(self) -> pycurl.Curl:
@@ -123,6 +127,7 @@ class CurlPool(CurlAsyncHTTPClient):
             curl.setopt(pycurl.WRITEFUNCTION, transfer._on_body)
             curl.info = transfer
             self._multi.add_handle(curl)
+            self._in_multi += 1
         except BaseException:
             curl.info = None
             curl.sticky = _Sticky()  # half set up: compare nothing next time
@@ -146,7 +151,57 @@ class CurlPool(CurlAsyncHTTPClient):
             timer.cancel()
             self._timeout = None
         if msecs >= 0:
-            self._timeout = self.io_loop.asyncio_loop.call_later(msecs / 1000.0, self._handle_timeout)  # type: ignore[attr-defined]
+            self._timeout = self._loop.call_later(msecs / 1000.0, self._handle_timeout)
+
+    def _handle_socket(self, event: int, fd: int, multi: pycurl.CurlMulti, data: Any | None) -> None:
+        """libcurl's socket callback (M_SOCKETFUNCTION): watch ``fd`` on the asyncio loop directly.
+
+        Tornado's version went through ``IOLoop.add_handler``/``remove_handler`` (an fd/file split, a
+        handler table, reader and writer sets) and a wrapper per event. As there, a socket is always
+        unregistered and registered again rather than updated: libcurl may close a socket and open another
+        with the same number without a ``POLL_REMOVE`` in between, and epoll forgets a closed descriptor.
+        """
+        loop = self._loop
+        watched = self._fds.pop(fd, 0)
+        if watched & pycurl.POLL_IN:
+            loop.remove_reader(fd)
+        if watched & pycurl.POLL_OUT:
+            loop.remove_writer(fd)
+        if event == pycurl.POLL_REMOVE or not event:
+            return
+        if event & pycurl.POLL_IN:
+            loop.add_reader(fd, self._on_socket, fd, pycurl.CSELECT_IN)
+        if event & pycurl.POLL_OUT:
+            loop.add_writer(fd, self._on_socket, fd, pycurl.CSELECT_OUT)
+        self._fds[fd] = event
+
+    def _on_socket(self, fd: int, action: int) -> None:
+        """A watched socket is ready: one ``socket_action`` pass (CURLM_CALL_MULTI_PERFORM, which tornado's
+        loop retried on, is never returned since libcurl 7.20). Completions are collected only when libcurl
+        reports fewer running transfers than were added: for a streamed chunk, nothing more."""
+        try:
+            running = self._multi.socket_action(fd, action)[1]
+        except pycurl.error:
+            running = -1  # let the completion queue say what happened
+        if running < self._in_multi:
+            self._finish_pending_requests()
+
+    def _finish_pending_requests(self) -> None:
+        """Hand each completed transfer to ``_finish``. (Tornado's version then ran its own request queue,
+        which ``start`` never uses.)"""
+        while True:
+            queued, ok_list, err_list = self._multi.info_read()
+            for curl in ok_list:
+                self._finish(curl)
+            for curl, errno, message in err_list:
+                self._finish(curl, errno, message)
+            if not queued:
+                return
+
+    def close(self) -> None:
+        for fd, watched in list(self._fds.items()):  # what libcurl still had watched: unwatched first
+            self._handle_socket(pycurl.POLL_REMOVE, fd, self._multi, None)
+        super().close()
 
     def cancel(self, curl: pycurl.Curl) -> None:
         """Stop a running transfer now: removing a handle mid-transfer makes libcurl close its connection
@@ -160,6 +215,7 @@ class CurlPool(CurlAsyncHTTPClient):
         transfer: Any = curl.info
         curl.info = None
         self._multi.remove_handle(curl)
+        self._in_multi -= 1
         # Drop the callbacks' references to the finished transfer; no reset: the options stay for the next.
         curl.setopt(pycurl.HEADERFUNCTION, _ignore_header)
         curl.setopt(pycurl.WRITEFUNCTION, _ignore_body)

@@ -167,3 +167,36 @@ def test_header_block_refuses_injection_and_overrides_case_insensitively():
     assert b"Anthropic-Version: 2024-01-01" in derived.lines
     assert not any(line.lower().startswith(b"anthropic-version: 2023") for line in derived.lines)
     assert b"anthropic-version: 2023-06-01" in block.lines  # the node's block is untouched
+
+
+def test_concurrent_transfers_each_end_with_their_own_outcome(upstream):
+    """Completions are collected only when libcurl counts fewer running transfers than were added
+    (``CurlPool._on_socket``): transfers ending in the same instant, mid-stream or at once, each end; the
+    pool's handles serve a second round; a closed pool watches no socket any more."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    refused = f"http://127.0.0.1:{sock.getsockname()[1]}/v1/chat/completions"
+    sock.close()
+    kinds = ["ok"] * 8 + ["reset-mid"] * 4 + ["503"] * 4 + ["refused"] * 2
+
+    async def one(client: UpstreamClient, kind: str) -> str:
+        url = refused if kind == "refused" else upstream.base("cl-many") + "/chat/completions"
+        headers = {"x-mock-status": "503"} if kind == "503" else {"x-mock-fault": kind} if kind != "ok" else {}
+        try:
+            exchange, body = await fetch(url, headers=headers, client=client)
+        except UpstreamError as exc:
+            return f"{exc.phase.value}:{exc.reason}"
+        return "done" if body.endswith(b"[DONE]\n\n") else str(exchange.status)
+
+    async def go():
+        client = UpstreamClient(32, 1.0)
+        first = await asyncio.gather(*(one(client, kind) for kind in kinds))
+        second = await asyncio.gather(*(one(client, "ok") for _ in range(8)))
+        await client.close()
+        return first, second, dict(client._http._fds)
+
+    first, second, watched_after = run(go())
+    assert first == ["done"] * 8 + [f"{Phase.MID_STREAM.value}:reset"] * 4 + ["503"] * 4 + \
+        [f"{Phase.CONNECT.value}:connect"] * 2
+    assert second == ["done"] * 8
+    assert watched_after == {}
