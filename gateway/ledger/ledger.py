@@ -2,8 +2,10 @@
 
 Everything here runs on the IOLoop thread and never waits for the disk:
 a change is one journal line handed to the OS (see journal.py), then applied
-to the in-memory state by the same ``LedgerState.apply`` that recovery uses.
-The only other thread is the journal's fsync thread.
+to the in-memory state by the same ``LedgerState.apply`` that recovery uses
+(a charge, the one change per request, by ``LedgerState.charge``, which apply
+calls too). The other threads are the journal's fsync thread and the usage
+store's writer and reader (usage_db.py).
 
 Snapshots are taken by whoever owns the schedule (the app, every
 ``state.snapshot_interval_s``), by ``close``, and once at ``open`` so that

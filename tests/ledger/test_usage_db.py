@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway.ledger.money import nano_to_usd
-from gateway.ledger.usage_db import (COLUMNS_LAYOUT, DB_NAME, JSON_LAYOUT, RECORD_FIELDS, ROWS_PER_INSERT, UsageStore,
-                                     usage_row)
+from gateway.ledger.usage_db import (_SCHEMA, COLUMNS_LAYOUT, DB_NAME, JSON_LAYOUT, RECORD_FIELDS, ROWS_PER_INSERT,
+                                     UsageStore, _add_columns, _insert_rows, _insert_sql, _json_row, usage_row)
 from gateway.protocols.names import Protocol
 from tests.ledger.ledger_fixtures import FakeClock
 
@@ -201,3 +201,14 @@ def test_a_batch_larger_than_one_insert_statement_is_stored_whole_and_in_order(t
     assert [r["request_id"] for r in found] == [f"r{i}" for i in reversed(range(count))]
     assert [r["cost_usd"] for r in found] == [nano_to_usd(i) for i in reversed(range(count))]
     assert layouts(tmp_path).count(JSON_LAYOUT) == len(range(0, count, 10))
+
+
+def test_batches_of_every_size_use_six_insert_statements(tmp_path: Path) -> None:
+    """Each distinct INSERT is parsed once and kept by SQLite: chunks of 32, 16, 8, 4, 2 and 1 rows only."""
+    with sqlite3.connect(tmp_path / "t.db") as conn:
+        conn.executescript(_SCHEMA)
+        _add_columns(conn)
+        for size in range(1, 3 * ROWS_PER_INSERT):
+            _insert_rows(conn, [_json_row(record(f"s{size}-{i}", 1_999_000_000.0)) for i in range(size)])
+        assert conn.execute("SELECT COUNT(*) FROM usage").fetchone()[0] == sum(range(1, 3 * ROWS_PER_INSERT))
+    assert _insert_sql.cache_info().currsize <= 6
