@@ -89,22 +89,30 @@ def _dump_total(gateway: Child, work: Path, seen: set[Path]) -> int:
                 if line.startswith(("summary:", "totals:")))
 
 
+def _mock_and_config(work: Path, children: list[Child]) -> tuple[int, Path]:
+    """The mock upstream (added to ``children``) and the bench's gateway config pointing at it."""
+    mock, mock_port = start_mock(work, pin=False)
+    children.append(mock)
+    config = work / "gateway.yaml"
+    write_config(config, mock_port, free_port(), work / "state")
+    return mock_port, config
+
+
+def _under_callgrind(work: Path, argv: list[str]) -> Child:
+    return Child("gateway", ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+                             f"--callgrind-out-file={work / 'callgrind.out'}", sys.executable, *argv], work, None)
+
+
 def measure_events(source: Path, client: str, node: str, events: tuple[int, int], streams: int,
                    gap_ms: float) -> dict[str, Any]:
     """Per-stream set-up and per-event instructions: two loads of different stream lengths, one gateway."""
     work = Path(tempfile.mkdtemp(prefix="infermesh-callgrind-"))
     children: list[Child] = []
     try:
-        mock, mock_port = start_mock(work, pin=False)
-        children.append(mock)
-        config = work / "gateway.yaml"
-        write_config(config, mock_port, free_port(), work / "state")
+        mock_port, config = _mock_and_config(work, children)
         _add_event_node(config, node, mock_port)
         port = free_port()
-        gateway = Child("gateway", ["valgrind", "--tool=callgrind", "--instr-atstart=no",
-                                    f"--callgrind-out-file={work / 'callgrind.out'}", sys.executable,
-                                    str(source / "gateway.py"), "--config", str(config), "--port", str(port)],
-                        work, None)
+        gateway = _under_callgrind(work, [str(source / "gateway.py"), "--config", str(config), "--port", str(port)])
         children.append(gateway)
         wait_http(port, "/healthz", 300, gateway)
         name = f"ev-{node}"
@@ -145,20 +153,15 @@ def measure(source: Path, mode: str, requests: int, concurrency: int, redis: boo
     work = Path(tempfile.mkdtemp(prefix="infermesh-callgrind-"))
     children: list[Child] = []
     try:
-        mock, mock_port = start_mock(work, pin=False)
-        children.append(mock)
-        config = work / "gateway.yaml"
-        write_config(config, mock_port, free_port(), work / "state")
+        mock_port, config = _mock_and_config(work, children)
         if redis:
             redis_port = free_port()
             children.append(start_redis(Child, work, redis_port, persist=False))
             use_redis(config, redis_port)
         port = free_port()
-        out = work / "callgrind.out"
         served = ([str(ROOT / "bench" / "run.py"), "--serve-gateway-without-ledger", str(config), str(port)]
                   if no_ledger else [str(source / "gateway.py"), "--config", str(config), "--port", str(port)])
-        gateway = Child("gateway", ["valgrind", "--tool=callgrind", "--instr-atstart=no",
-                                    f"--callgrind-out-file={out}", sys.executable, *served], work, None)
+        gateway = _under_callgrind(work, served)
         children.append(gateway)
         wait_http(port, "/healthz", 300, gateway)
         stream = mode == "stream"
@@ -169,10 +172,7 @@ def measure(source: Path, mode: str, requests: int, concurrency: int, redis: boo
         subprocess.run(["callgrind_control", "-i", "on", str(gateway.pid)], check=True, capture_output=True)
         load.requests = requests
         report = run_load(load)
-        subprocess.run(["callgrind_control", "-d", str(gateway.pid)], check=True, capture_output=True)
-        dumped = max(work.glob("callgrind.out.*"), key=lambda p: p.stat().st_mtime)
-        total = next(int(line.split()[1]) for line in dumped.read_text().splitlines()
-                     if line.startswith(("summary:", "totals:")))
+        total = _dump_total(gateway, work, set())
         return {"source": str(source), "mode": mode, "redis": redis, "no_ledger": no_ledger,
                 "concurrency": concurrency,
                 "ok": report["ok"], "errors": report["errors"],
