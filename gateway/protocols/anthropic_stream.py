@@ -117,6 +117,7 @@ class MessagesStreamRenderer(StreamRenderer):
         self._started = False
         self._open: int | None = None  # index of the open content block
         self._open_is_text = False
+        self._text_head = b""  # the open text block's delta framing, up to the text
         self._next_index = 0
         self._tool_blocks: dict[int, int] = {}
         self._stop = STOP_END
@@ -141,6 +142,9 @@ class MessagesStreamRenderer(StreamRenderer):
         index = self._open = self._next_index
         self._next_index += 1
         self._open_is_text = block["type"] == "text"
+        if self._open_is_text:  # what every text delta of this block starts with: framed once, not per delta
+            self._text_head = (b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%d,'
+                               b'"delta":{"type":"text_delta","text":' % index)
         self._event("content_block_start", {"type": "content_block_start", "index": index, "content_block": block})
         return index
 
@@ -154,8 +158,8 @@ class MessagesStreamRenderer(StreamRenderer):
         if not self._open_is_text:
             self._open_block({"type": "text", "text": ""})
         self.output_chars += len(event.text)
-        self._event("content_block_delta", {"type": "content_block_delta", "index": self._open,
-                                            "delta": {"type": "text_delta", "text": event.text}})
+        # = self._event("content_block_delta", {..., "index": ..., "delta": {"type": "text_delta", "text": ...}})
+        self._out.append(self._text_head + dumpb(event.text) + b"}}\n\n")
 
     def on_tool_start(self, event: ToolCallStart) -> None:
         self._tool_blocks[event.key] = self._open_block(

@@ -56,6 +56,11 @@ class SSEDecoder:
         if self._cr or chunk.find(b"\r") >= 0:
             chunk = self._fold_cr(chunk)
         parts = self._parts
+        if not parts:
+            end = chunk.find(b"\n\n")
+            if end >= 0 and end == len(chunk) - 2 and end <= self._limit:  # the usual chunk: one whole event
+                event = _parse_block(chunk[:end], chunk)
+                return [event] if event is not None else []
         if chunk.find(b"\n\n") < 0 and not (parts and chunk[:1] == b"\n" and parts[-1][-1:] == b"\n"):
             if chunk:
                 parts.append(chunk)

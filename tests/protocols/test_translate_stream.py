@@ -341,3 +341,24 @@ def test_max_tokens_stop_maps_to_each_client() -> None:
     last = json.loads(SSEDecoder().feed(_run("gemini", "responses", [upstream])[0])[-1].data)
     assert last["type"] == "response.incomplete"
     assert last["response"]["incomplete_details"] == {"reason": "max_output_tokens"}
+
+
+def test_messages_text_deltas_are_the_payloads_ujson_encodes_whole():
+    """The Messages renderer frames a text block's deltas once per block (``_text_head``): each delta must
+    be byte for byte the event the whole payload encodes to, whatever the text holds and whichever block."""
+    from gateway.protocols.anthropic_stream import MessagesStreamRenderer
+    from gateway.protocols.canonical import TextDelta, ToolCallStart, dumpb
+    from gateway.protocols.sse import encode_event
+
+    texts = ["plain", 'quote " and \\ back', "slash / ü 日本 \u2028", "line\nbreak\t\x01"]
+    renderer = MessagesStreamRenderer("m", "rid", False)
+    for text in texts[:2]:
+        renderer.handle(TextDelta(text))
+    renderer.handle(ToolCallStart(0, "call_1", "f"))  # block 1; the text after it opens block 2
+    for text in texts[2:]:
+        renderer.handle(TextDelta(text))
+    deltas = [e.raw for e in SSEDecoder().feed(renderer.take()) if e.event == "content_block_delta"]
+    expected = [encode_event(dumpb({"type": "content_block_delta", "index": index,
+                                    "delta": {"type": "text_delta", "text": text}}), "content_block_delta")
+                for index, text in zip((0, 0, 2, 2), texts)]
+    assert deltas == expected
