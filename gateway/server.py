@@ -205,10 +205,9 @@ class Server:
     async def _close_connections(self) -> None:
         if self._http is None:
             return
-        try:
-            await asyncio.wait_for(self._http.close_all_connections(), ABORT_WAIT_S)
-        except asyncio.TimeoutError:
-            log_event("close_connections_timeout", level="warning")
+        aborted = await self._http.close_all_connections(ABORT_WAIT_S)
+        if aborted:  # their clients stopped reading: what was buffered for them is dropped
+            log_event("connections_aborted", level="warning", connections=aborted)
 
     async def _close_client(self) -> None:
         """Abort the upstream transfers still open and close the curl pool, once (it cannot close twice).

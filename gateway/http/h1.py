@@ -313,7 +313,7 @@ class H1Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self.server.connections.discard(self)
+        self.server.forget(self)
         for exchange in list(self.exchanges):
             exchange.lost()
         self.exchanges.clear()
@@ -513,6 +513,7 @@ class H1Server:
         self.closing = False
         self._servers: list[asyncio.base_events.Server] = []
         self._sweeper: asyncio.TimerHandle | None = None
+        self._emptied: asyncio.Future[None] | None = None  # set while close_all_connections waits
 
     def add_sockets(self, sockets: Iterable[socket.socket]) -> None:
         """Serve on already bound, listening sockets (``tornado.netutil.bind_sockets``)."""
@@ -550,9 +551,25 @@ class H1Server:
             self._sweeper.cancel()
             self._sweeper = None
 
-    async def close_all_connections(self) -> None:
-        """Close every connection (buffered bytes are sent first) and wait until they are gone."""
+    async def close_all_connections(self, grace_s: float) -> int:
+        """Close every connection, its buffered bytes sent first; after ``grace_s``, abort what is left
+        (a client that stopped reading would hold a graceful close open forever). Returns how many
+        had to be aborted."""
         for conn in list(self.connections):
             conn.close()
-        while self.connections:
-            await asyncio.sleep(0.01)
+        if self.connections:
+            self._emptied = self.loop.create_future()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._emptied), grace_s)
+            except asyncio.TimeoutError:
+                pass
+        stuck = list(self.connections)
+        for conn in stuck:
+            conn.transport.abort()  # connection_lost follows on the next loop turn
+        return len(stuck)
+
+    def forget(self, conn: H1Connection) -> None:
+        """A connection is gone; the last one wakes ``close_all_connections``."""
+        self.connections.discard(conn)
+        if not self.connections and self._emptied is not None and not self._emptied.done():
+            self._emptied.set_result(None)

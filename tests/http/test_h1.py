@@ -17,7 +17,7 @@ from tornado.web import Application, RequestHandler
 
 from gateway import eventloop
 from gateway.http.h1 import H1Server
-from tests.conftest import base_config
+from tests.conftest import base_config, wait_for
 from tests.support.keys import TEST_KEY
 
 CHAT = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}).encode()
@@ -211,6 +211,11 @@ class _Hello(RequestHandler):
         self.write("hello")
 
 
+class _Big(RequestHandler):
+    def get(self) -> None:
+        self.write(b"x" * (8 << 20))  # far more than the kernel buffers for a client that does not read
+
+
 @pytest.fixture
 def bare_server() -> Iterator[tuple[int, H1Server]]:
     """An H1Server with a 0.2 s idle timeout serving a one-handler Application, on its own loop thread."""
@@ -223,14 +228,14 @@ def bare_server() -> Iterator[tuple[int, H1Server]]:
             sock.bind(("127.0.0.1", 0))
             sock.listen(16)
             sock.setblocking(False)
-            server = H1Server(Application([("/", _Hello)]), max_body_size=1024, idle_timeout_s=0.2)
+            server = H1Server(Application([("/", _Hello), ("/big", _Big)]), max_body_size=1024, idle_timeout_s=0.2)
             server.add_sockets([sock])
             state.update(port=sock.getsockname()[1], server=server, stop=asyncio.Event(),
                          loop=asyncio.get_running_loop())
             ready.set()
             await state["stop"].wait()
             server.stop()
-            await server.close_all_connections()
+            await server.close_all_connections(1.0)
 
         eventloop.run(main())
 
@@ -266,3 +271,28 @@ def test_a_client_gone_in_the_middle_of_its_body_costs_nothing(gateway: Any) -> 
     with _connect(gateway) as sock:
         sock.sendall(_chat())
         assert Reader(sock).response()[0] == 200
+
+
+def test_closing_aborts_a_connection_whose_client_stopped_reading(bare_server: tuple[int, H1Server]) -> None:
+    """Draining closes connections gracefully, but one that can never drain is aborted after the grace."""
+    port, server = bare_server
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", port))
+        sock.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+        loop = server.loop
+
+        def buffered() -> bool:
+            async def size() -> int:
+                conns = list(server.connections)
+                return conns[0].transport.get_write_buffer_size() if conns else 0
+            return asyncio.run_coroutine_threadsafe(size(), loop).result(5) > 0
+
+        assert wait_for(buffered, 5)  # the answer is stuck in the gateway's buffer
+        aborted = asyncio.run_coroutine_threadsafe(server.close_all_connections(0.2), loop).result(5)
+        assert aborted == 1
+        assert wait_for(lambda: asyncio.run_coroutine_threadsafe(_count(server), loop).result(5) == 0, 5)
+
+
+async def _count(server: H1Server) -> int:
+    return len(server.connections)
