@@ -15,6 +15,8 @@ mode's version of the failure:
   huge-event    one event of ``event_bytes`` bytes (default 50 MB) halfway, sent under flow control
   endless       a stream that never ends: its first content event again and again, as fast as the
                 reader takes it (flow control), until the connection closes; for stalled-reader benches
+  linger        a stream kept open for a second after its last event before it ends (a slow proxy or a
+                node that flushes late): the client has everything before the gateway sees the end
   echo-key      the credential the node received, echoed: in the error message when ``status``
                 is set, else as the ``model`` of a normal reply and in its text for ``ECHO-KEY``
 """
@@ -27,7 +29,8 @@ from typing import Any
 from bench import mock_wires
 
 FAULTS = frozenset({"html", "error-200", "truncated", "no-terminal", "bad-event", "empty-event", "huge-event",
-                    "endless", "echo-key"})
+                    "endless", "echo-key", "linger"})
+LINGER_S = 1.0
 HTML_PAGE = (b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway"
              b"</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n")
 DEFAULT_EVENT_BYTES = 50 << 20
@@ -74,6 +77,8 @@ async def respond(conn: Any, fault: str, request: Any, body: dict[str, Any], rep
     half = len(frames) // 2
     if fault == "endless":
         return await _stream(conn, frames[:1], endless=b"".join(frames[1:2] * 64))
+    if fault == "linger":
+        return await _stream(conn, frames, linger_s=LINGER_S)
     if fault == "truncated":
         frames = frames[:half] + [frames[half][:len(frames[half]) // 2]]
     elif fault == "no-terminal":
@@ -94,7 +99,7 @@ def _send(conn: Any, status: int, body: bytes, content_type: str = "application/
 
 
 async def _stream(conn: Any, frames: list[bytes], huge: int = 0, after: list[bytes] = (),  # type: ignore[assignment]
-                  endless: bytes = b"") -> None:
+                  endless: bytes = b"", linger_s: float = 0.0) -> None:
     conn.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n"
                b"transfer-encoding: chunked\r\n\r\n")
     for frame in frames:
@@ -111,6 +116,8 @@ async def _stream(conn: Any, frames: list[bytes], huge: int = 0, after: list[byt
         await _chunk(conn, b'"}\n\n')
         for frame in after:
             await _chunk(conn, frame)
+    if linger_s:
+        await asyncio.sleep(linger_s)
     conn.write(b"0\r\n\r\n")
 
 

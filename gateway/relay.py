@@ -99,6 +99,7 @@ async def relay_stream(call: Call, opened: Opened, metrics: Metrics,
     call.live.add(exchange)
     outcome = Outcome.SUCCESS
     status = 200
+    delivered = False  # the node's final event is in the client's socket: a hang-up after it is no 499
     try:
         chunk = opened.first
         while chunk:
@@ -106,6 +107,7 @@ async def relay_stream(call: Call, opened: Opened, metrics: Metrics,
             del chunk  # not held while a slow client drains ``out``: a stalled stream keeps one copy, not two
             if out and not await channel.relay(out):
                 break
+            delivered = tap.complete and not tap.upstream_error
             if tap.upstream_error:  # the stream failed and its error event is out: stop the transfer too
                 exchange.abort("failed")
                 break
@@ -130,7 +132,8 @@ async def relay_stream(call: Call, opened: Opened, metrics: Metrics,
         metrics.stream_ended()
     if channel.closed:
         exchange.abort("client_gone")
-        status = 499
+        if not delivered:  # (a client may hang up as soon as it has the last event, before the node's end)
+            status = 499
     return outcome, status, _stream_usage(call, tap, status)
 
 

@@ -133,6 +133,10 @@ class _Tap:
         return stream_error_frame(self._protocol, 502, reason)  # the node failed: a 502 in the protocol's shape
 
     @property
+    def complete(self) -> bool:
+        return self._complete
+
+    @property
     def output_tokens_estimate(self) -> int:
         """One token per relayed event (the events are not decoded, so their text is not counted)."""
         return self.events

@@ -26,6 +26,10 @@ class StreamTap(Protocol):
         """Why the stream failed (the node's own error event, or a broken stream), once it has."""
 
     @property
+    def complete(self) -> bool:
+        """The node's final event went by (``[DONE]``, ``message_stop``, ...): the stream is whole."""
+
+    @property
     def usage(self) -> Usage | None:
         """Usage as the node reported it so far; None until it reports any."""
 

@@ -325,6 +325,11 @@ class StreamTranslator:
         return self._renderer.take()
 
     @property
+    def complete(self) -> bool:
+        """The node said its last word (its end event; Gemini's finish reason)."""
+        return self._final in self._sink.seen
+
+    @property
     def usage(self) -> Usage | None:
         """Usage as the node reported it so far; None until it reports any."""
         return self._parser.usage

@@ -717,3 +717,33 @@ def test_usage_time_window_and_csv_for_the_caller_and_the_admin(gateway):
         assert status == 400 and error["error"]["param"] == param, (query, error)
     status, error = as_key(gateway, "/v1/usage?format=csv&limit=100000", key)
     assert status == 200  # CSV downloads may be larger than a JSON page
+
+
+@pytest.mark.parametrize("path, body, last", [
+    ("/v1/chat/completions", chat_body("be quick", stream=True), b"data: [DONE]"),  # pass-through
+    ("/v1/messages", {"model": "claude-sonnet-4-6", "max_tokens": 100, "stream": True,  # translated
+                      "messages": [{"role": "user", "content": "be quick"}]}, b"event: message_stop"),
+], ids=["chat", "messages"])
+def test_a_client_hanging_up_after_the_last_event_is_billed_as_completed(gateway, upstream, path, body, last):
+    """The node keeps its stream open a second after its end (fault "linger"); the client leaves as soon as
+    it has the last event. It got the whole answer: status 200, the node's own usage, nothing estimated."""
+    upstream.control(gateway.node_name, fault="linger", tokens=7)
+    key, _ = new_account(gateway, "prompt-leaver", "10")
+    port = int(gateway.url.rsplit(":", 1)[1])
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("POST", path, json.dumps(body), {"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+    response = conn.getresponse()
+    assert response.status == 200
+    received = b""
+    while last not in received:
+        received += response.read1(65536)
+    conn.sock.shutdown(socket.SHUT_RDWR)
+    conn.close()
+
+    def record() -> dict[str, Any] | None:
+        rows = as_key(gateway, "/v1/usage?limit=1", key)[1]["data"]
+        return rows[0] if rows else None
+
+    assert wait_for(lambda: record() is not None)
+    row = record()
+    assert (row["status"], row["estimated"], row["output_tokens"]) == (200, False, 7)
