@@ -481,18 +481,15 @@ def test_concurrent_requests_cannot_overspend(gateway, upstream):
 # -- abandoned streams -----------------------------------------------------------------------------------
 
 
-def test_abandoned_stream_is_charged_for_what_was_generated(gateway, upstream):
-    upstream.control(gateway.node_name, chunk_delay_ms=60, tokens=100)  # a six-second stream
-    key, _ = new_account(gateway, "quitter", "10")
-    before = balance_nano(gateway, key)
+def stream_then_hang_up(gateway: Any, key: str, path: str, body: Any, enough: Any) -> dict[str, Any]:
+    """Start a stream, read until ``enough(received)``, close the socket; returns the request's usage record."""
     port = int(gateway.url.rsplit(":", 1)[1])
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    conn.request("POST", "/v1/chat/completions", json.dumps(chat_body("go on", stream=True)),
-                 {"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+    conn.request("POST", path, json.dumps(body), {"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
     response = conn.getresponse()
     assert response.status == 200
     received = b""
-    while received.count(b"data: ") < 5:
+    while not enough(received):
         received += response.read1(65536)
     conn.sock.shutdown(socket.SHUT_RDWR)
     conn.close()
@@ -503,6 +500,16 @@ def test_abandoned_stream_is_charged_for_what_was_generated(gateway, upstream):
 
     assert wait_for(lambda: record() is not None)
     row = record()
+    assert row is not None
+    return row
+
+
+def test_abandoned_stream_is_charged_for_what_was_generated(gateway, upstream):
+    upstream.control(gateway.node_name, chunk_delay_ms=60, tokens=100)  # a six-second stream
+    key, _ = new_account(gateway, "quitter", "10")
+    before = balance_nano(gateway, key)
+    row = stream_then_hang_up(gateway, key, "/v1/chat/completions", chat_body("go on", stream=True),
+                              lambda received: received.count(b"data: ") >= 5)
     assert row["status"] == 499
     assert 0 < row["output_tokens"] < 100
     cost = expected_nano("gpt-4o-mini", row["input_tokens"], row["output_tokens"])
@@ -729,21 +736,5 @@ def test_a_client_hanging_up_after_the_last_event_is_billed_as_completed(gateway
     it has the last event. It got the whole answer: status 200, the node's own usage, nothing estimated."""
     upstream.control(gateway.node_name, fault="linger", tokens=7)
     key, _ = new_account(gateway, "prompt-leaver", "10")
-    port = int(gateway.url.rsplit(":", 1)[1])
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    conn.request("POST", path, json.dumps(body), {"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
-    response = conn.getresponse()
-    assert response.status == 200
-    received = b""
-    while last not in received:
-        received += response.read1(65536)
-    conn.sock.shutdown(socket.SHUT_RDWR)
-    conn.close()
-
-    def record() -> dict[str, Any] | None:
-        rows = as_key(gateway, "/v1/usage?limit=1", key)[1]["data"]
-        return rows[0] if rows else None
-
-    assert wait_for(lambda: record() is not None)
-    row = record()
+    row = stream_then_hang_up(gateway, key, path, body, lambda received: last in received)
     assert (row["status"], row["estimated"], row["output_tokens"]) == (200, False, 7)
