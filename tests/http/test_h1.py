@@ -211,6 +211,11 @@ class _Hello(RequestHandler):
         self.write("hello")
 
 
+class _Echo(RequestHandler):
+    def get(self) -> None:
+        self.write(self.request.headers.get("X-Dup", ""))
+
+
 class _Big(RequestHandler):
     def get(self) -> None:
         self.write(b"x" * (8 << 20))  # far more than the kernel buffers for a client that does not read
@@ -228,7 +233,7 @@ def bare_server() -> Iterator[tuple[int, H1Server]]:
             sock.bind(("127.0.0.1", 0))
             sock.listen(16)
             sock.setblocking(False)
-            server = H1Server(Application([("/", _Hello), ("/big", _Big)]), max_body_size=1024, idle_timeout_s=0.2)
+            server = H1Server(Application([("/", _Hello), ("/big", _Big), ("/echo", _Echo)]), max_body_size=1024, idle_timeout_s=0.2)
             server.add_sockets([sock])
             state.update(port=sock.getsockname()[1], server=server, stop=asyncio.Event(),
                          loop=asyncio.get_running_loop())
@@ -296,3 +301,22 @@ def test_closing_aborts_a_connection_whose_client_stopped_reading(bare_server: t
 
 async def _count(server: H1Server) -> int:
     return len(server.connections)
+
+
+def test_headers_reach_handlers_case_blind_and_repeated_ones_joined(gateway: Any) -> None:
+    """Header names in any case reach the handlers; a repeated header is joined as Tornado joins it."""
+    with _connect(gateway) as sock:
+        body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}).encode()
+        sock.sendall((f"POST /v1/chat/completions HTTP/1.1\r\nhOsT: x\r\nAUTHORIZATION:   Bearer {TEST_KEY}  \r\n"
+                      f"content-type: application/json\r\nX-Dup: a\r\nX-Dup: b\r\n"
+                      f"Content-Length: {len(body)}\r\n\r\n").encode() + body)
+        status, _, _ = Reader(sock).response()
+    assert status == 200  # the key was found under its lower-case name, its spaces stripped
+
+
+def test_repeated_headers_are_joined(bare_server: tuple[int, H1Server]) -> None:
+    port, _ = bare_server
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\nX-Dup: a\r\nx-dup: b\r\n\r\n")
+        status, _, body = Reader(sock).response()
+    assert (status, body) == (200, b"a,b")
