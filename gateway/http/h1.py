@@ -465,11 +465,10 @@ class H1Connection(asyncio.Protocol):
     def write(self, data: bytes) -> asyncio.Future[None]:
         """Write; the future resolves once every buffered byte is in the kernel (backpressure)."""
         self.transport.write(data)
-        future: asyncio.Future[None] = self.server.loop.create_future()
         if self.transport.get_write_buffer_size() == 0:
-            future.set_result(None)
-        else:
-            self._drain_waiters.append(future)
+            return self.server.sent  # the kernel took it all: the one finished future, shared
+        future: asyncio.Future[None] = self.server.loop.create_future()
+        self._drain_waiters.append(future)
         return future
 
     def finished(self, exchange: Exchange) -> None:
@@ -523,6 +522,10 @@ class H1Server:
         self.max_body_size = max_body_size
         self.idle_timeout_s = idle_timeout_s
         self.loop = asyncio.get_event_loop()
+        # What a write returns when the kernel took every byte (nearly always): already done, so awaiting
+        # it never suspends, and no future is made per write (per chunk of a stream).
+        self.sent: asyncio.Future[None] = self.loop.create_future()
+        self.sent.set_result(None)
         self.connections: set[H1Connection] = set()
         self.closing = False
         self._servers: list[asyncio.base_events.Server] = []
