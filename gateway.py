@@ -7,6 +7,7 @@ import asyncio
 import os
 import signal
 import sys
+from typing import TextIO
 
 from gateway import eventloop
 from gateway.version import __version__
@@ -163,7 +164,7 @@ async def _serve(config: Config, host: str | None, port: int | None, drain_grace
         except OSError as error:
             refusal = bind_problem(error, shown_host, config.listen.port if port is None else port)
     if refusal is not None:
-        print(refusal, file=sys.stderr, flush=True)
+        _say(refusal, sys.stderr)
         await server.services.close()  # nothing was served: no drain, no lifecycle events
         return 1
     line = f"Infer Mesh listening on http://{shown_host}:{bound}"
@@ -171,7 +172,7 @@ async def _serve(config: Config, host: str | None, port: int | None, drain_grace
         line += (f"  — try: curl http://{shown_host}:{bound}/v1/chat/completions -H 'Authorization: Bearer "
                  f"{DEMO_KEY}' -H 'Content-Type: application/json' -d '{{\"model\": \"gpt-4o-mini\", "
                  f"\"messages\": [{{\"role\": \"user\", \"content\": \"Hello!\"}}]}}'")
-    print(line, flush=True)
+    _say(line, sys.stdout)
     log_event("started", address=f"http://{shown_host}:{bound}", pid=os.getpid(), worker=worker,
               ledger=server.services.ledger.kind, config=server.config.source,
               nodes=len(server.config.nodes), models=len(server.config.models), drain_grace_s=drain_grace_s,
@@ -180,6 +181,14 @@ async def _serve(config: Config, host: str | None, port: int | None, drain_grace
     await stopped.wait()
     await server.drain(drain_grace_s)
     return 0
+
+
+def _say(line: str, stream: TextIO) -> None:
+    """One line in one write: ``print`` writes the text and the newline separately when unbuffered
+    (PYTHONUNBUFFERED=1, as under systemd), and the ``--workers`` processes share one stdout, so their
+    lines interleaved mid-line."""
+    stream.write(line + "\n")
+    stream.flush()
 
 
 if __name__ == "__main__":

@@ -37,7 +37,11 @@ class GatewayProcess:
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=config_path.parent,
             env={**os.environ, **(env or {})})
         threading.Thread(target=self._read, daemon=True).start()
-        first = self.wait_line(lambda line: LISTENING in line, start_timeout)
+        try:
+            first = self.wait_line(lambda line: LISTENING in line, start_timeout)
+        except BaseException:
+            self.close()  # never leave a supervisor and its workers behind a failed start
+            raise
         self.url = first.split("listening on ", 1)[1].split()[0]
         self.port = int(self.url.rsplit(":", 1)[1])
 
