@@ -89,7 +89,7 @@ class UpstreamClient:
     """The gateway's own curl client (never the process-wide default instance)."""
 
     def __init__(self, max_clients: int, queue_timeout_s: float) -> None:
-        self._http = CurlPool(force_instance=True, max_clients=max_clients)
+        self._http: CurlPool | None = None  # created by the first transfer: see _pool
         self._max_clients = max_clients  # CurlAsyncHTTPClient keeps no such attribute
         self._admission = _Admission(max_clients)
         self._active: set[CurlExchange] = set()
@@ -103,14 +103,24 @@ class UpstreamClient:
         """Start one transfer (POST ``body``, or GET when it is None); raises ``Overloaded`` when no slot frees
         up in time. A failure to set the transfer up surfaces from ``started()``, like any other."""
         await self._admission.acquire(self.queue_timeout_s)
-        exchange = CurlExchange(self._http, self._done, timeouts)
+        pool = self._pool()
+        exchange = CurlExchange(pool, self._done, timeouts)
         self._active.add(exchange)
         try:
-            exchange._curl = self._http.start(exchange, url, headers.lines, body, timeouts.connect_timeout_s,
+            exchange._curl = pool.start(exchange, url, headers.lines, body, timeouts.connect_timeout_s,
                                               timeouts.request_timeout_s)
         except Exception as exc:
             exchange._ended(-1, f"{type(exc).__name__}: {exc}")
         return exchange
+
+    def _pool(self) -> CurlPool:
+        """The curl multi handle, created when the first transfer needs it: libcurl initialises the OpenSSL
+        that pycurl's wheel bundles (a second copy beside Python's ``ssl``) on its first handle, 2.9 MiB of
+        RSS, which a gateway that has sent nothing upstream (mock nodes only, or just started) does not
+        pay. Created on the IOLoop thread, which CurlPool binds to."""
+        if self._http is None:
+            self._http = CurlPool(force_instance=True, max_clients=self._max_clients)
+        return self._http
 
     def _done(self, exchange: "CurlExchange") -> None:
         self._active.discard(exchange)
@@ -124,7 +134,8 @@ class UpstreamClient:
             if not self._active:
                 break
             await asyncio.sleep(0.01)
-        self._http.close()
+        if self._http is not None:
+            self._http.close()
 
 
 class CurlExchange:

@@ -51,6 +51,25 @@ def test_status_and_headers_before_body(upstream):
     assert body.endswith(b"data: [DONE]\n\n")
 
 
+def test_the_curl_pool_is_created_by_the_first_transfer_and_one_serves_all(upstream):
+    """No multi handle (and no OpenSSL initialisation inside libcurl) until a transfer needs one; a client that
+    never sent anything closes cleanly."""
+    async def go():
+        idle = UpstreamClient(10, 1.0)
+        await idle.close()
+        client = UpstreamClient(10, 1.0)
+        before = client._http
+        await fetch(upstream.base("cl-lazy") + "/chat/completions", client=client)
+        first = client._http
+        await fetch(upstream.base("cl-lazy") + "/chat/completions", client=client)
+        await client.close()
+        return idle._http, before, first, client._http
+
+    idle, before, first, after = run(go())
+    assert idle is None and before is None
+    assert first is not None and after is first
+
+
 def test_error_status_is_not_an_exception(upstream):
     exchange, body = run(fetch(upstream.base("cl-err") + "/chat/completions", headers={"x-mock-status": "503",
                                                                                         "x-mock-retry-after": "7"}))
