@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import ujson
+import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -150,7 +150,7 @@ async def answer(conn: HTTPProtocol, request: Request) -> None:
     stats.requests += 1
     stats.in_flight += 1
     try:
-        body = ujson.loads(request.body) if request.body else {}
+        body = orjson.loads(request.body) if request.body else {}
     except ValueError:
         body = {}
     stats.last = {"path": request.path, "query": request.query, "headers": request.headers, "body": body}
@@ -240,14 +240,14 @@ def control(conn: HTTPProtocol, request: Request) -> None:
     name = parts[1] if len(parts) > 1 else "default"
     stats = node_stats(name)
     if parts[0] == "_control" and request.method == "POST":
-        update = ujson.loads(request.body or b"{}")
+        update = orjson.loads(request.body or b"{}")
         unknown = set(update) - set(BEHAVIOUR_KEYS)
         if unknown:
-            return send(conn, 400, ujson.dumps({"error": f"unknown keys {sorted(unknown)}"}).encode())
+            return send(conn, 400, orjson.dumps({"error": f"unknown keys {sorted(unknown)}"}))
         stats.behaviour = {k: v for k, v in {**stats.behaviour, **update}.items() if v is not None}
-        return send(conn, 200, ujson.dumps(stats.behaviour).encode())
+        return send(conn, 200, orjson.dumps(stats.behaviour))
     if parts[0] == "_stats":
-        return send(conn, 200, ujson.dumps(stats.view()).encode())
+        return send(conn, 200, orjson.dumps(stats.view()))
     return send(conn, 404, b"{}")
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-import ujson
+import orjson
 
 from bench import wire_anthropic, wire_gemini, wire_responses
 from bench.wire_common import Handler, Reply
@@ -82,4 +82,4 @@ def error_body(path: str, status: int) -> bytes:
              429: "rate_limit_error"}
     kind = kinds.get(status, "server_error")
     message = f"mock upstream error {status}"
-    return ujson.dumps({"error": {"message": message, "type": kind, "param": None, "code": None}}).encode()
+    return orjson.dumps({"error": {"message": message, "type": kind, "param": None, "code": None}})

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-import ujson
+import orjson
 
 from bench.wire_common import Reply, dumps, json_reply, short_hash, sse
 from gateway.upstream.mock_script import ANY_TOOL, Script, ToolCall, estimate_tokens, write_script
@@ -233,7 +233,7 @@ def messages(path: str, query: str, body: dict[str, Any], tokens: int, headers: 
         content.append({"type": "text", "text": script.text})
     for call in script.tool_calls:
         content.append({"type": "tool_use", "id": _tool_id(call), "name": call.name,
-                        "input": ujson.loads(call.arguments)})
+                        "input": orjson.loads(call.arguments)})
     return json_reply({"id": _message_id(script), "type": "message", "role": "assistant", "model": body["model"],
                        "content": content, "stop_reason": STOP[script.finish], "stop_sequence": None,
                        "usage": _usage(script, _output_tokens(script, thinking))})

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-import ujson
+import orjson
 
 
 @dataclass
@@ -27,7 +27,7 @@ Handler = Callable[[str, str, dict[str, Any], int, Mapping[str, str]], Reply]
 
 
 def dumps(obj: Any) -> bytes:
-    return ujson.dumps(obj, ensure_ascii=False, escape_forward_slashes=False).encode()
+    return orjson.dumps(obj)
 
 
 def json_reply(obj: Any, status: int = 200) -> Reply:

@@ -24,7 +24,7 @@ import re
 from typing import Any, Mapping
 from urllib.parse import parse_qs, unquote
 
-import ujson
+import orjson
 
 from bench.wire_common import Reply, dumps, json_reply, short_hash, sse
 from gateway.upstream.mock_script import ANY_TOOL, Script, embedding, write_script
@@ -139,7 +139,7 @@ def _result_text(response: dict[str, Any]) -> str:
     for key in ("output", "result", "content", "error"):
         if isinstance(response.get(key), str):
             return response[key]
-    return ujson.dumps(response)
+    return orjson.dumps(response).decode()
 
 
 def script_for(body: dict[str, Any], tokens: int) -> Script:
@@ -182,7 +182,7 @@ def _chunk(parts: list[dict[str, Any]], script: Script, model: str, finish: str 
 
 def _call_parts(script: Script) -> list[dict[str, Any]]:
     """Parallel calls are parts of one candidate; only the first carries the thought signature, as Gemini 3."""
-    parts: list[dict[str, Any]] = [{"functionCall": {"name": call.name, "args": ujson.loads(call.arguments)}}
+    parts: list[dict[str, Any]] = [{"functionCall": {"name": call.name, "args": orjson.loads(call.arguments)}}
                                    for call in script.tool_calls]
     if parts:
         parts[0]["thoughtSignature"] = SIGNATURE

@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from typing import Any, Mapping
 
-import ujson
+import orjson
 
 from bench.wire_common import Reply, dumps, json_reply, short_hash, sse
 from gateway.upstream.mock_script import ANY_TOOL, Script, ToolCall, write_script
@@ -153,7 +153,7 @@ def _call_item(call: ToolCall, item_id: str, custom: bool) -> dict[str, Any]:
     if not custom:
         return {"id": item_id, "type": "function_call", "status": "completed", "arguments": call.arguments,
                 "call_id": call.id, "name": call.name}
-    arguments = ujson.loads(call.arguments)
+    arguments = orjson.loads(call.arguments)
     text = arguments.get("input") if isinstance(arguments.get("input"), str) else call.arguments
     return {"id": item_id, "type": "custom_tool_call", "status": "completed", "call_id": call.id, "name": call.name,
             "input": text}

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import ujson
+import orjson
 
 from gateway.call import Call
 from gateway.config import normalize_model_id
@@ -222,7 +222,7 @@ class Opener:
             forwarded = {name: call.headers[name] for name in FORWARDED_HEADERS if name in call.headers}
             if forwarded:
                 headers = headers.with_overrides(forwarded)
-        payload = ujson.dumps(body, ensure_ascii=False, escape_forward_slashes=False).encode()
+        payload = orjson.dumps(body)
         try:
             exchange = await self.services.client.open(target.url, headers, payload, attempt.node.timeouts)
         except Overloaded:
@@ -248,7 +248,7 @@ def judge_body(first: bytes) -> dict[str, Any]:
     """A whole ``2xx`` body, parsed once (usage and translation read it): a JSON object that is not an
     error object, or the node failed (an HTML page, a truncated body, ``{"error": ...}`` behind a 200)."""
     try:
-        body = ujson.loads(first)
+        body = orjson.loads(first)
     except ValueError:
         kind = "an HTML page" if first.lstrip()[:1] == b"<" else "a body that is not JSON"
         raise AttemptFailed(Verdict.failure(Reason.BAD_RESPONSE, f"sent {kind} with a 2xx status")) from None

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from typing import Mapping
 
-import ujson
+import orjson
 
 from gateway.admission import admit, reserve
 from gateway.attempts import ClientFault, Opener
@@ -182,7 +182,7 @@ class Pipeline:
         """An upstream 4xx that is the client's fault goes back as sent (translated if protocols differ)."""
         body = fault.body
         if fault.node_protocol != call.endpoint:
-            body = ujson.dumps(translate.translate_error(fault.node_protocol, fault.status, body, call.endpoint)).encode()
+            body = orjson.dumps(translate.translate_error(fault.node_protocol, fault.status, body, call.endpoint))
         call.status = fault.status
         call.error = f"upstream HTTP {fault.status}"
         call.channel.send(fault.status, body)

@@ -15,7 +15,7 @@ import time
 from types import TracebackType
 from typing import Any
 
-import ujson
+import orjson
 import tornado
 from tornado.httputil import HTTPHeaders, format_timestamp
 from tornado.iostream import StreamClosedError
@@ -135,7 +135,7 @@ class BaseHandler(RequestHandler):
     def send_json(self, status: int, payload: Any) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
-        self.finish(ujson.dumps(payload, escape_forward_slashes=False))
+        self.finish(orjson.dumps(payload))
 
     def fail(self, error: GatewayError) -> None:
         """Answer ``error`` now, where raising it is not possible (``prepare`` of a streamed body, a callback)."""

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import ujson
+import orjson
 
 from gateway.admission import admit
 from gateway.http.base import api_key_from
@@ -52,7 +52,7 @@ def _block_texts(content: Any, out: list[str]) -> None:
             out.append(block["text"])
         elif kind == "tool_use":
             out.append(str(block.get("name") or ""))
-            out.append(ujson.dumps(block.get("input") or {}, ensure_ascii=False))
+            out.append(orjson.dumps(block.get("input") or {}).decode())
         elif kind == "tool_result":
             _block_texts(block.get("content"), out)
         elif kind == "thinking" and isinstance(block.get("thinking"), str):
@@ -72,7 +72,7 @@ def estimate_input_tokens(body: dict[str, Any]) -> int:
             if isinstance(tool.get("description"), str):
                 texts.append(tool["description"])
             if tool.get("input_schema") is not None:
-                texts.append(ujson.dumps(tool["input_schema"], ensure_ascii=False, escape_forward_slashes=False))
+                texts.append(orjson.dumps(tool["input_schema"]).decode())
     return max(1, estimate_tokens("\n".join(t for t in texts if t)))
 
 

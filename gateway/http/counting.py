@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import ujson
+import orjson
 
 from gateway import redact
 from gateway.routing.router import Attempt, Outcome
@@ -38,7 +38,7 @@ async def ask_node(services: Services, attempt: Attempt, url: str, headers: Any,
                    count_field: str) -> NodeCount:
     """POST the count request to the node. A 200 whose ``count_field`` is an integer is relayed, and so is
     the node's own 400/413/422 (the client's fault); anything else is the node's failure or no verdict."""
-    body = ujson.dumps(payload, ensure_ascii=False, escape_forward_slashes=False).encode()
+    body = orjson.dumps(payload)
     try:
         exchange = await services.client.open(url, headers, body, attempt.node.timeouts)
     except Overloaded:
@@ -57,7 +57,7 @@ async def ask_node(services: Services, attempt: Attempt, url: str, headers: Any,
             return NodeCount(Verdict.of_status(status))
         return NodeCount(Verdict(Outcome.CANCELLED, Reason.HTTP_STATUS, f"HTTP {status}"))  # 401/403/404: no word
     try:
-        counted = ujson.loads(answer)
+        counted = orjson.loads(answer)
     except ValueError:
         counted = None
     if not isinstance(counted, dict) or not isinstance(counted.get(count_field), int):

@@ -68,7 +68,7 @@ class Ledger:
         self._lock_fd = lock_fd
         self._reservations: dict[int | str, Reservation] = {}
         self._rates: dict[str, KeyRates] = {}  # keys with rate limits and recent or in-flight requests
-        self._charge_heads: dict[str, str] = {}  # key id -> charge_head(account, key), made at its first charge
+        self._charge_heads: dict[str, bytes] = {}  # key id -> charge_head(account, key), made at its first charge
         self._reservation_ids = itertools.count(1)
         self._closed = False
 

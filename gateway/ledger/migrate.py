@@ -19,7 +19,7 @@ import os
 import sys
 from typing import Any
 
-import ujson
+import orjson
 
 from gateway.config import Config
 from gateway.ledger.embedded import export_embedded, import_embedded
@@ -36,7 +36,7 @@ def export_ledger(config: Config, path: str) -> int:
     except (LedgerLocked, LedgerUnavailable, OSError, ValueError) as exc:
         print(f"--export-ledger: {_describe(exc)}", file=sys.stderr)
         return 1
-    data = ujson.dumps(document, indent=1).encode() + b"\n"
+    data = orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
     temp = f"{path}.tmp"
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # key hashes and balances: not world-readable
     try:
@@ -53,7 +53,7 @@ def export_ledger(config: Config, path: str) -> int:
 def import_ledger(config: Config, path: str) -> int:
     try:
         with open(path, "rb") as handle:
-            document = ujson.loads(handle.read())
+            document = orjson.loads(handle.read())
         if config.state.backend == "redis":
             counts = asyncio.run(_with_redis(config, lambda backend: backend.import_state(document)))
         else:

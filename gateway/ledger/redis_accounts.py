@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-import ujson
+import orjson
 
 from gateway.ledger.backend import amounts_view
 from gateway.ledger.checks import check_account, check_credit, check_new_key
@@ -28,7 +28,7 @@ class RedisAccounts(RedisStore):
 
     async def credit(self, account_id: str, amount_nano: int, reference: str) -> bool:
         check_credit(amount_nano, reference)
-        entry = ujson.dumps({"account": account_id, "nano": amount_nano, "at": self._clock()})
+        entry = orjson.dumps({"account": account_id, "nano": amount_nano, "at": self._clock()})
         result = int(await self._script("CREDIT", account_id, str(amount_nano), reference, entry))
         if result == -1:
             raise UnknownAccount(f"no account {account_id!r}")
@@ -118,7 +118,7 @@ class RedisAccounts(RedisStore):
         name = self._k("usage_at") if account_id is None else self._k("usage_at", account_id)
         low, high = _score_range(since, until)
         rows = await self._call(lambda: self._redis.zrevrangebyscore(name, high, low, start=0, num=limit))
-        return [ujson.loads(row) for row in rows]  # type: ignore[arg-type]  # decode_responses: str members
+        return [orjson.loads(row) for row in rows]  # type: ignore[arg-type]  # decode_responses: str members
 
     async def usage_summary(self, account_id: str, width: int, since: float | None = None,
                             until: float | None = None) -> list[dict[str, Any]]:
@@ -185,7 +185,7 @@ class RedisAccounts(RedisStore):
                     pipe.set(self._k("hash", record.key_hash), key_id)
                     pipe.rpush(self._k("acct", account.id) + ":keys", key_id)
             for ref in state.credit_refs:
-                pipe.hset(self._k("credits"), ref, ujson.dumps({"imported": True, "at": now}))
+                pipe.hset(self._k("credits"), ref, orjson.dumps({"imported": True, "at": now}))
             pipe.publish(self._k("events"), "flush")
             await pipe.execute()
 

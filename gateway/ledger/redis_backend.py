@@ -35,7 +35,7 @@ import os
 import time
 from typing import Any, Callable, Sequence
 
-import ujson
+import orjson
 from redis.exceptions import RedisError
 
 from gateway.config import Account
@@ -320,7 +320,7 @@ class RedisBackend(RedisAccounts):
     async def _settle(self, reservation: Reservation, cost_nano: int, usage: dict[str, Any]) -> bool:
         now = self._clock()
         applied = await self._script("SETTLE", reservation.id, reservation.account_id, reservation.key_id,
-                                     str(cost_nano), repr(now), ujson.dumps(usage), SETTLED_TTL_S,
+                                     str(cost_nano), repr(now), orjson.dumps(usage), SETTLED_TTL_S,
                                      repr(float(usage.get("created_at") or now)), self._retention_s,
                                      str(record_tokens(usage)), str(int(now * 1000)), *window_args(now))
         self._live.pop(str(reservation.id), None)

@@ -15,8 +15,8 @@ import hashlib
 import logging
 from typing import Any, Awaitable, Callable, TypeVar
 
+import orjson
 import redis.asyncio as aioredis
-import ujson
 from redis.asyncio.connection import SSLConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -141,7 +141,7 @@ def pairs(flat: list[Any]) -> dict[str, str]:
 
 def key_record(fields: dict[str, str]) -> KeyRecord:
     """A key's hash -> KeyRecord (its static part is KeyRecord.to_state's JSON, so new fields such as kind ride along)."""
-    state = ujson.loads(fields["state"])
+    state = orjson.loads(fields["state"])
     state["revoked"] = fields.get("revoked") == "1"
     state["spent_nano"] = int(fields.get("spent") or 0)
     last_used = fields.get("last_used_at")
@@ -159,7 +159,7 @@ def key_hash_fields(record: KeyRecord) -> dict[Any, Any]:
     def text(value: int | None) -> str:
         return "" if value is None else str(value)
 
-    return {"state": ujson.dumps(record.to_state()), "account": record.account_id, "hash": record.key_hash,
+    return {"state": orjson.dumps(record.to_state()), "account": record.account_id, "hash": record.key_hash,
             "limit": text(record.limit_nano), "revoked": "1" if record.revoked else "0",
             "spent": str(record.spent_nano), "reserved": "0",
             "last_used_at": "" if record.last_used_at is None else repr(record.last_used_at),

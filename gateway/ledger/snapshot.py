@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import ujson
+import orjson
 
 from gateway.ledger.errors import LedgerCorrupt
 from gateway.ledger.journal import fsync_directory
@@ -30,7 +30,7 @@ def write_snapshot(directory: str, state: dict[str, Any]) -> None:
     """Replace the snapshot atomically and durably with ``state`` (a JSON-able dict)."""
     final = snapshot_path(directory)
     temp = final + ".tmp"
-    data = ujson.dumps({"version": FORMAT_VERSION, **state}).encode()
+    data = orjson.dumps({"version": FORMAT_VERSION, **state})
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         view = memoryview(data)
@@ -58,7 +58,7 @@ def read_snapshot(directory: str) -> dict[str, Any] | None:
     except OSError as exc:
         raise LedgerCorrupt(f"ledger snapshot {path} cannot be read: {exc.strerror}") from None
     try:
-        data = ujson.loads(raw)
+        data = orjson.loads(raw)
     except ValueError as exc:
         raise LedgerCorrupt(f"ledger snapshot {path} is corrupt: {exc}") from None
     if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION:

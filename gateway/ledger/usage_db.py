@@ -43,7 +43,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterable
 
-import ujson
+import orjson
 
 from gateway.ledger.money import nano_to_usd, usd_to_nano
 
@@ -154,13 +154,13 @@ def _json_row(record: dict[str, Any]) -> tuple[Any, ...]:
         cost = 0
     return (float(record.get("created_at") or 0), str(record["account"]), str(record.get("model") or "?"),
             count("input_tokens"), count("output_tokens"), count("cached_tokens"), count("cache_write_tokens"),
-            cost, ujson.dumps(record), JSON_LAYOUT, *_NO_COLUMNS)
+            cost, orjson.dumps(record).decode(), JSON_LAYOUT, *_NO_COLUMNS)  # str: bytes would be a BLOB
 
 
 def _record(row: tuple[Any, ...]) -> dict[str, Any]:
     """A stored row back as the record that was appended (``_SELECTED`` order)."""
     if row[0] != COLUMNS_LAYOUT:
-        return ujson.loads(row[1])  # type: ignore[no-any-return]
+        return orjson.loads(row[1])  # type: ignore[no-any-return]
     record = dict(zip(RECORD_FIELDS, row[2:17]))
     record["estimated"] = bool(record["estimated"])
     record["stream"] = bool(record["stream"])
@@ -387,7 +387,7 @@ def _jsonl_rows(lines: Iterable[bytes]) -> tuple[list[tuple[Any, ...]], int]:
         if not line.strip():
             continue
         try:
-            rows.append(_json_row(ujson.loads(line)))
+            rows.append(_json_row(orjson.loads(line)))
         except (ValueError, TypeError, KeyError):
             bad += 1
     return rows, bad

@@ -24,13 +24,25 @@ import sys
 import time
 from typing import Any, TextIO
 
-import ujson
+import orjson
 
 from gateway import redact
 
 ACCESS_FIELDS = ("request_id", "account", "key_id", "endpoint", "model", "node", "attempts", "status",
                  "input_tokens", "output_tokens", "cached_tokens", "cost_usd", "latency_ms", "ttft_ms",
                  "stream", "error")
+
+
+def _loggable(value: Any) -> str:
+    """A value orjson cannot encode (bytes, a Path, an exception), as text: a log line must never raise."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def _json_line(line: dict[str, Any]) -> str:
+    """``line`` as one JSON log line, secrets redacted (UTF-8 as is: journald and ``jq`` read it)."""
+    return redact.current().text(orjson.dumps(line, default=_loggable).decode()) + "\n"
 
 
 class AccessLog:
@@ -49,16 +61,17 @@ class AccessLog:
                 line[name] = value
         stream = self._stream or sys.stdout
         try:
-            stream.write(redact.current().text(ujson.dumps(line, escape_forward_slashes=False)) + "\n")
+            stream.write(_json_line(line))
             stream.flush()
-        except (OSError, ValueError):  # stdout closed or broken: the request is answered, the line is lost
+        except (OSError, ValueError, TypeError):  # stdout closed or broken, or text orjson refuses (TypeError:
+            # a lone surrogate in an error message): the request is answered, the line is lost
             self.dropped += 1
 
 
 def log_event(event: str, level: str = "info", **fields: Any) -> None:
     """A lifecycle event (start, reload, drain, snapshot, stop) as one JSON line."""
     line = {"ts": round(time.time(), 3), "kind": "event", "level": level, "event": event, **fields}
-    sys.stdout.write(redact.current().text(ujson.dumps(line, escape_forward_slashes=False, reject_bytes=False)) + "\n")
+    sys.stdout.write(_json_line(line))
     sys.stdout.flush()
 
 
@@ -77,8 +90,7 @@ class JsonLogHandler(logging.Handler):
             if record.exc_info:
                 line["exception"] = logging.Formatter().formatException(record.exc_info)
             stream = self._stream or sys.stdout
-            stream.write(redact.current().text(ujson.dumps(line, escape_forward_slashes=False, reject_bytes=False))
-                         + "\n")
+            stream.write(_json_line(line))
             stream.flush()
         except Exception:  # logging must never raise into the caller
             self.handleError(record)

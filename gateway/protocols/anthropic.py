@@ -30,7 +30,7 @@ Choices made where Anthropic and the other protocols disagree:
 
 from __future__ import annotations
 
-import ujson
+import orjson
 
 from gateway.protocols.canonical import (
     DEFAULT_MAX_TOKENS,
@@ -323,7 +323,7 @@ def tool_input(arguments: str) -> dict:
     if not arguments.strip():
         return {}
     try:
-        value = ujson.loads(arguments)
+        value = orjson.loads(arguments)
     except ValueError:
         return {"arguments": arguments}
     return value if isinstance(value, dict) else {"arguments": value}

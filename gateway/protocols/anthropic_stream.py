@@ -11,7 +11,7 @@ with ``partial_json``, ``thinking_delta``, ``signature_delta``),
 
 from __future__ import annotations
 
-import ujson
+import orjson
 
 from gateway.protocols.anthropic import (
     STOP_FROM_ANTHROPIC,
@@ -55,7 +55,7 @@ class MessagesStreamParser:
     def parse(self, event: SSEEvent) -> None:
         if not event.data:
             return
-        obj = ujson.loads(event.data)
+        obj = orjson.loads(event.data)
         kind = obj.get("type")
         emit = self._emit
         if kind == "content_block_delta":

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Union
 
-import ujson
+import orjson
 
 
 @dataclass(slots=True)
@@ -70,12 +70,12 @@ DEFAULT_MAX_TOKENS = 8192
 
 def dumps(obj: object) -> str:
     """Compact JSON text, UTF-8 kept as is: the one serializer of this package."""
-    return ujson.dumps(obj, ensure_ascii=False, escape_forward_slashes=False)
+    return orjson.dumps(obj).decode()
 
 
 def dumpb(obj: object) -> bytes:
     """:func:`dumps` as bytes, ready for SSE framing."""
-    return ujson.dumps(obj, ensure_ascii=False, escape_forward_slashes=False).encode()
+    return orjson.dumps(obj)
 
 
 # --- content -------------------------------------------------------------
@@ -178,7 +178,7 @@ def json_object(arguments: str, param: str) -> dict:
     if not arguments.strip():
         return {}
     try:
-        value = ujson.loads(arguments)
+        value = orjson.loads(arguments)
     except ValueError:
         raise ProtocolError("tool call arguments are not valid JSON", param) from None
     if not isinstance(value, dict):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-import ujson
+import orjson
 
 from gateway.protocols.names import Protocol
 from gateway.protocols.sse import encode_event
@@ -143,8 +143,7 @@ def error_json(protocol: Protocol, status: int, message: str, *, code: object = 
 
 def error_body(protocol: Protocol, status: int, message: str, *, code: object = None, param: object = None) -> bytes:
     """:func:`error_json` as the bytes of a response body."""
-    return ujson.dumps(error_json(protocol, status, message, code=code, param=param),
-                       escape_forward_slashes=False).encode()
+    return orjson.dumps(error_json(protocol, status, message, code=code, param=param))
 
 
 def stream_error_event(protocol: Protocol, status: int, message: str) -> tuple[str | None, dict]:
@@ -163,13 +162,13 @@ def stream_error_event(protocol: Protocol, status: int, message: str) -> tuple[s
 def stream_error_frame(protocol: Protocol, status: int, message: str) -> bytes:
     """:func:`stream_error_event` framed as SSE (never end a stream silently)."""
     event, payload = stream_error_event(protocol, status, message)
-    return encode_event(ujson.dumps(payload, ensure_ascii=False, escape_forward_slashes=False).encode(), event)
+    return encode_event(orjson.dumps(payload), event)
 
 
 def parse_upstream_error(status: int, body: bytes) -> tuple[str, str | None, object, object]:
     """(message, upstream type, code, param) from an upstream error body of any shape."""
     try:
-        obj = ujson.loads(body) if body else None
+        obj = orjson.loads(body) if body else None
     except ValueError:
         obj = None
     if isinstance(obj, list) and obj and isinstance(obj[0], dict):

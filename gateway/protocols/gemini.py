@@ -34,7 +34,7 @@ Choices made where Gemini and the other protocols disagree:
 
 from __future__ import annotations
 
-import ujson
+import orjson
 
 from gateway.protocols.canonical import (
     STOP_CONTENT_FILTER,
@@ -206,7 +206,7 @@ class GeminiStreamParser:
     def parse(self, event: SSEEvent) -> None:
         if not event.data:
             return
-        body = ujson.loads(event.data)
+        body = orjson.loads(event.data)
         if isinstance(body, list):  # a stream opened without alt=sse is a JSON array
             body = body[0] if body else {}
         emit = self._emit

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 
-import ujson
+import orjson
 
 from gateway.protocols.canonical import (
     Price,
@@ -60,7 +60,7 @@ class ChatStreamParser:
             return
         if not data:
             return
-        chunk = ujson.loads(data)
+        chunk = orjson.loads(data)
         error = chunk.get("error")
         if error:
             message = error.get("message") if isinstance(error, dict) else str(error)

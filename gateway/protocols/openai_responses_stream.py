@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 
-import ujson
+import orjson
 
 from gateway.protocols.canonical import (
     Price,
@@ -71,7 +71,7 @@ class ResponsesStreamParser:
     def parse(self, event: SSEEvent) -> None:
         if not event.data or event.data == b"[DONE]":
             return
-        obj = ujson.loads(event.data)
+        obj = orjson.loads(event.data)
         kind = obj.get("type")
         emit = self._emit
         if kind == "response.output_text.delta" or kind == "response.refusal.delta":

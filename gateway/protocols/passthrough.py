@@ -24,7 +24,7 @@ Taps present the same ``feed``/``finish``/``usage`` shape as the translators'
 
 from __future__ import annotations
 
-import ujson
+import orjson
 
 from gateway.protocols.canonical import Price, Usage, dumpb
 from gateway.protocols.error_bodies import stream_error_frame
@@ -194,7 +194,7 @@ class ChatTap(_Tap):
         if event.data.find(b'"usage"') < 0:
             return event.raw
         try:
-            chunk = ujson.loads(event.data)
+            chunk = orjson.loads(event.data)
         except ValueError:
             return event.raw
         usage = usage_from_chat(chunk.get("usage")) if isinstance(chunk, dict) else None
@@ -233,7 +233,7 @@ class MessagesTap(_Tap):
         if name != "message_start" and name != "message_delta":
             return event.raw
         try:
-            payload = ujson.loads(event.data)
+            payload = orjson.loads(event.data)
             source = payload["message"]["usage"] if name == "message_start" else payload["usage"]
         except (ValueError, TypeError, KeyError):
             return event.raw
@@ -264,7 +264,7 @@ class ResponsesTap(_Tap):
         name = event.event
         if name is None:  # a provider that names events only inside the JSON (rare): parse it to know
             try:
-                name = ujson.loads(event.data).get("type")
+                name = orjson.loads(event.data).get("type")
             except (ValueError, AttributeError):
                 return False
         if name in self._FAILED:
@@ -280,7 +280,7 @@ class ResponsesTap(_Tap):
         if not (name in self._FINAL or (name is None and data.find(b'"response.') >= 0 and data.find(b'"usage"') >= 0)):
             return event.raw
         try:
-            payload = ujson.loads(data)
+            payload = orjson.loads(data)
             usage_object = payload["response"]["usage"]
         except (ValueError, TypeError, KeyError):
             return event.raw
@@ -319,7 +319,7 @@ class GeminiTap(_Tap):
             self._last_data = data
             return event.raw
         try:
-            payload = ujson.loads(data)
+            payload = orjson.loads(data)
             meta = payload["usageMetadata"]
         except (ValueError, TypeError, KeyError):
             return event.raw
@@ -334,7 +334,7 @@ class GeminiTap(_Tap):
         if self._last_data is not None:  # cut off before the last chunk: the newest usage seen, parsed once
             data, self._last_data = self._last_data, None
             try:
-                parsed = usage_from_gemini(ujson.loads(data).get("usageMetadata"))
+                parsed = usage_from_gemini(orjson.loads(data).get("usageMetadata"))
             except (ValueError, AttributeError):
                 parsed = None
             if parsed is not None:

@@ -20,7 +20,7 @@ An unknown tool type is the client's 400, naming ``tools[i].type``.
 
 from __future__ import annotations
 
-import ujson
+import orjson
 
 from gateway.protocols.canonical import ClientTool, ProtocolError, ToolCallPart, ToolDef
 
@@ -100,13 +100,13 @@ def flat_name(name: str, namespace: object) -> str:
 
 def custom_arguments(text: str) -> str:
     """A replayed ``custom_tool_call`` input as the arguments of its one-parameter function."""
-    return ujson.dumps({"input": text}, ensure_ascii=False, escape_forward_slashes=False)
+    return orjson.dumps({"input": text}).decode()
 
 
 def custom_input(arguments: str) -> str:
     """The free-form input from a node's call of the one-parameter function (its raw text if not that shape)."""
     try:
-        value = ujson.loads(arguments)
+        value = orjson.loads(arguments)
     except ValueError:
         return arguments
     if isinstance(value, dict) and isinstance(value.get("input"), str):

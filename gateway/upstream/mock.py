@@ -15,7 +15,7 @@ import asyncio
 import time
 from typing import Any
 
-import ujson
+import orjson
 
 from gateway.config import Node
 from gateway.protocols.names import Protocol
@@ -31,7 +31,7 @@ from gateway.upstream.mock_script import (
 
 
 def _dumps(obj: Any) -> bytes:
-    return ujson.dumps(obj, ensure_ascii=False, escape_forward_slashes=False).encode()
+    return orjson.dumps(obj)
 
 
 def _text_of(content: Any) -> str:

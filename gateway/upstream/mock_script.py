@@ -29,7 +29,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import ujson
+import orjson
 
 DEFAULT_TOKENS = 12
 _CACHE = re.compile(r"\[cache read=(\d+) write=(\d+) write_1h=(\d+)\]")
@@ -119,7 +119,7 @@ def requested_tools(last_user_text: str, tools: list[dict[str, Any]],
             chosen.append((tool, _arguments_after(last_user_text, match.end())))
     if not chosen and forced is not None and tools:
         chosen.append((by_name.get(forced) or tools[0], None))
-    return [(tool, arguments or ujson.dumps(_sample_arguments(tool.get("parameters") or {})))
+    return [(tool, arguments or orjson.dumps(_sample_arguments(tool.get("parameters") or {})).decode())
             for tool, arguments in chosen]
 
 
@@ -132,10 +132,10 @@ def _arguments_after(text: str, start: int) -> str | None:
         depth += {"{": 1, "}": -1}.get(char, 0)
         if depth == 0:
             try:
-                value = ujson.loads(rest[:end + 1])
+                value = orjson.loads(rest[:end + 1])
             except ValueError:
                 return None
-            return ujson.dumps(value, escape_forward_slashes=False) if isinstance(value, dict) else None
+            return orjson.dumps(value).decode() if isinstance(value, dict) else None
     return None
 
 

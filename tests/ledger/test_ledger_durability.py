@@ -11,8 +11,8 @@ import threading
 from pathlib import Path
 from typing import Any, Callable
 
+import orjson
 import pytest
-import ujson
 
 from gateway.ledger.errors import LedgerCorrupt, LedgerLocked
 from gateway.ledger.journal import journal_files
@@ -32,7 +32,7 @@ def charge(ledger: Ledger, nano: int, request_id: str = "req", key: str = DEMO_K
 
 def journal_entries(directory: Path) -> list[dict[str, Any]]:
     """Every complete line of the journal files (a torn fragment after the last newline is skipped)."""
-    return [ujson.loads(line) for path in journal_files(str(directory))
+    return [orjson.loads(line) for path in journal_files(str(directory))
             for line in Path(path).read_bytes().split(b"\n")[:-1]]
 
 
@@ -146,7 +146,7 @@ def test_snapshot_rotates_the_journal(state_dir: Path, open_ledger: OpenLedger) 
     [after] = journal_files(str(state_dir))
     assert before != after and not os.path.exists(before)
     assert Path(after).name == f"journal-{ledger.last_seq + 1:016d}.jsonl" and Path(after).read_bytes() == b""
-    assert ujson.loads((state_dir / "snapshot.json").read_bytes())["seq"] == ledger.last_seq
+    assert orjson.loads((state_dir / "snapshot.json").read_bytes())["seq"] == ledger.last_seq
     charge(ledger, 2)
     assert [e["seq"] for e in journal_entries(state_dir)] == [ledger.last_seq]
 
@@ -216,7 +216,7 @@ def test_kill_9_loses_no_settle_that_returned(state_dir: Path) -> None:
 @pytest.mark.parametrize("request_id", ["req-1", 'q"uo\\te/sl\u00e9sh\u2028', None])
 def test_a_settle_journals_the_line_the_generic_encoder_would(state_dir: Path, tmp_path: Path, clock: Any,
                                                                open_ledger: OpenLedger, request_id: str | None) -> None:
-    """The charge line is formatted by hand (append_charge); it must be byte for byte what ujson writes for the
+    """The charge line is formatted by hand (append_charge); it must be byte for byte what orjson writes for the
     same entry, so that every reader of the journal (recovery, bench/usage_crash.py) sees one format."""
     clock.now = 1_765_000_000.123457
     ledger = open_ledger(state_dir)
@@ -226,6 +226,6 @@ def test_a_settle_journals_the_line_the_generic_encoder_would(state_dir: Path, t
     line = Path(journal_files(str(state_dir))[-1]).read_bytes().split(b"\n")[-2]
     expected = {"seq": ledger.last_seq, "op": "charge", "account": "demo", "key_id": info.key_id, "nano": 1_234,
                 "at": clock.now, "request_id": request_id}
-    assert line == ujson.dumps(expected).encode()
+    assert line == orjson.dumps(expected)
     recovered = open_ledger(crash_copy(state_dir, tmp_path))
     assert recovered.accounts() == ledger.accounts() and recovered.last_seq == ledger.last_seq

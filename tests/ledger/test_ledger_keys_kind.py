@@ -10,8 +10,8 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
+import orjson
 import pytest
-import ujson
 
 from gateway.ledger.errors import LedgerCorrupt
 from gateway.ledger.journal import journal_files
@@ -87,7 +87,7 @@ def test_kind_is_journaled_and_survives_a_crash(state_dir: Path, tmp_path: Path,
     ledger = open_ledger(state_dir)
     manager = ledger.create_key("demo", "console", kind="management")
     api = ledger.create_key("demo", "ci")
-    entries = [ujson.loads(line) for path in journal_files(str(state_dir))
+    entries = [orjson.loads(line) for path in journal_files(str(state_dir))
                for line in Path(path).read_bytes().split(b"\n")[:-1]]
     kinds = {e["key"]["key_id"]: e["key"]["kind"] for e in entries if e["op"] == "key"}
     assert kinds[manager["key_id"]] == "management" and kinds[api["key_id"]] == "api"
@@ -123,10 +123,10 @@ def test_records_without_a_kind_read_back_as_api_keys(state_dir: Path, tmp_path:
     for journal in journal_files(str(old)):
         lines = []
         for line in Path(journal).read_bytes().split(b"\n")[:-1]:
-            entry = ujson.loads(line)
+            entry = orjson.loads(line)
             if entry["op"] == "key":
                 del entry["key"]["kind"]
-            lines.append(ujson.dumps(entry).encode())
+            lines.append(orjson.dumps(entry))
         Path(journal).write_bytes(b"\n".join(lines) + b"\n")
     recovered = open_ledger(old)
     for created in (in_snapshot, in_journal):

@@ -343,7 +343,7 @@ def test_max_tokens_stop_maps_to_each_client() -> None:
     assert last["response"]["incomplete_details"] == {"reason": "max_output_tokens"}
 
 
-def test_messages_text_deltas_are_the_payloads_ujson_encodes_whole():
+def test_messages_text_deltas_are_the_payloads_dumpb_encodes_whole():
     """The Messages renderer frames a text block's deltas once per block (``_text_head``): each delta must
     be byte for byte the event the whole payload encodes to, whatever the text holds and whichever block."""
     from gateway.protocols.anthropic_stream import MessagesStreamRenderer
