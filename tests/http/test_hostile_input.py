@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+from typing import Any
 
 import pytest
 
@@ -213,3 +214,61 @@ def test_an_endless_chunked_body_is_cut_off_near_the_limit(gateway):
     except ConnectionResetError:  # the 413 was lost to the reset of a connection closed mid-body: still refused
         return
     assert status == 413 and sent < 8 << 20  # measured: 0.5 to 1.6 MB
+
+
+# orjson's strict reading (JSON the gateway cannot send on), on every model endpoint incl. Gemini's
+ENDPOINTS: dict[str, tuple[str, dict[str, Any]]] = {
+    **{name: GOOD[name] for name in ("chat", "responses", "messages")},
+    "gemini": ("/v1beta/models/gpt-4o-mini:generateContent",
+               {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}),
+}
+MAX_TOKENS = {"chat": ("max_tokens",), "responses": ("max_output_tokens",), "messages": ("max_tokens",),
+              "gemini": ("generationConfig", "maxOutputTokens")}
+TEMPERATURE = {"chat": ("temperature",), "responses": ("temperature",), "messages": ("temperature",),
+               "gemini": ("generationConfig", "temperature")}
+
+
+def with_literal(endpoint: str, where: tuple[Any, ...], literal: str) -> bytes:
+    """The endpoint's good body with the value at ``where`` replaced by a raw JSON literal."""
+    body = json.loads(json.dumps(ENDPOINTS[endpoint][1]))
+    parent = body
+    for key in where[:-1]:
+        parent = parent.setdefault(key, {}) if isinstance(key, str) else parent[key]
+    parent[where[-1]] = "\u0001MARK\u0001"
+    return json.dumps(body).replace(json.dumps("\u0001MARK\u0001"), literal).encode()
+
+
+def refused(gateway: Any, endpoint: str, raw: bytes) -> dict[str, Any]:
+    """Send ``raw``; the 400's error object, checked against the endpoint's shape."""
+    status, payload = post(gateway, ENDPOINTS[endpoint][0], raw, {"x-goog-api-key": TEST_KEY})
+    assert status == 400, payload
+    if endpoint == "gemini":
+        assert set(payload["error"]) == {"code", "message", "status"}
+        assert payload["error"]["code"] == 400 and payload["error"]["status"] == "INVALID_ARGUMENT"
+        return dict(payload["error"])
+    return error_of(endpoint, payload)
+
+
+@pytest.mark.parametrize("endpoint", list(ENDPOINTS))
+@pytest.mark.parametrize("huge", ["123456789012345678901234567890", "-123456789012345678901234567890",
+                                  "18446744073709551616"], ids=["100-bits", "negative", "2**64"])
+def test_an_integer_beyond_64_bits_is_the_400_of_any_out_of_range_token_limit(gateway, endpoint, huge):
+    """orjson reads it as a float, so the limit's own check refuses it word for word as it refuses 0."""
+    error = refused(gateway, endpoint, with_literal(endpoint, MAX_TOKENS[endpoint], huge))
+    assert error == refused(gateway, endpoint, with_literal(endpoint, MAX_TOKENS[endpoint], "0"))
+    assert MAX_TOKENS[endpoint][-1] in error["message"]
+
+
+@pytest.mark.parametrize("endpoint", list(ENDPOINTS))
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_nan_infinity_and_overflowing_numbers_are_a_400_invalid_json(gateway, endpoint, literal):
+    error = refused(gateway, endpoint, with_literal(endpoint, TEMPERATURE[endpoint], literal))
+    assert error["message"].startswith("the request body is not valid JSON"), error
+
+
+@pytest.mark.parametrize("text", ['"\\ud800"', '"abc\\udfff"', '"\\ud83d x"'],
+                         ids=["lone-high", "lone-low", "half-pair"])
+def test_lone_surrogate_is_a_400_naming_the_field_on_gemini(gateway, text):
+    """As on the other endpoints (test_lone_surrogate_is_a_400_naming_the_field), in Google's shape."""
+    error = refused(gateway, "gemini", with_literal("gemini", ("contents", 0, "parts", 0, "text"), text))
+    assert "surrogate" in error["message"] and "contents[0].parts[0].text" in error["message"], error
