@@ -42,6 +42,11 @@ from gateway.protocols.usage import (
 )
 
 
+# Event boundaries a chunk that is not plain as a whole is tried at, from its end: a stream's usage and
+# final events (chat: usage, [DONE]; Messages: message_delta, message_stop) come last.
+_HEAD_TRIES = 3
+
+
 def _blocks(chunk: bytes) -> list[bytes] | None:
     """The event blocks of a chunk of whole, LF-framed events without a CR (the decoder would fold one),
     or None. A block that is empty or holds a stray blank line fails the callers' checks."""
@@ -93,16 +98,21 @@ class _Tap:
     def feed(self, chunk: bytes) -> bytes:
         if self.upstream_error is not None:
             return b""
+        head = b""
         if self._decoder.idle and len(chunk) <= self._max_event_bytes:
             plain = self._plain(chunk)
             if plain:
                 self.events += plain
                 return chunk
+            cut, plain = self._plain_head(chunk)
+            if plain:  # a burst's last read: ordinary events, then the usage or final ones; decode only those
+                self.events += plain
+                head, chunk = chunk[:cut], chunk[cut:]
         events = self._decoder.feed(chunk)
         out = self._relay(events) if events else b""
         if self._decoder.overflowed and self.upstream_error is None:
             out += self._fail(f"the upstream sent a stream event over {self._max_event_bytes} bytes")
-        return out
+        return head + out if head else out
 
     def finish(self) -> bytes:
         if self.upstream_error is not None:
@@ -145,6 +155,23 @@ class _Tap:
         """How many events ``chunk`` holds if it is whole events (LF framed, one-line JSON object payloads)
         that ``_judge`` would pass and ``_out`` relay unchanged; 0 sends it through the decoder (always safe)."""
         return 0
+
+    def _plain_head(self, chunk: bytes) -> tuple[int, int]:
+        """For a chunk that is not plain as a whole: where the longest plain run of whole events at its start
+        ends and how many events it holds, trying the boundaries before its last ``_HEAD_TRIES`` events (a
+        stream's special events come last); ``(0, 0)`` when there is none. ``_plain`` checks each head whole."""
+        first = chunk.find(b"\n\n") + 2
+        if first < 2 or not self._plain(chunk[:first]):  # (a stream's first read starts with a special event)
+            return 0, 0
+        end = len(chunk)
+        for _ in range(_HEAD_TRIES):
+            end = chunk.rfind(b"\n\n", 0, end - 2) + 2
+            if end < 2:
+                break
+            plain = self._plain(chunk[:end])
+            if plain:
+                return end, plain
+        return 0, 0
 
     def _judge(self, event: SSEEvent) -> bool:
         """True to relay the event; False if it is malformed or (``upstream_error`` set) the node's error."""

@@ -9,8 +9,10 @@ from hypothesis import strategies as st
 
 from gateway.protocols.names import Protocol
 from gateway.protocols.passthrough import ChatTap, MessagesTap, ResponsesTap, make_tap
+from gateway.protocols.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder
 
 _DELTA = b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"Hi \\"error\\" x"},"finish_reason":null}]}\n\n'
+_PLAIN = b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}\n\n'  # fast path
 _USAGE = (b'data: {"id":"c","choices":[],"usage":{"prompt_tokens":7,"completion_tokens":2,"total_tokens":9}}\n\n')
 _DONE = b"data: [DONE]\n\n"
 _M_DELTA = (b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
@@ -34,6 +36,10 @@ STREAMS = {
         _DELTA * 2,  # no [DONE]: cut short
         _DELTA + b'data: {"x":"a\rb"}\n\n' + _DONE,  # a lone CR, folded by the decoder
         _DELTA + b"\n\n" + _DELTA + b'data: {"x":1}\n\n\n' + _DONE,  # stray blank lines
+        _PLAIN * 3 + _USAGE + _DONE,  # a burst's last read: a plain head, then the usage and final events
+        _PLAIN * 2 + b'data: {"error":{"message":"overloaded"}}\n\n' + _PLAIN + _DONE,
+        _PLAIN + b"\n\n" + _PLAIN + b'data: {"x":1}\n\n\n' + _PLAIN + _DONE,
+        _PLAIN * 2 + b'data: {"a":1\n\n' + _DONE,
     ],
     Protocol.MESSAGES: [
         _M_START + _M_DELTA * 3 + b'event: ping\ndata: {"type":"ping"}\n\n' + _M_END,
@@ -118,3 +124,30 @@ def test_an_ordinary_chunk_over_the_event_limit_still_ends_the_stream():
     tap = make_tap(Protocol.CHAT, True, max_event_bytes=100)
     out = tap.feed(b'data: {"x":"' + b"a" * 200 + b'"}\n\n')
     assert tap.upstream_error is not None and b"over 100 bytes" in out
+
+
+class _RecordingDecoder(SSEDecoder):
+    """What the tap hands its decoder (the slow path)."""
+
+    def __init__(self, max_event_bytes: int) -> None:
+        super().__init__(max_event_bytes)
+        self.fed: list[bytes] = []
+
+    def feed(self, data: bytes):
+        self.fed.append(data)
+        return super().feed(data)
+
+
+def test_a_bursts_last_read_decodes_only_its_special_events():
+    """A node that sends its events back to back hands over its last read as ordinary events followed by the
+    usage and final ones: the ordinary head goes out as it came, only the tail is decoded, and the result is
+    the decoder's own."""
+    for protocol, ordinary, tail in ((Protocol.CHAT, _PLAIN * 5, _USAGE + _DONE),
+                                     (Protocol.MESSAGES, _M_DELTA * 5, _M_END),
+                                     (Protocol.RESPONSES, _R_DELTA * 5, _R_DONE)):
+        tap = make_tap(protocol, True)  # the default limit: the fast path takes chunks no larger than it
+        tap._decoder = decoder = _RecordingDecoder(DEFAULT_MAX_EVENT_BYTES)
+        result = _run(tap, [ordinary + tail])
+        assert decoder.fed == [tail], protocol
+        assert result == _run(_slow(protocol, True), [ordinary + tail])
+        assert result[0].startswith(ordinary) and result[1] == 5 + tail.count(b"\n\n")
