@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import orjson
 
-from gateway.protocols.canonical import ClientTool, ProtocolError, ToolCallPart, ToolDef
+from gateway.protocols.canonical import ClientTool, ProtocolError, ToolCallPart, ToolDef, dumps
 
 NAMESPACE_SEPARATOR = "__"
 HOSTED_TOOLS = frozenset({
@@ -100,7 +100,7 @@ def flat_name(name: str, namespace: object) -> str:
 
 def custom_arguments(text: str) -> str:
     """A replayed ``custom_tool_call`` input as the arguments of its one-parameter function."""
-    return orjson.dumps({"input": text}).decode()
+    return dumps({"input": text})
 
 
 def custom_input(arguments: str) -> str:

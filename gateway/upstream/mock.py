@@ -30,10 +30,6 @@ from gateway.upstream.mock_script import (
 )
 
 
-def _dumps(obj: Any) -> bytes:
-    return orjson.dumps(obj)
-
-
 def _text_of(content: Any) -> str:
     if isinstance(content, str):
         return content
@@ -102,21 +98,21 @@ def chat_response(script: Script, model: str, response_id: str) -> bytes:
         message["tool_calls"] = [{"id": call.id, "type": "function",
                                   "function": {"name": call.name, "arguments": call.arguments}}
                                  for call in script.tool_calls]
-    return _dumps({"id": response_id, "object": "chat.completion", "created": int(time.time()), "model": model,
-                   "choices": [{"index": 0, "message": message, "finish_reason": script.finish,
-                                "logprobs": None}],
-                   "usage": chat_usage(script)})
+    return orjson.dumps({"id": response_id, "object": "chat.completion", "created": int(time.time()),
+                         "model": model, "choices": [{"index": 0, "message": message, "finish_reason": script.finish,
+                                                      "logprobs": None}],
+                         "usage": chat_usage(script)})
 
 
 def chat_stream(script: Script, model: str, response_id: str, include_usage: bool) -> list[bytes]:
     """The SSE frames of a streamed chat completion, one token per frame."""
     created = int(time.time())
     head = b'{"id":"' + response_id.encode() + b'","object":"chat.completion.chunk","created":' + \
-        str(created).encode() + b',"model":' + _dumps(model) + b',"choices":['
+        str(created).encode() + b',"model":' + orjson.dumps(model) + b',"choices":['
 
     def frame(delta: dict[str, Any], finish: str | None = None) -> bytes:
         choice = {"index": 0, "delta": delta, "finish_reason": finish}
-        return b"data: " + head + _dumps(choice) + b"]}\n\n"
+        return b"data: " + head + orjson.dumps(choice) + b"]}\n\n"
 
     frames = [frame({"role": "assistant", "content": ""})]
     for index, call in enumerate(script.tool_calls):
@@ -129,7 +125,7 @@ def chat_stream(script: Script, model: str, response_id: str, include_usage: boo
         frames.extend(frame({"content": token}) for token in script.tokens)
     frames.append(frame({}, script.finish))
     if include_usage:
-        frames.append(b"data: " + head + b"],\"usage\":" + _dumps(chat_usage(script)) + b"}\n\n")
+        frames.append(b"data: " + head + b"],\"usage\":" + orjson.dumps(chat_usage(script)) + b"}\n\n")
     frames.append(b"data: [DONE]\n\n")
     return frames
 
@@ -139,8 +135,8 @@ def embeddings_response(body: dict[str, Any], model: str, dim: int) -> bytes:
     texts = [inputs] if isinstance(inputs, str) else [str(x) for x in inputs or []]
     data = [{"object": "embedding", "index": i, "embedding": embedding(text, dim)} for i, text in enumerate(texts)]
     tokens = sum(max(1, estimate_tokens(text)) for text in texts)
-    return _dumps({"object": "list", "data": data, "model": model,
-                   "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+    return orjson.dumps({"object": "list", "data": data, "model": model,
+                         "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 
 
 class MockExchange:
