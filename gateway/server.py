@@ -96,14 +96,15 @@ class Server:
 
     # -- snapshots -------------------------------------------------------------
 
-    def _snapshot(self) -> None:
-        """The periodic snapshot, timed and logged; a failure is logged and the gateway keeps serving.
+    async def _snapshot(self) -> None:
+        """The periodic snapshot, timed (until durable) and logged; a failure is logged and the gateway keeps serving.
 
         A backend that persists on its own (Redis) answers False and nothing is timed or logged.
+        PeriodicCallback awaits this before scheduling the next one.
         """
         began = time.monotonic()
         try:
-            if not self.services.ledger.snapshot():
+            if not await self.services.ledger.snapshot():
                 return
         except Exception as exc:
             log_event("snapshot_failed", level="error", error=f"{type(exc).__name__}: {exc}")

@@ -61,9 +61,10 @@ class LedgerBackend(Protocol):
     async def start(self) -> None:
         """Connect and bootstrap config accounts; a Redis that is down is retried in the background."""
 
-    def snapshot(self) -> bool:
-        """Persist a point-in-time copy now if this backend keeps one (embedded); False if the store persists
-        on its own (Redis), so the caller's periodic timer has nothing to time or log."""
+    async def snapshot(self) -> bool:
+        """Persist a point-in-time copy if this backend keeps one (embedded: taken now, written off the IOLoop
+        thread, awaited until durable); False if the store persists on its own (Redis), so the caller's
+        periodic timer has nothing to time or log."""
 
     def observe_fsync(self, hook: Callable[[float], None]) -> None:
         """Report each journal fsync's duration in seconds (from the fsync thread); no-op without a journal."""

@@ -8,6 +8,7 @@ refuses a running one), for ``--export-ledger`` / ``--import-ledger``.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any, Callable, Sequence
 
@@ -43,8 +44,8 @@ class EmbeddedBackend:
     async def start(self) -> None:
         return None
 
-    def snapshot(self) -> bool:
-        self.ledger.snapshot()
+    async def snapshot(self) -> bool:
+        await asyncio.wrap_future(self.ledger.snapshot_in_background())
         return True
 
     def observe_fsync(self, hook: Callable[[float], None]) -> None:

@@ -11,9 +11,10 @@ Durability has two levels, paid for differently:
   waits for the disk.
 
 Files are named ``journal-<first seq>.jsonl``, one JSON object per line with
-a ``seq`` that increases by one. After a snapshot the journal is rotated:
-a new file starts at the next seq and the older files, all covered by the
-snapshot, are deleted.
+a ``seq`` that increases by one. When a snapshot's state is taken the journal
+starts a new file at the next seq (``start_file``); the older files, all
+covered by that snapshot, are deleted once it is durable (``drop_files``),
+which may be on another thread.
 """
 
 from __future__ import annotations
@@ -109,10 +110,11 @@ class Journal:
         self._interval = fsync_interval_s
         self._fd = -1
         self._size = 0
-        self._fd_lock = threading.Lock()  # guards _fd against a swap while the thread fsyncs it
+        self._retired: list[int] = []  # files start_file replaced, for the fsync thread to fsync and close
+        self._fd_lock = threading.Lock()  # guards the swap of _fd and _retired, never held across an fsync
         self._wake = threading.Event()  # set = unsynced data
         self._stop = threading.Event()
-        self._open_next()
+        self.drop_files(self.start_file())  # the caller has just written a snapshot at last_seq
         self._thread = threading.Thread(target=self._run, name="infermesh-journal-fsync", daemon=True)
         self._thread.start()
 
@@ -164,9 +166,33 @@ class Journal:
         if not self._wake.is_set():
             self._wake.set()
 
-    def rotate(self) -> None:
-        """Start a new file at the next seq and delete the older ones; call only after a snapshot."""
-        self._open_next()
+    def start_file(self) -> list[str]:
+        """Write what follows to ``journal-<next seq>.jsonl``; return the older files, for ``drop_files``.
+
+        Called on the writer's thread in the same step that takes a snapshot's state, so the older
+        files hold exactly what that snapshot covers. They stay until the snapshot is durable: a power
+        loss before then recovers from the previous snapshot and every file. The fsync thread fsyncs
+        the replaced file, then the directory, before it first fsyncs the new file, so no power loss
+        keeps the new file's lines while losing the old file's last ones (a gap recovery refuses).
+        """
+        path = os.path.join(self.directory, f"journal-{self._seq + 1:016d}.jsonl")
+        # O_TRUNC: a file of this name can only hold a torn fragment that recovery already dropped.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+        with self._fd_lock:
+            if self._fd >= 0:
+                self._retired.append(self._fd)
+            self._fd, self._size = fd, 0
+        self._wake.set()
+        return [older for older in journal_files(self.directory) if older != path]
+
+    def drop_files(self, paths: list[str]) -> None:
+        """Delete journal files a durable snapshot covers (any thread), and make the deletion durable."""
+        for path in paths:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        fsync_directory(self.directory)
 
     def close(self) -> None:
         """Stop the thread, fsync what is left, close the file."""
@@ -175,26 +201,11 @@ class Journal:
         self._stop.set()
         self._wake.set()
         self._thread.join()
-        with self._fd_lock:
-            try:
-                os.fsync(self._fd)
-            finally:
-                os.close(self._fd)
-                self._fd = -1
-
-    def _open_next(self) -> None:
-        """Switch to ``journal-<next seq>.jsonl``; the older files are covered by the snapshot just written."""
-        path = os.path.join(self.directory, f"journal-{self._seq + 1:016d}.jsonl")
-        # O_TRUNC: a file of this name can only hold a torn fragment that recovery already dropped.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
-        with self._fd_lock:
-            old, self._fd, self._size = self._fd, fd, 0
-            if old >= 0:
-                os.close(old)
-        for stale in journal_files(self.directory):
-            if stale != path:
-                os.unlink(stale)
-        fsync_directory(self.directory)
+        try:
+            self._sync_once()
+        finally:
+            os.close(self._fd)
+            self._fd = -1
 
     def _run(self) -> None:
         """Fsync whenever something was written, at most once per interval."""
@@ -207,17 +218,28 @@ class Journal:
             self._stop.wait(self._interval)
 
     def _sync_once(self) -> None:
-        """One fsync under the fd lock, so a rotation cannot close the file under it."""
+        """Fsync the files ``start_file`` replaced (then close them) and the directory, then the current file.
+
+        The lock is held only to read the fds: the writer's thread never waits for a disk. Only this
+        thread (or ``close``, after joining it) closes a replaced file, so no fd is closed under an fsync.
+        """
         with self._fd_lock:
-            if self._fd < 0:
-                return
-            started = time.perf_counter()
-            try:
-                os.fsync(self._fd)
-            except OSError:
-                log.exception("fsync of the ledger journal failed: charges are not safe from power loss")
-                return
-            elapsed = time.perf_counter() - started
+            retired, self._retired = self._retired, []
+            fd = self._fd
+        started = time.perf_counter()
+        try:
+            for old in retired:
+                os.fsync(old)
+            if retired:
+                fsync_directory(self.directory)  # the new file's entry
+            os.fsync(fd)
+        except OSError:
+            log.exception("fsync of the ledger journal failed: charges are not safe from power loss")
+            return
+        finally:
+            for old in retired:
+                os.close(old)
+        elapsed = time.perf_counter() - started
         self.fsync_seconds.append(elapsed)
         if self.on_fsync is not None:
             try:

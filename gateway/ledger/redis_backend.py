@@ -101,7 +101,7 @@ class RedisBackend(RedisAccounts):
     def last_seq(self) -> int | None:
         return None  # no journal: Redis persists on its own
 
-    def snapshot(self) -> bool:
+    async def snapshot(self) -> bool:
         return False  # Redis persists on its own (its RDB/AOF settings, docs/scale-out.md)
 
     def observe_fsync(self, hook: Callable[[float], None]) -> None:

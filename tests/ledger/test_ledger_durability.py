@@ -151,6 +151,67 @@ def test_snapshot_rotates_the_journal(state_dir: Path, open_ledger: OpenLedger) 
     assert [e["seq"] for e in journal_entries(state_dir)] == [ledger.last_seq]
 
 
+def test_a_background_snapshot_holds_the_state_of_its_call_and_keeps_later_lines(state_dir: Path, tmp_path: Path,
+                                                                                 open_ledger: OpenLedger) -> None:
+    ledger, key = busy_ledger(state_dir, open_ledger)
+    taken_at = ledger.last_seq
+    written = ledger.snapshot_in_background()
+    charge(ledger, 7, "after-the-call")  # the IOLoop goes on while the snapshot thread writes
+    written.result(timeout=10)
+    assert orjson.loads((state_dir / "snapshot.json").read_bytes())["seq"] == taken_at
+    [journal] = journal_files(str(state_dir))  # the files the snapshot covers are gone, the new one stays
+    assert Path(journal).name == f"journal-{taken_at + 1:016d}.jsonl"
+    assert [(e["seq"], e["request_id"]) for e in journal_entries(state_dir)] == [(taken_at + 1, "after-the-call")]
+    recovered = open_ledger(crash_copy(state_dir, tmp_path))
+    assert recovered.accounts() == ledger.accounts() and recovered.last_seq == ledger.last_seq
+    assert recovered.authenticate(key) == ledger.authenticate(key)
+
+
+def test_snapshot_disk_work_is_off_the_calling_thread_and_keeps_journal_order(state_dir: Path,
+                                                                              open_ledger: OpenLedger,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """No fsync on the caller's (IOLoop's) thread; the replaced journal file and the directory are fsynced
+    before the new file ever is, so a power loss cannot keep newer lines and lose older ones."""
+    ledger = open_ledger(state_dir)
+    charge_synced = threading.Event()
+    ledger.on_fsync = lambda seconds: charge_synced.set()
+    charge(ledger, 1)
+    assert charge_synced.wait(10)  # nothing left for the fsync thread before the snapshot
+    [old] = journal_files(str(state_dir))
+    new = os.path.join(str(state_dir), f"journal-{ledger.last_seq + 1:016d}.jsonl")
+    synced: list[tuple[str, str]] = []
+    new_file_synced = threading.Event()
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        path = os.readlink(f"/proc/self/fd/{fd}").removesuffix(" (deleted)")
+        synced.append((path, threading.current_thread().name))
+        real_fsync(fd)
+        if path == new:
+            new_file_synced.set()
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    ledger.snapshot_in_background().result(timeout=10)
+    charge(ledger, 2)
+    assert new_file_synced.wait(10)
+    assert not [entry for entry in synced if entry[1] == threading.current_thread().name], synced
+    assert (str(state_dir / "snapshot.json.tmp"), "infermesh-snapshot_0") in synced
+    journal_order = [path for path, thread in synced if thread == "infermesh-journal-fsync"]
+    assert journal_order[:3] == [old, str(state_dir), new], synced  # the old file, the directory, the new file
+
+
+def test_close_waits_for_a_background_snapshot_then_writes_the_final_one(state_dir: Path, tmp_path: Path,
+                                                                         open_ledger: OpenLedger) -> None:
+    ledger, _ = busy_ledger(state_dir, open_ledger)
+    ledger.snapshot_in_background()
+    charge(ledger, 9, "last")
+    ledger.close()
+    assert orjson.loads((state_dir / "snapshot.json").read_bytes())["seq"] == ledger.last_seq
+    [journal] = journal_files(str(state_dir))
+    assert Path(journal).read_bytes() == b""
+    assert open_ledger(state_dir).accounts() == ledger.accounts()
+
+
 def test_plaintext_keys_never_reach_the_disk(state_dir: Path, open_ledger: OpenLedger) -> None:
     ledger, created = busy_ledger(state_dir, open_ledger)
     another = ledger.create_key("demo", "later")["key"]
