@@ -219,3 +219,22 @@ def test_concurrent_transfers_each_end_with_their_own_outcome(upstream):
         [f"{Phase.CONNECT.value}:connect"] * 2
     assert second == ["done"] * 8
     assert watched_after == {}
+
+
+def test_close_aborts_open_transfers_and_returns_once_each_has_ended(upstream):
+    async def go():
+        client = UpstreamClient(10, 1.0)
+        hanging = [await client.open(upstream.base("cl-close") + "/chat/completions",
+                                     HEADERS.with_overrides({"x-mock-fault": "hang"}), BODY, FAST) for _ in range(3)]
+        await asyncio.sleep(0.2)  # connected, waiting for a first byte that never comes
+        await client.close()
+        in_use = client.in_use  # every slot back: close returned only after each exchange had ended
+        reasons = []
+        for exchange in hanging:
+            with pytest.raises(UpstreamError) as caught:
+                await exchange.started()
+            reasons.append(caught.value.reason)
+        return reasons, in_use
+
+    reasons, in_use = run(go())
+    assert reasons == ["shutdown"] * 3 and in_use == 0
