@@ -1,7 +1,9 @@
 """The embedded ledger (``ledger.py``: memory, journal, snapshots in ``state.dir``) as a ``LedgerBackend``.
 
-Every call runs to completion without yielding to the IOLoop, exactly as the
-synchronous calls do, so a settle is journaled before the response is written.
+Every call on the request path runs to completion without yielding to the
+IOLoop, exactly as the synchronous calls do, so a settle is journaled before
+the response is written. The one call that yields is ``snapshot``: it awaits
+the snapshot thread until the state it took is durable.
 Also here: export and import of a *stopped* embedded ledger (its directory lock
 refuses a running one), for ``--export-ledger`` / ``--import-ledger``.
 """
