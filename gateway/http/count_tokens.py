@@ -26,12 +26,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from gateway.admission import admit
 from gateway.http.base import api_key_from
 from gateway.http.body import JsonBodyHandler
 from gateway.http.counting import ask_node, relay_count
+from gateway.protocols.canonical import dumps
 from gateway.protocols.names import Protocol
 from gateway.upstream.mock_script import estimate_tokens
 from gateway.upstream.providers import FORWARDED_HEADERS
@@ -52,7 +51,7 @@ def _block_texts(content: Any, out: list[str]) -> None:
             out.append(block["text"])
         elif kind == "tool_use":
             out.append(str(block.get("name") or ""))
-            out.append(orjson.dumps(block.get("input") or {}).decode())
+            out.append(dumps(block.get("input") or {}))
         elif kind == "tool_result":
             _block_texts(block.get("content"), out)
         elif kind == "thinking" and isinstance(block.get("thinking"), str):
@@ -72,7 +71,7 @@ def estimate_input_tokens(body: dict[str, Any]) -> int:
             if isinstance(tool.get("description"), str):
                 texts.append(tool["description"])
             if tool.get("input_schema") is not None:
-                texts.append(orjson.dumps(tool["input_schema"]).decode())
+                texts.append(dumps(tool["input_schema"]))
     return max(1, estimate_tokens("\n".join(t for t in texts if t)))
 
 

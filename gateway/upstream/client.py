@@ -108,7 +108,7 @@ class UpstreamClient:
         self._active.add(exchange)
         try:
             exchange._curl = pool.start(exchange, url, headers.lines, body, timeouts.connect_timeout_s,
-                                              timeouts.request_timeout_s)
+                                        timeouts.request_timeout_s)
         except Exception as exc:
             exchange._ended(-1, f"{type(exc).__name__}: {exc}")
         return exchange
