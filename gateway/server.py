@@ -33,7 +33,6 @@ from gateway.services import Services
 
 DRAIN_GRACE_S = 30.0
 ABORT_WAIT_S = 1.0  # after the grace period: time for aborted streams to write their error event and settle
-POLL_S = 0.02
 IDLE_CONNECTION_S = 300.0  # a keep-alive connection with no request (or a head that never ends) is closed
 
 
@@ -196,12 +195,16 @@ class Server:
 
     async def _wait_idle(self, deadline: float, hurry: bool = True) -> bool:
         """True once no request is in flight; False at the deadline (or when hurried)."""
-        metrics = self.services.metrics
-        while metrics.inflight_now() > 0:
-            if time.monotonic() >= deadline or (hurry and self._hurry.is_set()):
-                return False
-            await asyncio.sleep(POLL_S)
-        return True
+        waits: list[asyncio.Future[object]] = [asyncio.ensure_future(self.services.metrics.wait_idle())]
+        if hurry:
+            waits.append(asyncio.ensure_future(self._hurry.wait()))
+        try:
+            await asyncio.wait(waits, timeout=max(0.0, deadline - time.monotonic()),
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+        return self.services.metrics.inflight_now() == 0
 
     async def _close_connections(self) -> None:
         if self._http is None:

@@ -33,6 +33,7 @@ single-process only and left out.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any, Callable, Iterable
 
@@ -105,6 +106,7 @@ class Metrics:
             self.reloads.labels(result)  # both series exist from the start, so rate() sees the first one
         self._children: dict[tuple[Any, ...], Any] = {}
         self._inflight = 0  # the one in-flight count: limits.max_inflight, the drain and the gauge follow it
+        self._idle: asyncio.Event | None = None  # set when the in-flight count reaches 0 (the drain waits on it)
         self._streams = 0
         if breaker_states is not None:
             self.registry.register(_BreakerCollector(breaker_states))
@@ -116,11 +118,20 @@ class Metrics:
     def request_ended(self) -> None:
         self._inflight -= 1
         self.inflight.dec()
+        if not self._inflight and self._idle is not None:
+            self._idle.set()
 
     def inflight_now(self) -> int:
         """Model requests in progress right now (streams included): what limits.max_inflight caps and a drain
         waits for."""
         return self._inflight
+
+    async def wait_idle(self) -> None:
+        """Return once no model request is in flight: the drain waits on this instead of polling the count."""
+        while self._inflight:
+            if self._idle is None or self._idle.is_set():  # an event already set belongs to an earlier idle moment
+                self._idle = asyncio.Event()
+            await self._idle.wait()
 
     def stream_started(self) -> None:
         self._streams += 1

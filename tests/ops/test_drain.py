@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import time
 
+from gateway.observability.metrics import Metrics
 from tests.conftest import base_config
 from tests.ops.conftest import DEMO_KEY, Stream, demo_config
 
@@ -102,3 +104,28 @@ def test_idle_gateway_stops_at_once(gateway_process, tmp_path):
     assert time.monotonic() - began < 3
     started = gateway.wait_event("started")
     assert started["address"] == gateway.url and started["level"] == "info"
+
+
+def test_the_drain_wakes_when_the_last_request_ends():
+    """The drain waits on an event the in-flight count sets at zero, not on a poll of the count."""
+    async def scenario() -> None:
+        metrics = Metrics()
+        await asyncio.wait_for(metrics.wait_idle(), 1)  # nothing in flight: at once
+        metrics.request_started()
+        metrics.request_started()
+        waiter = asyncio.ensure_future(metrics.wait_idle())
+        metrics.request_ended()
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert not waiter.done()  # one request is still in flight
+        metrics.request_ended()
+        await asyncio.wait_for(waiter, 1)
+        metrics.request_started()  # a later busy moment needs a new wake-up, not the one already set
+        second = asyncio.ensure_future(metrics.wait_idle())
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert not second.done()
+        metrics.request_ended()
+        await asyncio.wait_for(second, 1)
+
+    asyncio.run(scenario())
