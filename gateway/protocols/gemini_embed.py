@@ -16,11 +16,10 @@ OpenAI nodes (kept on Gemini nodes).
 
 from __future__ import annotations
 
-import base64
-import struct
 from typing import Any
 
 from gateway.protocols.canonical import ProtocolError, Usage
+from gateway.protocols.embedding_format import decode_vector, encode_vector
 from gateway.protocols.names import Protocol
 
 
@@ -89,8 +88,7 @@ def _vectors(node: Protocol, body: dict) -> list[list[float]]:
         for item in sorted(body.get("data") or (), key=lambda d: d.get("index", 0)):
             vector = item.get("embedding")
             if isinstance(vector, str):  # a node that answers base64 whatever was asked
-                raw = base64.b64decode(vector)
-                vector = list(struct.unpack(f"<{len(raw) // 4}f", raw))
+                vector = decode_vector(vector)
             vectors.append(vector or [])
         return vectors
     return [item.get("values") or [] for item in body.get("embeddings") or ()]
@@ -109,9 +107,8 @@ def client_response(client: Protocol, node: Protocol, body: dict, public_model: 
         return {"embedding": {"values": vectors[0] if vectors else []}}, usage
     if client == Protocol.GEMINI_EMBEDDINGS:
         return {"embeddings": [{"values": vector} for vector in vectors]}, usage
-    as_base64 = request.get("encoding_format") == "base64"
-    data = [{"object": "embedding", "index": i,
-             "embedding": base64.b64encode(struct.pack(f"<{len(v)}f", *v)).decode() if as_base64 else v}
+    encoding_format = request.get("encoding_format")
+    data = [{"object": "embedding", "index": i, "embedding": encode_vector(v, encoding_format)}
             for i, v in enumerate(vectors)]
     return {"object": "list", "data": data, "model": public_model,
             "usage": {"prompt_tokens": usage.input_tokens, "total_tokens": usage.input_tokens}}, usage

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from gateway.config import Node
+from gateway.protocols.embedding_format import encode_vector
 from gateway.protocols.names import Protocol
 from gateway.upstream.exchange import Phase, UpstreamError
 from gateway.upstream.mock_script import (
@@ -133,7 +134,9 @@ def chat_stream(script: Script, model: str, response_id: str, include_usage: boo
 def embeddings_response(body: dict[str, Any], model: str, dim: int) -> bytes:
     inputs = body.get("input")
     texts = [inputs] if isinstance(inputs, str) else [str(x) for x in inputs or []]
-    data = [{"object": "embedding", "index": i, "embedding": embedding(text, dim)} for i, text in enumerate(texts)]
+    encoding_format = body.get("encoding_format")  # as OpenAI: the SDKs ask for base64 by default
+    data = [{"object": "embedding", "index": i, "embedding": encode_vector(embedding(text, dim), encoding_format)}
+            for i, text in enumerate(texts)]
     tokens = sum(max(1, estimate_tokens(text)) for text in texts)
     return orjson.dumps({"object": "list", "data": data, "model": model,
                          "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import shutil
 import subprocess
@@ -10,6 +12,7 @@ import time
 from pathlib import Path
 
 import openai
+import pytest
 import yaml
 
 from tests.conftest import ROOT
@@ -36,6 +39,21 @@ def test_demo_config_serves_sdk_plain_and_streaming(start_gateway, tmp_path):
     assert len(pieces) == 12 and "".join(pieces).startswith("stream please")
     vectors = sdk.embeddings.create(model="text-embedding-3-small", input="abc")
     assert len(vectors.data[0].embedding) == 8
+
+
+def test_demo_embeddings_honour_encoding_format(start_gateway, tmp_path):
+    """The mock answers base64 when asked, as OpenAI does: the SDK asks for it by default and decodes it."""
+    gateway = start_gateway(demo_config(tmp_path))
+    sdk = openai.OpenAI(base_url=gateway.url + "/v1", api_key=DEMO_KEY, max_retries=0)
+    floats = sdk.embeddings.create(model="text-embedding-3-small", input=["abc", "xyz"], encoding_format="float")
+    decoded = sdk.embeddings.create(model="text-embedding-3-small", input=["abc", "xyz"])  # base64, decoded by the SDK
+    assert [len(item.embedding) for item in decoded.data] == [8, 8]
+    assert decoded.data[0].embedding != decoded.data[1].embedding
+    for plain, packed in zip(floats.data, decoded.data):
+        assert packed.embedding == pytest.approx(plain.embedding, abs=1e-6)  # float32 on the wire
+    raw = sdk.embeddings.with_raw_response.create(model="text-embedding-3-small", input="abc", encoding_format="base64")
+    vector = json.loads(raw.text)["data"][0]["embedding"]
+    assert isinstance(vector, str) and len(base64.b64decode(vector)) == 8 * 4
 
 
 def test_mock_provider_tool_call_round_trip(start_gateway, tmp_path):
