@@ -55,12 +55,17 @@ class Peer:
     litellm: bool = False
 
     def url(self, node: str) -> str:
-        if self.gateway:
+        if self.gateway or self.litellm:  # the model names the node
             return self.base + "/v1/chat/completions"
         return f"{self.base}/n/{node}/v1/chat/completions"
 
     def model(self, node: str) -> str:
         return PEER_MODELS[node] if self.gateway or self.litellm else "mock-model"
+
+    @property
+    def authenticates(self) -> bool:
+        """Whether requests carry the bench key: the gateways and LiteLLM check one, the mock and nginx do not."""
+        return self.gateway or self.litellm
 
 
 # --------------------------------------------------------------------------- nginx and LiteLLM
@@ -130,18 +135,20 @@ def litellm_available() -> bool:
     return importlib.util.find_spec("litellm") is not None
 
 
-def litellm_config(path: Path, mock_port: int) -> None:
-    lines = ["model_list:"]
+def litellm_config(path: Path, mock_port: int, master_key: str) -> None:
+    """One LiteLLM model per mock node, and a master key: LiteLLM 1.106 refuses to start without one (it would
+    serve everyone unauthenticated), and with it LiteLLM checks a key per request as the gateway does."""
+    lines = ["general_settings:", f"  master_key: {master_key}", "model_list:"]
     for node, model in PEER_MODELS.items():
         lines += [f"  - model_name: {model}", "    litellm_params:", "      model: openai/mock-model",
                   f"      api_base: http://127.0.0.1:{mock_port}/n/{node}/v1", "      api_key: sk-up"]
     path.write_text("\n".join(lines) + "\n")
 
 
-def start_litellm(child_cls: Any, work: Path, mock_port: int, port: int, pin: bool) -> Any:
+def start_litellm(child_cls: Any, work: Path, mock_port: int, port: int, pin: bool, master_key: str) -> Any:
     """LiteLLM's proxy, one worker, on CPU 0 (only when the package is importable; never a requirement)."""
     conf = work / "litellm.yaml"
-    litellm_config(conf, mock_port)
+    litellm_config(conf, mock_port, master_key)
     argv = [sys.executable, "-m", "litellm.proxy.proxy_cli", "--config", str(conf), "--host", "127.0.0.1",
             "--port", str(port), "--num_workers", "1"]
     return child_cls("litellm", argv, work, 0 if pin else None)
@@ -174,7 +181,7 @@ def measure_round(load: Load, peers: list[Peer], round_no: int, quick: bool,
     for name, node, kwargs in scenarios(quick):
         out[name] = {}
         for peer in order:
-            rep = load(peer.url(node), peer.model(node), gateway=peer.gateway, pids=peer.pids, timeout_s=30.0,
+            rep = load(peer.url(node), peer.model(node), gateway=peer.authenticates, pids=peer.pids, timeout_s=30.0,
                        **kwargs)
             progress(f"peers/{name}", round_no, peer.name, rep)
             out[name][peer.name] = rep

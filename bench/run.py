@@ -393,7 +393,7 @@ class Bench:
                                                                                               self.mock_pid]))
         if peer_table.litellm_available():
             port = free_port()
-            litellm = peer_table.start_litellm(Child, work, self.mock_port, port, self.pin)
+            litellm = peer_table.start_litellm(Child, work, self.mock_port, port, self.pin, KEY)
             children.append(litellm)
             wait_http(port, "/health/liveliness", 120, litellm)
             self.peers.append(peer_table.Peer("LiteLLM", f"http://127.0.0.1:{port}", False, [litellm.pid,
@@ -411,7 +411,7 @@ class Bench:
                                           [self.gw.pid, self.mock_pid]))
         for peer in self.peers:  # warm-up: connections, caches, the first JIT-free paths
             for node in ("fast", "burst20"):
-                self.load(peer.url(node), peer.model(node), gateway=peer.gateway, concurrency=8, duration=0.5,
+                self.load(peer.url(node), peer.model(node), gateway=peer.authenticates, concurrency=8, duration=0.5,
                           stream=node == "burst20")
 
     def warmup(self) -> None:
