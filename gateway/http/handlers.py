@@ -147,8 +147,12 @@ _PINGS = {Protocol.MESSAGES: _PING_MESSAGES, Protocol.GEMINI: b"\r\n"}
 class ModelsHandler(BaseHandler):
     """``GET /v1/models[/{id}]``: the catalogue, each entry with its prices.
 
-    A Gemini client (key in ``x-goog-api-key`` or ``?key=``: the google-genai
-    SDK lists ``/v1/models`` by default) gets Google's ``Model`` resources instead.
+    One body serves OpenAI and Anthropic clients alike: OpenAI's list (``object``, ``created``, ``owned_by``)
+    with the fields Anthropic's Models API adds (``type``, ``display_name``, ``created_at``, and ``has_more``,
+    ``first_id``, ``last_id`` on the page), since each SDK ignores the other's fields. The Anthropic SDK's
+    ``models.list()`` and Claude Code's gateway model discovery read it. A Gemini client (key in
+    ``x-goog-api-key`` or ``?key=``: the google-genai SDK lists ``/v1/models`` by default) gets Google's
+    ``Model`` resources instead.
     """
 
     async def get(self, model_id: str | None = None) -> None:
@@ -161,7 +165,12 @@ class ModelsHandler(BaseHandler):
         entry = _google_model if google else _model_entry
         if model_id is None:
             models = [entry(m) for m in config.models.values()]
-            self.send_json(200, {"models": models} if google else {"object": "list", "data": models})
+            if google:
+                self.send_json(200, {"models": models})
+                return
+            self.send_json(200, {"object": "list", "data": models, "has_more": False,
+                                 "first_id": models[0]["id"] if models else None,
+                                 "last_id": models[-1]["id"] if models else None})
             return
         model = config.find_model(model_id.removeprefix("models/") if google else model_id)
         if model is None:
@@ -217,8 +226,10 @@ class MetricsHandler(BaseHandler):
 
 
 def _model_entry(model: Any) -> dict[str, Any]:
+    """OpenAI's ``Model`` and Anthropic's ``ModelInfo`` in one object (the catalogue has no release dates: 0)."""
     price = price_fields(model.price)
-    return {"id": model.id, "object": "model", "created": 0, "owned_by": "infermesh", "kind": model.kind,
+    return {"id": model.id, "object": "model", "created": 0, "owned_by": "infermesh",
+            "type": "model", "display_name": model.id, "created_at": "1970-01-01T00:00:00Z", "kind": model.kind,
             "aliases": list(model.aliases), "pricing": {"currency": "USD", "unit": "1M tokens", **price}}
 
 

@@ -7,6 +7,7 @@ import json
 import socket
 import time
 
+import anthropic
 import openai
 import pytest
 
@@ -150,6 +151,19 @@ def test_models_and_pricing(openai_gateway):
         pricing = json.loads(response.read())
     assert pricing["currency"] == "USD"
     assert {"id": "text-embedding-3-small", "kind": "embedding", "input": "0.02"} in pricing["models"]
+
+
+def test_models_for_the_anthropic_sdk(openai_gateway):
+    """The same list reads as Anthropic's Models API: typed entries, a display name, a date, a last page."""
+    sdk = anthropic.Anthropic(base_url=openai_gateway.url, api_key=TEST_KEY, max_retries=0)
+    page = sdk.models.list()
+    ids = [m.id for m in page.data]
+    assert sorted(ids) == ["claude-sonnet-4-6", "gpt-4o-mini", "text-embedding-3-small"]
+    assert all(m.type == "model" and m.display_name == m.id and m.created_at.year == 1970 for m in page.data)
+    assert page.has_more is False and (page.first_id, page.last_id) == (ids[0], ids[-1])
+    assert [m.id for m in sdk.models.list()] == [m.id for m in page.data]  # auto-pagination stops after one page
+    model = sdk.models.retrieve("claude-sonnet-4.6")
+    assert model.id == "claude-sonnet-4-6" and model.type == "model"
 
 
 def test_health_ready_and_metrics(openai_gateway):
