@@ -54,18 +54,18 @@ class Peer:
     pids: list[int] = field(default_factory=list)  # the first is the peer's own process (its CPU is reported)
     litellm: bool = False
 
+    @property
+    def routes(self) -> bool:
+        """The gateways and LiteLLM pick the node by model and check the bench key; the mock and nginx do neither."""
+        return self.gateway or self.litellm
+
     def url(self, node: str) -> str:
-        if self.gateway or self.litellm:  # the model names the node
+        if self.routes:
             return self.base + "/v1/chat/completions"
         return f"{self.base}/n/{node}/v1/chat/completions"
 
     def model(self, node: str) -> str:
-        return PEER_MODELS[node] if self.gateway or self.litellm else "mock-model"
-
-    @property
-    def authenticates(self) -> bool:
-        """Whether requests carry the bench key: the gateways and LiteLLM check one, the mock and nginx do not."""
-        return self.gateway or self.litellm
+        return PEER_MODELS[node] if self.routes else "mock-model"
 
 
 # --------------------------------------------------------------------------- nginx and LiteLLM
@@ -181,7 +181,7 @@ def measure_round(load: Load, peers: list[Peer], round_no: int, quick: bool,
     for name, node, kwargs in scenarios(quick):
         out[name] = {}
         for peer in order:
-            rep = load(peer.url(node), peer.model(node), gateway=peer.authenticates, pids=peer.pids, timeout_s=30.0,
+            rep = load(peer.url(node), peer.model(node), gateway=peer.routes, pids=peer.pids, timeout_s=30.0,
                        **kwargs)
             progress(f"peers/{name}", round_no, peer.name, rep)
             out[name][peer.name] = rep

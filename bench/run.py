@@ -411,7 +411,7 @@ class Bench:
                                           [self.gw.pid, self.mock_pid]))
         for peer in self.peers:  # warm-up: connections, caches, the first JIT-free paths
             for node in ("fast", "burst20"):
-                self.load(peer.url(node), peer.model(node), gateway=peer.authenticates, concurrency=8, duration=0.5,
+                self.load(peer.url(node), peer.model(node), gateway=peer.routes, concurrency=8, duration=0.5,
                           stream=node == "burst20")
 
     def warmup(self) -> None:

@@ -184,7 +184,7 @@ class Server:
             left = metrics.inflight_now()
             log_event("drain_timeout", level="warning", inflight=left, grace_s=grace_s)
             # Aborting the upstream transfers makes each relay write its protocol's error event.
-            await self._close_client()
+            self._close_client()
             if not await self._wait_idle(time.monotonic() + ABORT_WAIT_S, hurry=False) and self._http is not None:
                 # Not upstream-bound (a mock node, a client that stopped reading): close the connections,
                 # which aborts their exchanges through the handlers' on_connection_close.
@@ -213,14 +213,14 @@ class Server:
         if aborted:  # their clients stopped reading: what was buffered for them is dropped
             log_event("connections_aborted", level="warning", connections=aborted)
 
-    async def _close_client(self) -> None:
+    def _close_client(self) -> None:
         """Abort the upstream transfers still open and close the curl pool, once (it cannot close twice).
 
         This is ``Services.close`` in two steps, so the final snapshot can be timed and logged.
         """
         if not self._client_closed:
             self._client_closed = True
-            await self.services.client.close()
+            self.services.client.close()
 
     async def close(self) -> None:
         """Stop listening, close connections, abort upstreams, final snapshot. Idempotent."""
@@ -235,7 +235,7 @@ class Server:
         if self._http is not None:
             self._http.stop()  # the listener closes only now: until here, late requests got a 503
             await self._close_connections()
-        await self._close_client()
+        self._close_client()
         began = time.monotonic()
         ledger = self.services.ledger
         try:

@@ -57,5 +57,5 @@ class Services:
         self.config = config
 
     async def close(self) -> None:
-        await self.client.close()
+        self.client.close()
         await self.ledger.close()

@@ -126,7 +126,7 @@ class UpstreamClient:
         self._active.discard(exchange)
         self._admission.release()
 
-    async def close(self) -> None:
+    def close(self) -> None:
         """Abort what is still running, then close the pool.
 
         Nothing to wait for in between: ``abort`` removes the handle from the multi and ends the exchange

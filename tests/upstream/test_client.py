@@ -32,7 +32,7 @@ async def fetch(url: str, timeouts: Timeouts = FAST, headers: dict[str, str] | N
         return exchange, body
     finally:
         if own:
-            await client.close()
+            client.close()
 
 
 def test_status_and_headers_before_body(upstream):
@@ -43,7 +43,7 @@ def test_status_and_headers_before_body(upstream):
         status, ctype = exchange.status, exchange.headers.get("content-type")
         first = await exchange.read()
         rest = await exchange.read_all(1 << 20)
-        await client.close()
+        client.close()
         return status, ctype, first + rest
 
     status, ctype, body = run(go())
@@ -56,13 +56,13 @@ def test_the_curl_pool_is_created_by_the_first_transfer_and_one_serves_all(upstr
     never sent anything closes cleanly."""
     async def go():
         idle = UpstreamClient(10, 1.0)
-        await idle.close()
+        idle.close()
         client = UpstreamClient(10, 1.0)
         before = client._http
         await fetch(upstream.base("cl-lazy") + "/chat/completions", client=client)
         first = client._http
         await fetch(upstream.base("cl-lazy") + "/chat/completions", client=client)
-        await client.close()
+        client.close()
         return idle._http, before, first, client._http
 
     idle, before, first, after = run(go())
@@ -122,7 +122,7 @@ def test_abort_reaches_the_idle_upstream_quickly(upstream):
         exchange.abort("client_gone")
         with pytest.raises(UpstreamError) as caught:
             await exchange.started()
-        await client.close()
+        client.close()
         return aborted, caught.value.reason
 
     aborted, reason = run(go())
@@ -147,7 +147,7 @@ def test_admission_waits_then_refuses_past_its_deadline(upstream):
         second = await waiting
         await second.started()
         body = await second.read_all(1 << 20)
-        await client.close()
+        client.close()
         return body
 
     body = run(go())
@@ -166,7 +166,7 @@ def test_a_reused_handle_sends_each_requests_own_url_headers_method_and_body(ups
             exchange = await client.open(url, HEADERS.with_overrides(headers), body, FAST)
             await exchange.started()
             results.append((exchange.status, await exchange.read_all(1 << 20)))
-        await client.close()
+        client.close()
         return results
 
     (first, _), (second, models), (third, _) = run(go())
@@ -211,7 +211,7 @@ def test_concurrent_transfers_each_end_with_their_own_outcome(upstream):
         client = UpstreamClient(32, 1.0)
         first = await asyncio.gather(*(one(client, kind) for kind in kinds))
         second = await asyncio.gather(*(one(client, "ok") for _ in range(8)))
-        await client.close()
+        client.close()
         return first, second, dict(client._http._fds)
 
     first, second, watched_after = run(go())
@@ -227,7 +227,7 @@ def test_close_aborts_open_transfers_and_returns_once_each_has_ended(upstream):
         hanging = [await client.open(upstream.base("cl-close") + "/chat/completions",
                                      HEADERS.with_overrides({"x-mock-fault": "hang"}), BODY, FAST) for _ in range(3)]
         await asyncio.sleep(0.2)  # connected, waiting for a first byte that never comes
-        await client.close()
+        client.close()
         in_use = client.in_use  # every slot back: close returned only after each exchange had ended
         reasons = []
         for exchange in hanging:
