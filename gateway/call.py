@@ -36,7 +36,12 @@ class Channel(typing.Protocol):
     def fail(self, error: GatewayError) -> None:
         """Answer the error in the client's protocol (before anything else was sent)."""
     def start_stream(self) -> None: ...
-    async def relay(self, data: bytes) -> bool: ...
+    def relay(self, data: bytes) -> bool:
+        """Write a piece of a stream now (from a libcurl callback, too: it never waits). True if the kernel
+        took every byte; False if some wait in our buffer (``drained`` says when they are out) or the client
+        is gone (``closed``)."""
+    async def drained(self) -> bool:
+        """Wait until the client has taken everything written; False if it left instead."""
     def end(self) -> None: ...
     def on_close(self, callback: Callable[[], Any] | None) -> None: ...
 

@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from gateway.attempts import Opened
-from gateway.call import Call
+from gateway.call import Call, Channel
 from gateway.errors import ErrorKind
 from gateway.observability.metrics import Metrics
 from gateway.protocols import translate
@@ -99,25 +99,26 @@ async def relay_stream(call: Call, opened: Opened, metrics: Metrics,
     call.live.add(exchange)
     outcome = Outcome.SUCCESS
     status = 200
-    delivered = False  # the node's final event is in the client's socket: a hang-up after it is no 499
+    relay = _Relay(tap, channel)
     try:
-        chunk = opened.first
-        while chunk:
-            out = tap.feed(chunk)
-            del chunk  # not held while a slow client drains ``out``: a stalled stream keeps one copy, not two
-            if out and not await channel.relay(out):
+        going = relay.push(opened.first)
+        while True:
+            if not going:  # the client is slow or gone, or the stream failed: the coroutine's turn
+                if not await channel.drained():
+                    break
+                relay.delivered = tap.complete and not tap.upstream_error
+                if tap.upstream_error:  # its error event is out: stop the transfer too
+                    exchange.abort("failed")
+                    break
+            pumped, spent = time.monotonic(), relay.spent_s
+            ended = await exchange.pump(relay.push)  # every chunk relayed as it arrives, until the body ends
+            call.upstream_wait_s += time.monotonic() - pumped - (relay.spent_s - spent)
+            if ended:
+                tail = tap.finish()
+                if tail and not channel.relay(tail):
+                    await channel.drained()
                 break
-            delivered = tap.complete and not tap.upstream_error
-            if tap.upstream_error:  # the stream failed and its error event is out: stop the transfer too
-                exchange.abort("failed")
-                break
-            waited = time.monotonic()
-            chunk = await exchange.read()
-            call.upstream_wait_s += time.monotonic() - waited
-        else:
-            tail = tap.finish()
-            if tail:
-                await channel.relay(tail)
+            going = False
         if tap.upstream_error:  # an error event (the node's own, or ours for a broken stream) ended it
             outcome, status, call.error = Outcome.FAILURE, 502, tap.upstream_error
     except UpstreamError as exc:
@@ -125,16 +126,51 @@ async def relay_stream(call: Call, opened: Opened, metrics: Metrics,
             outcome = Outcome.FAILURE
             status = 502
             call.error = describe(exc)
-            await channel.relay(stream_error_frame(call.endpoint, ErrorKind.UPSTREAM_FAILED.status,
-                                                   f"the upstream stream failed: {describe(exc)}"))
+            if not channel.relay(stream_error_frame(call.endpoint, ErrorKind.UPSTREAM_FAILED.status,
+                                                    f"the upstream stream failed: {describe(exc)}")):
+                await channel.drained()
+    except Exception:  # a bug of ours (the tap, a translator): nobody reads the transfer any more, so end it
+        exchange.abort("failed")
+        raise
     finally:
         call.live.discard(exchange)
         metrics.stream_ended()
     if channel.closed:
         exchange.abort("client_gone")
-        if not delivered:  # (a client may hang up as soon as it has the last event, before the node's end)
+        if not relay.delivered:  # (a client may hang up as soon as it has the last event, before the node's end)
             status = 499
     return outcome, status, _stream_usage(call, tap, status)
+
+
+class _Relay:
+    """The sink a stream's chunks go through (``Exchange.pump``): tap or translate, then write to the client.
+
+    It runs inside libcurl's write callback, so it only writes, never waits: it says False when the
+    client did not take everything (or is gone) or the stream failed, and ``relay_stream`` takes it
+    from there (waits for the drain, aborts the transfer). ``delivered`` turns True once the node's
+    final event is in the client's socket. ``spent_s`` is the sink's own time, which the overhead
+    histogram counts as the gateway's, not as waiting for the upstream.
+    """
+
+    __slots__ = ("tap", "channel", "delivered", "spent_s")
+
+    def __init__(self, tap: StreamTap, channel: Channel) -> None:
+        self.tap = tap
+        self.channel = channel
+        self.delivered = False  # the node's final event is in the client's socket: a hang-up after it is no 499
+        self.spent_s = 0.0
+
+    def push(self, chunk: bytes) -> bool:
+        began = time.monotonic()
+        tap = self.tap
+        out = tap.feed(chunk)
+        if out and not self.channel.relay(out):
+            going = False  # not out yet: ``delivered`` waits for the drain
+        else:
+            self.delivered = tap.complete and not tap.upstream_error
+            going = not (tap.upstream_error or self.channel.closed)
+        self.spent_s += time.monotonic() - began
+        return going
 
 
 def _stream_usage(call: Call, tap: StreamTap, status: int) -> Usage:

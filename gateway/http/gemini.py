@@ -79,12 +79,12 @@ class GeminiHandler(ModelHandler):
         if self._framer is not None:
             self.set_header("Content-Type", "application/json")
 
-    async def relay(self, data: bytes) -> bool:
+    def relay(self, data: bytes) -> bool:
         if self._framer is not None:
             data = self._framer.feed(data)
             if not data:
                 return not self.closed
-        return await super().relay(data)
+        return super().relay(data)
 
     def end(self) -> None:
         if self._framer is not None and not self.closed and not self._finished:

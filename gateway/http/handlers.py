@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from asyncio import Future
 from typing import Any, Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -31,6 +32,7 @@ class ModelHandler(JsonBodyHandler):
         self._on_close: Callable[[], Any] | None = None
         self._heartbeat: object | None = None
         self._wrote = False
+        self._unsent: Future[None] | None = None  # what relay wrote and the kernel has not taken yet
 
     async def post(self) -> None:
         if self._finished:
@@ -91,12 +93,13 @@ class ModelHandler(JsonBodyHandler):
         self._wrote = False
         self._heartbeat = IOLoop.current().call_later(interval, self._beat, interval)
 
-    async def relay(self, data: bytes) -> bool:
-        """Write and wait for the socket to drain: backpressure reaches the upstream through us.
+    def relay(self, data: bytes) -> bool:
+        """Write now, without waiting: the relay calls this from inside libcurl's write callback.
 
         Once the head is out, a chunk goes straight to the connection, as ``flush`` would send it (the app
         has no output transforms), not through the handler's write buffer. The connection's future is done
-        already when the kernel took every byte, and awaiting a done future does not yield to the loop.
+        already when the kernel took every byte; otherwise it is kept for ``drained``, and the relay stops
+        taking chunks from the upstream until it resolves: backpressure reaches the upstream through us.
         """
         if self.closed:
             return False
@@ -107,11 +110,19 @@ class ModelHandler(JsonBodyHandler):
         else:
             self.write(data)
             sent = self.flush()
-        try:
-            await sent
-        except StreamClosedError:
-            self.on_connection_close()
-            return False
+        if sent.done() and sent.exception() is None:
+            return True
+        self._unsent = sent
+        return False
+
+    async def drained(self) -> bool:
+        sent, self._unsent = self._unsent, None
+        if sent is not None:
+            try:
+                await sent
+            except StreamClosedError:
+                self.on_connection_close()
+                return False
         return not self.closed
 
     def end(self) -> None:

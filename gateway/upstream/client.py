@@ -9,9 +9,11 @@ sets a handle up):
 
 * ``HEADERFUNCTION`` parses the status line itself (``getinfo`` is refused
   inside callbacks) and resolves ``started()`` when the header block ends;
-* ``WRITEFUNCTION`` queues body bytes and returns ``WRITEFUNC_PAUSE`` above a
-  high-water mark, so a slow client stalls the upstream socket instead of
-  growing our memory; ``read()`` joins what queued into one chunk and resumes;
+* ``WRITEFUNCTION`` hands body bytes to the relay's sink while ``pump()``
+  runs (the relay writes them to the client right there), else queues them
+  and returns ``WRITEFUNC_PAUSE`` above a high-water mark, so a slow client
+  stalls the upstream socket instead of growing our memory; ``read()`` joins
+  what queued into one chunk and resumes;
 * ``abort()`` takes the handle out of curl's multi handle (``CurlPool.cancel``):
   libcurl closes the connection of an unfinished transfer at once, so the
   upstream sees the close (and stops generating, and billing) immediately,
@@ -38,7 +40,7 @@ import pycurl
 
 from gateway.config import Timeouts
 from gateway.upstream.curl_pool import ABORTED_ERRNO, CurlPool
-from gateway.upstream.exchange import Phase, UpstreamError
+from gateway.upstream.exchange import Phase, Sink, UpstreamError
 from gateway.upstream.headers import HeaderBlock
 
 # Per stream, what waits for a slow client is at most this plus one curl buffer (16 KiB) here, and as much
@@ -151,6 +153,8 @@ class CurlExchange:
         self._curl: pycurl.Curl | None = None
         self._chunks: list[bytes] = []
         self._buffered = 0
+        self._sink: Sink | None = None  # set while pump() waits: chunks go to it, not to _chunks
+        self._sink_error: Exception | None = None  # what the sink raised inside libcurl's callback
         self._paused = False
         self._headers_done = False
         self._got_body = False
@@ -176,13 +180,46 @@ class CurlExchange:
                 return b""
             self._waiter = self._loop.create_future()
             await self._waiter
+        return self._take()
+
+    async def pump(self, sink: Sink) -> bool:
+        """Queued chunks first, then each chunk from inside libcurl's write callback (see Exchange.pump).
+
+        The sink runs synchronously in that callback, on the IOLoop thread: it may write to the client, but
+        must not call ``abort`` (libcurl refuses calls on its multi handle from inside its callbacks), so
+        it returns False and the relay aborts once ``pump`` has returned.
+        """
+        while True:
+            if self._chunks:
+                if not sink(self._take()):
+                    return False
+                continue
+            if self._finished:
+                if self._error is not None:
+                    raise self._error
+                return True
+            self._sink = sink
+            self._waiter = self._loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                stopped = self._sink is None  # the sink said stop (or raised): _on_body took it away
+                self._sink = None
+            if self._sink_error is not None:
+                error, self._sink_error = self._sink_error, None
+                raise error
+            if stopped:
+                return False
+
+    def _take(self) -> bytes:
+        """What queued, as one chunk; a transfer paused at the high-water mark goes on."""
         chunks = self._chunks
         data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         self._chunks = []
         self._buffered = 0
         if self._paused and self._curl is not None:
             self._paused = False
-            self._curl.pause(pycurl.PAUSE_CONT)  # libcurl redelivers the chunk it held
+            self._curl.pause(pycurl.PAUSE_CONT)  # libcurl redelivers the chunk it held (queued: no sink now)
         return data
 
     async def read_all(self, limit: int) -> bytes:
@@ -230,10 +267,20 @@ class CurlExchange:
         if self._buffered >= HIGH_WATER_BYTES:
             self._paused = True
             return int(pycurl.WRITEFUNC_PAUSE)
-        self._chunks.append(chunk)
-        self._buffered += len(chunk)
         self._got_body = True
         self._last_activity = self._loop.time()
+        sink = self._sink
+        if sink is not None:
+            try:
+                if sink(chunk):
+                    return None
+            except Exception as exc:  # raised where pump() is awaited, not swallowed by libcurl's callback
+                self._sink_error = exc
+            self._sink = None  # the relay takes over: what arrives next waits in _chunks
+            self._wake()
+            return None
+        self._chunks.append(chunk)
+        self._buffered += len(chunk)
         self._wake()
         return None
 

@@ -10,7 +10,9 @@ committed to the client.
 from __future__ import annotations
 
 from enum import Enum
-from typing import Protocol
+from typing import Callable, Protocol
+
+Sink = Callable[[bytes], bool]  # takes a body chunk now; False: stop handing it more (see Exchange.pump)
 
 
 class Phase(Enum):
@@ -40,6 +42,15 @@ class Exchange(Protocol):
 
     async def read(self) -> bytes:
         """Everything received since the last read, joined; ``b""`` at the end of the body."""
+
+    async def pump(self, sink: Sink) -> bool:
+        """Hand each body chunk to ``sink`` as it arrives, until the body ends (True) or ``sink`` returns False
+        (False: chunks that arrive meanwhile wait, under flow control, for the next ``pump`` or ``read``).
+
+        A streamed response is relayed this way: the sink writes each chunk to the client from where the
+        chunk arrives, instead of waking the relay's coroutine for every chunk (a future, a task step).
+        Raises UpstreamError if the transfer fails, and whatever ``sink`` raised.
+        """
 
     async def read_all(self, limit: int) -> bytes:
         """The whole (rest of the) body, failing with ``too_large`` past ``limit`` bytes."""

@@ -20,7 +20,7 @@ import orjson
 from gateway.config import Node
 from gateway.protocols.embedding_format import encode_vector
 from gateway.protocols.names import Protocol
-from gateway.upstream.exchange import Phase, UpstreamError
+from gateway.upstream.exchange import Phase, Sink, UpstreamError
 from gateway.upstream.mock_script import (
     ANY_TOOL,
     DEFAULT_TOKENS,
@@ -169,6 +169,12 @@ class MockExchange:
         frame = self._frames[self._next]
         self._next += 1
         return frame
+
+    async def pump(self, sink: Sink) -> bool:
+        while chunk := await self.read():
+            if not sink(chunk):
+                return False
+        return True
 
     async def read_all(self, limit: int) -> bytes:
         return b"".join(self._frames)

@@ -114,6 +114,42 @@ def test_slow_reader_does_not_grow_gateway_memory(openai_gateway, upstream):
     assert wait_for(lambda: upstream.stats(name)["completed"] == 1)
 
 
+def test_a_slow_reader_gets_the_whole_stream_in_order(openai_gateway, upstream):
+    """Backpressure, then catching up: a client that reads 1 KiB every 2 ms at first makes the relay wait for
+    its socket to drain again and again (the stream is far larger than every buffer on the way), and it
+    still gets every event, in order, exactly as a fast client does."""
+    name = openai_gateway.node_name
+    upstream.control(name, tokens=4000)
+    body = json.dumps({"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": "x"}]})
+    headers = {"Authorization": f"Bearer {TEST_KEY}", "Content-Type": "application/json"}
+
+    def events(slow: bool) -> list[str]:
+        conn = http.client.HTTPConnection("127.0.0.1", int(openai_gateway.url.rsplit(":", 1)[1]), timeout=20)
+        conn.connect()
+        conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+        conn.request("POST", "/v1/chat/completions", body, headers)
+        response = conn.getresponse()
+        assert response.status == 200
+        raw, reads = b"", 0
+        while data := response.read1(1024 if slow and reads < 200 else 65536):
+            raw += data
+            reads += 1
+            if slow and reads < 200:
+                time.sleep(0.002)
+        conn.close()
+        return [line[6:] for line in raw.decode().split("\n\n") if line.startswith("data: ")]
+
+    fast, slow = events(False), events(True)
+    assert sum(len(event) for event in slow) > 400_000
+    assert slow[-1] == "[DONE]" and len(slow) == len(fast)
+
+    def text(stream: list[str]) -> str:
+        return "".join(json.loads(e)["choices"][0]["delta"].get("content") or "" for e in stream[:-1]
+                       if json.loads(e)["choices"])
+
+    assert text(slow) == text(fast) and len(text(slow).split()) == 4000
+
+
 def _rss_kib() -> int:
     with open("/proc/self/status") as status:
         for line in status:

@@ -238,3 +238,70 @@ def test_close_aborts_open_transfers_and_returns_once_each_has_ended(upstream):
 
     reasons, in_use = run(go())
     assert reasons == ["shutdown"] * 3 and in_use == 0
+
+
+async def _until(predicate, timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.005)
+
+
+def test_pump_hands_chunks_to_the_sink_stops_when_told_and_resumes_without_loss(upstream):
+    """A stream of ~450 KB: the first sink stops after one chunk; what arrives next waits (the transfer pauses
+    at the high-water mark) and the second pump delivers it, then the rest as it arrives, byte for byte."""
+    name = "cl-pump"
+    upstream.control(name, tokens=3000)
+    url = upstream.base(name) + "/chat/completions"
+
+    async def go():
+        expected = (await fetch(url))[1]
+        client = UpstreamClient(10, 1.0)
+        exchange = await client.open(url, HEADERS, BODY, FAST)
+        await exchange.started()
+        parts = [await exchange.read()]
+        first_calls: list[bytes] = []
+
+        def stop_after_one(chunk: bytes) -> bool:
+            first_calls.append(chunk)
+            return False
+
+        assert await exchange.pump(stop_after_one) is False
+        await _until(lambda: exchange._paused)  # nothing taken meanwhile: libcurl holds the upstream back
+        assert len(first_calls) == 1
+
+        def take(chunk: bytes) -> bool:
+            parts.append(chunk)
+            return True
+
+        assert await exchange.pump(take) is True
+        client.close()
+        return expected, first_calls[0], parts
+
+    expected, stopped_at, parts = run(go())
+    assert len(expected) > 400_000 and expected.endswith(b"data: [DONE]\n\n")
+    assert parts[0] + stopped_at + b"".join(parts[1:]) == expected
+    assert len(parts) > 3  # handed over chunk by chunk, not as one body
+
+
+def test_an_exception_in_the_sink_is_raised_by_pump(upstream):
+    """The sink runs inside libcurl's write callback; what it raises surfaces where pump is awaited."""
+    async def go():
+        client = UpstreamClient(10, 1.0)
+        exchange = await client.open(upstream.base("cl-pump-raise") + "/chat/completions", HEADERS, BODY, FAST)
+        await exchange.started()
+        await exchange.read()
+
+        def broken(chunk: bytes) -> bool:
+            raise ValueError("the sink broke")
+
+        with pytest.raises(ValueError, match="the sink broke"):
+            await exchange.pump(broken)
+        exchange.abort("failed")
+        with pytest.raises(UpstreamError) as caught:
+            await exchange.read_all(1 << 20)
+        client.close()
+        return caught.value.reason
+
+    upstream.control("cl-pump-raise", tokens=50, chunk_delay_ms=5)
+    assert run(go()) == "failed"
