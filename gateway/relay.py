@@ -106,7 +106,7 @@ async def relay_stream(call: Call, opened: Opened, metrics: Metrics,
             if not going:  # the client is slow or gone, or the stream failed: the coroutine's turn
                 if not await channel.drained():
                     break
-                relay.delivered = tap.complete and not tap.upstream_error
+                relay.written()
                 if tap.upstream_error:  # its error event is out: stop the transfer too
                     exchange.abort("failed")
                     break
@@ -167,10 +167,14 @@ class _Relay:
         if out and not self.channel.relay(out):
             going = False  # not out yet: ``delivered`` waits for the drain
         else:
-            self.delivered = tap.complete and not tap.upstream_error
+            self.written()
             going = not (tap.upstream_error or self.channel.closed)
         self.spent_s += time.monotonic() - began
         return going
+
+    def written(self) -> None:
+        """Everything fed so far is in the client's socket."""
+        self.delivered = self.tap.complete and not self.tap.upstream_error
 
 
 def _stream_usage(call: Call, tap: StreamTap, status: int) -> Usage:
