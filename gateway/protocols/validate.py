@@ -1,10 +1,18 @@
-"""Deep validation of Messages and Responses client requests.
+"""Deep validation of Messages, Chat Completions and Responses client requests.
 
 Runs before routing so that a malformed request gets a 400 naming the field
 at fault (``messages[2].content[0].tool_use_id``) instead of costing an
 upstream round trip, whether the request will be passed through or
 translated. It checks shapes, not semantics the upstream owns (model limits,
 schema validity).
+
+It walks every message and block of every request, and an agent's requests
+carry its whole session (hundreds of tool calls and results), so the walk is
+kept cheap: each element's checks raise with a path relative to the element
+(``tool_use_id``), and the loop over the elements adds where the element is
+(``content[0]``, then ``messages[2]``) only to an error on its way out. A
+path built for every element, most of which are valid, cost 0.6 ms a request
+on a 200-message session.
 """
 
 from __future__ import annotations
@@ -17,241 +25,338 @@ _CHOICE_TYPES = frozenset({"auto", "any", "tool", "none"})
 _ITEM_CONTENT_TYPES = frozenset({"input_text", "output_text", "input_image", "input_file", "refusal"})
 _MESSAGE_ROLES = frozenset({"user", "assistant", "system", "developer"})
 _CHAT_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+_RESULT_BLOCK_TYPES = frozenset({"text", "image", "document", "search_result"})
 MAX_ID_CHARS = 512  # ids and names are echoed back and logged: far above any provider's own limit (64-256)
 MAX_NAME_CHARS = 256
 
 
-def _require(ok: bool, message: str, param: str) -> None:
-    if not ok:
-        raise ProtocolError(message, param)
+def _inside(exc: ProtocolError, where: str) -> ProtocolError:
+    """``exc`` raised by the checks of the element at ``where``: its path (relative to the element, empty for
+    the element itself) put under ``where``."""
+    return ProtocolError(exc.message, f"{where}.{exc.param}" if exc.param else where)
 
 
 def _positive_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
-def _is_str(value: object) -> bool:
-    return isinstance(value, str)
+def _short_field(obj: dict, key: str, limit: int) -> None:
+    """``obj[key]`` is a string of 1 to ``limit`` characters."""
+    value = obj.get(key)
+    if not (isinstance(value, str) and 0 < len(value) <= limit):
+        raise ProtocolError(f"{key} must be a string of 1 to {limit} characters", key)
 
 
-def _one_of(value: object, allowed: frozenset[str]) -> bool:
-    """``value in allowed`` that a list or dict from the client cannot turn into a TypeError."""
-    return isinstance(value, str) and value in allowed
+def _optional_short_field(obj: dict, key: str, limit: int) -> None:
+    if obj.get(key) is not None:
+        _short_field(obj, key, limit)
 
 
-def _short_str(value: object, limit: int) -> bool:
-    return isinstance(value, str) and 0 < len(value) <= limit
-
-
-def _optional_short_str(body: dict, key: str, limit: int, path: str) -> None:
-    if body.get(key) is not None:
-        _short_field(body, key, limit, path)
-
-
-def _short_field(body: dict, key: str, limit: int, path: str) -> None:
-    """``body[key]`` is a string of 1 to ``limit`` characters (``path``: where ``body`` is, dot-terminated)."""
-    _require(_short_str(body.get(key), limit), f"{key} must be a string of 1 to {limit} characters", f"{path}{key}")
+# -- Anthropic Messages ------------------------------------------------------------------------
 
 
 def validate_messages(body: dict) -> None:
     """An Anthropic Messages request."""
-    _require(_positive_int(body.get("max_tokens")), "max_tokens must be a positive integer", "max_tokens")
+    if not _positive_int(body.get("max_tokens")):
+        raise ProtocolError("max_tokens must be a positive integer", "max_tokens")
     messages = body.get("messages")
-    _require(isinstance(messages, list) and bool(messages), "messages must be a non-empty list", "messages")
+    if not (isinstance(messages, list) and messages):
+        raise ProtocolError("messages must be a non-empty list", "messages")
     system = body.get("system")
-    if system is not None and not _is_str(system):
-        _require(isinstance(system, list), "system must be a string or a list of text blocks", "system")
+    if system is not None and not isinstance(system, str):
+        if not isinstance(system, list):
+            raise ProtocolError("system must be a string or a list of text blocks", "system")
         for i, block in enumerate(system):
-            _require(isinstance(block, dict) and block.get("type") == "text" and _is_str(block.get("text")),
-                     "system blocks must be text blocks", f"system[{i}]")
+            if not _is_text_block(block):
+                raise ProtocolError("system blocks must be text blocks", f"system[{i}]")
     tool_ids: set[str] = set()
-    for i, msg in enumerate(messages):
-        path = f"messages[{i}]"
-        _require(isinstance(msg, dict), "each message must be an object", path)
-        role = msg.get("role")
-        _require(_one_of(role, _MESSAGE_ROLES), "role must be user, assistant, system or developer", f"{path}.role")
-        content = msg.get("content")
-        if _is_str(content):
-            continue
-        if role in INSTRUCTION_ROLES:  # joins the system prompt: text only, as the top-level system
-            _require(isinstance(content, list) and all(
-                isinstance(b, dict) and b.get("type") == "text" and _is_str(b.get("text")) for b in content),
-                "system messages must be a string or text blocks", f"{path}.content")
-            continue
-        _require(isinstance(content, list), "content must be a string or a list of blocks", f"{path}.content")
-        for j, block in enumerate(content):
-            _validate_block(block, f"{path}.content[{j}]", tool_ids)
+    for i, message in enumerate(messages):
+        try:
+            _validate_message(message, tool_ids)
+        except ProtocolError as exc:
+            raise _inside(exc, f"messages[{i}]") from None
     _validate_anthropic_tools(body)
     stops = body.get("stop_sequences")
-    if stops is not None:
-        _require(isinstance(stops, list) and all(_is_str(s) for s in stops),
-                 "stop_sequences must be a list of strings", "stop_sequences")
+    if stops is not None and not (isinstance(stops, list) and all(isinstance(s, str) for s in stops)):
+        raise ProtocolError("stop_sequences must be a list of strings", "stop_sequences")
 
 
-def _validate_block(block: object, path: str, tool_ids: set[str]) -> None:
-    _require(isinstance(block, dict), "each content block must be an object", path)
+def _is_text_block(block: object) -> bool:
+    return isinstance(block, dict) and block.get("type") == "text" and isinstance(block.get("text"), str)
+
+
+def _validate_message(message: object, tool_ids: set[str]) -> None:
+    if not isinstance(message, dict):
+        raise ProtocolError("each message must be an object")
+    role = message.get("role")
+    if not (isinstance(role, str) and role in _MESSAGE_ROLES):
+        raise ProtocolError("role must be user, assistant, system or developer", "role")
+    content = message.get("content")
+    if isinstance(content, str):
+        return
+    if role in INSTRUCTION_ROLES:  # joins the system prompt: text only, as the top-level system
+        if not (isinstance(content, list) and all(_is_text_block(b) for b in content)):
+            raise ProtocolError("system messages must be a string or text blocks", "content")
+        return
+    if not isinstance(content, list):
+        raise ProtocolError("content must be a string or a list of blocks", "content")
+    for j, block in enumerate(content):
+        try:
+            _validate_block(block, tool_ids)
+        except ProtocolError as exc:
+            raise _inside(exc, f"content[{j}]") from None
+
+
+def _validate_block(block: object, tool_ids: set[str]) -> None:
+    if not isinstance(block, dict):
+        raise ProtocolError("each content block must be an object")
     kind = block.get("type")
-    _require(_one_of(kind, _BLOCK_TYPES), f"unsupported content block type {str(kind)[:40]!r}", f"{path}.type")
+    if not (isinstance(kind, str) and kind in _BLOCK_TYPES):
+        raise ProtocolError(f"unsupported content block type {str(kind)[:40]!r}", "type")
     if kind == "text":
-        _require(_is_str(block.get("text")), "text is required", f"{path}.text")
-    elif kind in ("image", "document"):
-        source = block.get("source")
-        _require(isinstance(source, dict), "source is required", f"{path}.source")
-        if source.get("type") == "base64":
-            _require(_is_str(source.get("data")), "source.data is required", f"{path}.source.data")
-            _require(_is_str(source.get("media_type")), "source.media_type is required",
-                     f"{path}.source.media_type")
-        elif source.get("type") == "url":
-            _require(_is_str(source.get("url")), "source.url is required", f"{path}.source.url")
-        else:
-            _require(kind == "document" and source.get("type") in ("text", "content", "file"),
-                     "unsupported source type", f"{path}.source.type")
+        if not isinstance(block.get("text"), str):
+            raise ProtocolError("text is required", "text")
     elif kind == "tool_use":
-        _short_field(block, "id", MAX_ID_CHARS, f"{path}.")
-        _short_field(block, "name", MAX_NAME_CHARS, f"{path}.")
-        _require(isinstance(block.get("input"), dict), "input must be an object", f"{path}.input")
+        _short_field(block, "id", MAX_ID_CHARS)
+        _short_field(block, "name", MAX_NAME_CHARS)
+        if not isinstance(block.get("input"), dict):
+            raise ProtocolError("input must be an object", "input")
         tool_ids.add(block["id"])
     elif kind == "tool_result":
         tool_use_id = block.get("tool_use_id")
-        _require(_is_str(tool_use_id) and tool_use_id in tool_ids,
-                 "tool_result must refer to the id of an earlier tool_use block", f"{path}.tool_use_id")
+        if not (isinstance(tool_use_id, str) and tool_use_id in tool_ids):
+            raise ProtocolError("tool_result must refer to the id of an earlier tool_use block", "tool_use_id")
         content = block.get("content")
-        if content is not None and not _is_str(content):
-            _require(isinstance(content, list), "content must be a string or a list of blocks", f"{path}.content")
+        if content is not None and not isinstance(content, str):
+            if not isinstance(content, list):
+                raise ProtocolError("content must be a string or a list of blocks", "content")
             for k, inner in enumerate(content):
-                _require(isinstance(inner, dict) and inner.get("type") in ("text", "image", "document", "search_result"),
-                         "tool_result content blocks must be text, image, document or search_result",
-                         f"{path}.content[{k}]")
+                inner_type = inner.get("type") if isinstance(inner, dict) else None
+                if not (isinstance(inner_type, str) and inner_type in _RESULT_BLOCK_TYPES):
+                    raise ProtocolError("tool_result content blocks must be text, image, document or search_result",
+                                        f"content[{k}]")
+    elif kind in ("image", "document"):
+        _validate_source(block.get("source"), kind)
     elif kind == "thinking":
-        _require(_is_str(block.get("thinking")), "thinking is required", f"{path}.thinking")
+        if not isinstance(block.get("thinking"), str):
+            raise ProtocolError("thinking is required", "thinking")
     elif kind == "redacted_thinking":
-        _require(_is_str(block.get("data")), "data is required", f"{path}.data")
+        if not isinstance(block.get("data"), str):
+            raise ProtocolError("data is required", "data")
+
+
+def _validate_source(source: object, kind: str) -> None:
+    if not isinstance(source, dict):
+        raise ProtocolError("source is required", "source")
+    source_type = source.get("type")
+    if source_type == "base64":
+        if not isinstance(source.get("data"), str):
+            raise ProtocolError("source.data is required", "source.data")
+        if not isinstance(source.get("media_type"), str):
+            raise ProtocolError("source.media_type is required", "source.media_type")
+    elif source_type == "url":
+        if not isinstance(source.get("url"), str):
+            raise ProtocolError("source.url is required", "source.url")
+    elif not (kind == "document" and source_type in ("text", "content", "file")):
+        raise ProtocolError("unsupported source type", "source.type")
 
 
 def _validate_anthropic_tools(body: dict) -> None:
     tools = body.get("tools")
     if tools is not None:
-        _require(isinstance(tools, list), "tools must be a list", "tools")
+        if not isinstance(tools, list):
+            raise ProtocolError("tools must be a list", "tools")
         for i, tool in enumerate(tools):
-            _require(isinstance(tool, dict), "each tool must be an object", f"tools[{i}]")
-            kind = tool.get("type")
-            _require(kind is None or (_is_str(kind) and bool(kind)), "type must be a string", f"tools[{i}].type")
-            if kind in (None, "custom"):  # server tools are Anthropic's to check (mcp_toolset has no name)
-                _short_field(tool, "name", MAX_NAME_CHARS, f"tools[{i}].")
-                _require(isinstance(tool.get("input_schema"), dict), "input_schema must be an object",
-                         f"tools[{i}].input_schema")
+            try:
+                _validate_anthropic_tool(tool)
+            except ProtocolError as exc:
+                raise _inside(exc, f"tools[{i}]") from None
     choice = body.get("tool_choice")
     if choice is not None:
-        _require(isinstance(choice, dict) and _one_of(choice.get("type"), _CHOICE_TYPES),
-                 "tool_choice.type must be auto, any, tool or none", "tool_choice")
-        if choice["type"] == "tool":
-            _require(_is_str(choice.get("name")) and bool(choice["name"]), "name is required", "tool_choice.name")
+        if not (isinstance(choice, dict) and isinstance(choice.get("type"), str) and choice["type"] in _CHOICE_TYPES):
+            raise ProtocolError("tool_choice.type must be auto, any, tool or none", "tool_choice")
+        if choice["type"] == "tool" and not (isinstance(choice.get("name"), str) and choice["name"]):
+            raise ProtocolError("name is required", "tool_choice.name")
         flag = choice.get("disable_parallel_tool_use")
-        _require(flag is None or isinstance(flag, bool), "disable_parallel_tool_use must be a boolean",
-                 "tool_choice.disable_parallel_tool_use")
+        if not (flag is None or isinstance(flag, bool)):
+            raise ProtocolError("disable_parallel_tool_use must be a boolean", "tool_choice.disable_parallel_tool_use")
+
+
+def _validate_anthropic_tool(tool: object) -> None:
+    if not isinstance(tool, dict):
+        raise ProtocolError("each tool must be an object")
+    kind = tool.get("type")
+    if not (kind is None or (isinstance(kind, str) and kind)):
+        raise ProtocolError("type must be a string", "type")
+    if kind in (None, "custom"):  # server tools are Anthropic's to check (mcp_toolset has no name)
+        _short_field(tool, "name", MAX_NAME_CHARS)
+        if not isinstance(tool.get("input_schema"), dict):
+            raise ProtocolError("input_schema must be an object", "input_schema")
+
+
+# -- OpenAI Responses -----------------------------------------------------------------------------
 
 
 def validate_responses(body: dict) -> None:
     """An OpenAI Responses request."""
     items = body.get("input")
-    if not _is_str(items):
-        _require(isinstance(items, list), "input must be a string or a list of items", "input")
+    if not isinstance(items, str):
+        if not isinstance(items, list):
+            raise ProtocolError("input must be a string or a list of items", "input")
         for i, item in enumerate(items):
-            _validate_item(item, f"input[{i}]")
+            try:
+                _validate_item(item)
+            except ProtocolError as exc:
+                raise _inside(exc, f"input[{i}]") from None
     instructions = body.get("instructions")
-    _require(instructions is None or _is_str(instructions), "instructions must be a string", "instructions")
+    if not (instructions is None or isinstance(instructions, str)):
+        raise ProtocolError("instructions must be a string", "instructions")
     limit = body.get("max_output_tokens")
-    _require(limit is None or _positive_int(limit), "max_output_tokens must be a positive integer",
-             "max_output_tokens")
+    if not (limit is None or _positive_int(limit)):
+        raise ProtocolError("max_output_tokens must be a positive integer", "max_output_tokens")
     tools = body.get("tools")
     if tools is not None:
-        _require(isinstance(tools, list), "tools must be a list", "tools")
-        for i, tool in enumerate(tools):
-            _validate_responses_tool(tool, f"tools[{i}]")
+        if not isinstance(tools, list):
+            raise ProtocolError("tools must be a list", "tools")
+        _validate_responses_tools(tools)
 
 
-def _validate_responses_tool(tool: object, path: str) -> None:
-    if not isinstance(tool, dict) or not _is_str(tool.get("type")):
-        raise ProtocolError("each tool needs a type", path)
+def _validate_responses_tools(tools: list) -> None:
+    for i, tool in enumerate(tools):
+        try:
+            _validate_responses_tool(tool)
+        except ProtocolError as exc:
+            raise _inside(exc, f"tools[{i}]") from None
+
+
+def _validate_responses_tool(tool: object) -> None:
+    if not isinstance(tool, dict) or not isinstance(tool.get("type"), str):
+        raise ProtocolError("each tool needs a type")
     kind = tool["type"]
     if kind in ("function", "custom", "namespace"):
-        _short_field(tool, "name", MAX_NAME_CHARS, f"{path}.")
+        _short_field(tool, "name", MAX_NAME_CHARS)
     if kind == "function":
         params = tool.get("parameters")
-        _require(params is None or isinstance(params, dict), "parameters must be an object", f"{path}.parameters")
+        if not (params is None or isinstance(params, dict)):
+            raise ProtocolError("parameters must be an object", "parameters")
     elif kind == "namespace":
         inner = tool.get("tools")
-        _require(isinstance(inner, list), "tools must be a list", f"{path}.tools")
-        for j, member in enumerate(inner):
-            _validate_responses_tool(member, f"{path}.tools[{j}]")
+        if not isinstance(inner, list):
+            raise ProtocolError("tools must be a list", "tools")
+        _validate_responses_tools(inner)  # its errors say tools[j]; the caller adds where this tool is
 
 
-def _validate_item(item: object, path: str) -> None:
-    _require(isinstance(item, dict), "each input item must be an object", path)
+def _validate_item(item: object) -> None:
+    if not isinstance(item, dict):
+        raise ProtocolError("each input item must be an object")
     kind = item.get("type") or "message"
-    _require(_is_str(kind), "type must be a string", f"{path}.type")
+    if not isinstance(kind, str):
+        raise ProtocolError("type must be a string", "type")
     if kind == "message":
-        _require(_one_of(item.get("role"), _MESSAGE_ROLES), "role must be user, assistant, system or developer",
-                 f"{path}.role")
+        role = item.get("role")
+        if not (isinstance(role, str) and role in _MESSAGE_ROLES):
+            raise ProtocolError("role must be user, assistant, system or developer", "role")
         content = item.get("content")
-        if _is_str(content):
+        if isinstance(content, str):
             return
-        _require(isinstance(content, list), "content must be a string or a list of parts", f"{path}.content")
+        if not isinstance(content, list):
+            raise ProtocolError("content must be a string or a list of parts", "content")
         for j, part in enumerate(content):
-            _require(isinstance(part, dict) and _one_of(part.get("type"), _ITEM_CONTENT_TYPES),
-                     "unsupported content part type", f"{path}.content[{j}].type")
+            if not (isinstance(part, dict) and isinstance(part.get("type"), str)
+                    and part["type"] in _ITEM_CONTENT_TYPES):
+                raise ProtocolError("unsupported content part type", f"content[{j}].type")
     elif kind == "function_call":
-        _short_field(item, "call_id", MAX_ID_CHARS, f"{path}.")
-        _short_field(item, "name", MAX_NAME_CHARS, f"{path}.")
-        _require(_is_str(item.get("arguments")), "arguments must be a string", f"{path}.arguments")
+        _short_field(item, "call_id", MAX_ID_CHARS)
+        _short_field(item, "name", MAX_NAME_CHARS)
+        if not isinstance(item.get("arguments"), str):
+            raise ProtocolError("arguments must be a string", "arguments")
     elif kind == "custom_tool_call":
-        _short_field(item, "call_id", MAX_ID_CHARS, f"{path}.")
-        _short_field(item, "name", MAX_NAME_CHARS, f"{path}.")
-        _require(_is_str(item.get("input")), "input must be a string", f"{path}.input")
+        _short_field(item, "call_id", MAX_ID_CHARS)
+        _short_field(item, "name", MAX_NAME_CHARS)
+        if not isinstance(item.get("input"), str):
+            raise ProtocolError("input must be a string", "input")
     elif kind in ("function_call_output", "custom_tool_call_output"):
-        _short_field(item, "call_id", MAX_ID_CHARS, f"{path}.")
+        _short_field(item, "call_id", MAX_ID_CHARS)
         output = item.get("output")
-        _require(_is_str(output) or isinstance(output, list), "output must be a string or a list", f"{path}.output")
-        for j, part in enumerate(output if isinstance(output, list) else ()):
-            _require(isinstance(part, dict) and _is_str(part.get("type")), "each output part needs a type",
-                     f"{path}.output[{j}]")
+        if isinstance(output, list):
+            for j, part in enumerate(output):
+                if not (isinstance(part, dict) and isinstance(part.get("type"), str)):
+                    raise ProtocolError("each output part needs a type", f"output[{j}]")
+        elif not isinstance(output, str):
+            raise ProtocolError("output must be a string or a list", "output")
+
+
+# -- OpenAI Chat Completions ------------------------------------------------------------------------
 
 
 def validate_chat(body: dict) -> None:
     """An OpenAI Chat Completions request: types and sizes of the fields the gateway or a translator reads."""
     messages = body.get("messages")
-    _require(isinstance(messages, list) and bool(messages), "messages must be a non-empty list", "messages")
-    for i, msg in enumerate(messages):
-        path = f"messages[{i}]"
-        _require(isinstance(msg, dict), "each message must be an object", path)
-        _require(_one_of(msg.get("role"), _CHAT_ROLES),
-                 "role must be system, developer, user, assistant or tool", f"{path}.role")
-        _optional_short_str(msg, "name", MAX_NAME_CHARS, f"{path}.")
-        _optional_short_str(msg, "tool_call_id", MAX_ID_CHARS, f"{path}.")
-        content = msg.get("content")
-        if content is not None and not _is_str(content):
-            _require(isinstance(content, list), "content must be a string or a list of parts", f"{path}.content")
-            for j, part in enumerate(content):
-                _require(isinstance(part, dict) and _is_str(part.get("type")), "each content part needs a type",
-                         f"{path}.content[{j}]")
-                _require(part["type"] != "text" or _is_str(part.get("text")), "text must be a string",
-                         f"{path}.content[{j}].text")
-        calls = msg.get("tool_calls")
-        if calls is not None:
-            _require(isinstance(calls, list), "tool_calls must be a list", f"{path}.tool_calls")
-            for j, call in enumerate(calls):
-                where = f"{path}.tool_calls[{j}]"
-                _require(isinstance(call, dict) and isinstance(call.get("function"), dict),
-                         "each tool call must be an object with a function", where)
-                _optional_short_str(call, "id", MAX_ID_CHARS, f"{where}.")
-                _optional_short_str(call["function"], "name", MAX_NAME_CHARS, f"{where}.function.")
+    if not (isinstance(messages, list) and messages):
+        raise ProtocolError("messages must be a non-empty list", "messages")
+    for i, message in enumerate(messages):
+        try:
+            _validate_chat_message(message)
+        except ProtocolError as exc:
+            raise _inside(exc, f"messages[{i}]") from None
     tools = body.get("tools")
     if tools is not None:
-        _require(isinstance(tools, list), "tools must be a list", "tools")
+        if not isinstance(tools, list):
+            raise ProtocolError("tools must be a list", "tools")
         for i, tool in enumerate(tools):
-            _require(isinstance(tool, dict), "each tool must be an object", f"tools[{i}]")
-            if tool.get("type", "function") == "function":
-                function = tool.get("function")
-                _require(isinstance(function, dict), "function must be an object", f"tools[{i}].function")
-                _short_field(function, "name", MAX_NAME_CHARS, f"tools[{i}].function.")
-    _optional_short_str(body, "user", MAX_ID_CHARS, "")
+            try:
+                _validate_chat_tool(tool)
+            except ProtocolError as exc:
+                raise _inside(exc, f"tools[{i}]") from None
+    _optional_short_field(body, "user", MAX_ID_CHARS)
+
+
+def _validate_chat_message(message: object) -> None:
+    if not isinstance(message, dict):
+        raise ProtocolError("each message must be an object")
+    role = message.get("role")
+    if not (isinstance(role, str) and role in _CHAT_ROLES):
+        raise ProtocolError("role must be system, developer, user, assistant or tool", "role")
+    _optional_short_field(message, "name", MAX_NAME_CHARS)
+    _optional_short_field(message, "tool_call_id", MAX_ID_CHARS)
+    content = message.get("content")
+    if content is not None and not isinstance(content, str):
+        if not isinstance(content, list):
+            raise ProtocolError("content must be a string or a list of parts", "content")
+        for j, part in enumerate(content):
+            if not (isinstance(part, dict) and isinstance(part.get("type"), str)):
+                raise ProtocolError("each content part needs a type", f"content[{j}]")
+            if part["type"] == "text" and not isinstance(part.get("text"), str):
+                raise ProtocolError("text must be a string", f"content[{j}].text")
+    calls = message.get("tool_calls")
+    if calls is not None:
+        if not isinstance(calls, list):
+            raise ProtocolError("tool_calls must be a list", "tool_calls")
+        for j, call in enumerate(calls):
+            try:
+                _validate_tool_call(call)
+            except ProtocolError as exc:
+                raise _inside(exc, f"tool_calls[{j}]") from None
+
+
+def _validate_tool_call(call: object) -> None:
+    if not (isinstance(call, dict) and isinstance(call.get("function"), dict)):
+        raise ProtocolError("each tool call must be an object with a function")
+    _optional_short_field(call, "id", MAX_ID_CHARS)
+    try:
+        _optional_short_field(call["function"], "name", MAX_NAME_CHARS)
+    except ProtocolError as exc:
+        raise _inside(exc, "function") from None
+
+
+def _validate_chat_tool(tool: object) -> None:
+    if not isinstance(tool, dict):
+        raise ProtocolError("each tool must be an object")
+    if tool.get("type", "function") == "function":
+        function = tool.get("function")
+        if not isinstance(function, dict):
+            raise ProtocolError("function must be an object", "function")
+        try:
+            _short_field(function, "name", MAX_NAME_CHARS)
+        except ProtocolError as exc:
+            raise _inside(exc, "function") from None
