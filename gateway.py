@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import signal
 import sys
@@ -13,6 +14,13 @@ from gateway import eventloop
 from gateway.version import __version__
 from gateway.cli.startup import DEMO_KEY, bind_problem, demo_key_refusal, port_problem
 from gateway.config import Config, ConfigError, load_config
+
+# The cyclic garbage collector runs a pass every GC_THRESHOLD allocations of container objects, not Python's
+# default 700. What a request allocates is freed by reference counting when it ends (it makes no reference
+# cycles: tests/http/test_no_garbage_cycles.py), so a pass mostly walks, and promotes, the live request's
+# objects: a coding agent's 221 KB request body cost ~7 passes and a full collection every ~19 requests,
+# 0.4 ms a request passed through and 1.3 ms translated (bench/README.md, seventh session).
+GC_THRESHOLD = 50_000
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,6 +145,7 @@ async def _serve(config: Config, host: str | None, port: int | None, drain_grace
     from gateway.server import Server
 
     install_json_logging()
+    gc.set_threshold(GC_THRESHOLD)
     if worker is not None:
         os.environ.pop("NOTIFY_SOCKET", None)
     notifier = Notifier.from_env()

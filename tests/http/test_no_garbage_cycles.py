@@ -19,6 +19,22 @@ from tests.support.keys import TEST_KEY
 from tests.conftest import base_config
 
 MODELS = ["gpt-4o-mini", "claude-sonnet-4-6", "text-embedding-3-small"]
+# An agent's turn: tools offered, a tool call and its result in the history (the gateway raises the collector's
+# threshold on the strength of this test, so the translators' tool paths are covered too).
+AGENT_TURN = {
+    "model": "claude-sonnet-4-6", "max_tokens": 20, "stream": True,
+    "tools": [{"name": "Read", "description": "read a file",
+               "input_schema": {"type": "object", "properties": {"file_path": {"type": "string"}}}}],
+    "messages": [
+        {"role": "user", "content": [{"type": "text", "text": "read the config"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "Reading it."},
+                                          {"type": "tool_use", "id": "toolu_1", "name": "Read",
+                                           "input": {"file_path": "/etc/app.yaml"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1",
+                                      "content": [{"type": "text", "text": "port: 8080"}]},
+                                     {"type": "text", "text": "what port is it?"}]},
+    ],
+}
 
 
 @pytest.mark.parametrize("endpoint,body,status", [
@@ -28,8 +44,10 @@ MODELS = ["gpt-4o-mini", "claude-sonnet-4-6", "text-embedding-3-small"]
     ("/v1/messages", {"model": "claude-sonnet-4-6", "max_tokens": 20, "stream": True,
                       "messages": [{"role": "user", "content": "hi"}]}, 200),
     ("/v1/responses", {"model": "gpt-4o-mini", "stream": True, "input": "hi"}, 200),
+    ("/v1/messages", AGENT_TURN, 200),
     ("/v1/chat/completions", {"model": "no-such-model", "messages": [{"role": "user", "content": "hi"}]}, 404),
-], ids=["chat", "chat-stream", "messages-stream-translated", "responses-stream-translated", "error"])
+], ids=["chat", "chat-stream", "messages-stream-translated", "responses-stream-translated",
+        "agent-turn-translated", "error"])
 def test_requests_leave_no_cycles(upstream, start_gateway, tmp_path, endpoint, body, status):
     nodes = [{"id": "u", "provider": "openai", "base_url": upstream.base("cycles"), "models": MODELS}]
     gateway = start_gateway(base_config(tmp_path / "state", nodes))
