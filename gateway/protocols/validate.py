@@ -9,13 +9,15 @@ schema validity).
 It walks every message and block of every request, and an agent's requests
 carry its whole session (hundreds of tool calls and results), so the walk is
 kept cheap: each element's checks raise with a path relative to the element
-(``tool_use_id``), and the loop over the elements adds where the element is
-(``content[0]``, then ``messages[2]``) only to an error on its way out. A
-path built for every element, most of which are valid, cost 0.6 ms a request
-on a 200-message session.
+(``tool_use_id``), and ``_each``, the loop over a list's elements, adds where
+the element is (``content[0]``, then ``messages[2]``) only to an error on its
+way out. A path built for every element, most of which are valid, cost 0.6 ms
+a request on a 200-message session.
 """
 
 from __future__ import annotations
+
+from typing import Any, Callable
 
 from gateway.protocols.anthropic import DROPPED_BLOCKS, INSTRUCTION_ROLES
 from gateway.protocols.canonical import ProtocolError
@@ -34,6 +36,15 @@ def _inside(exc: ProtocolError, where: str) -> ProtocolError:
     """``exc`` raised by the checks of the element at ``where``: its path (relative to the element, empty for
     the element itself) put under ``where``."""
     return ProtocolError(exc.message, f"{where}.{exc.param}" if exc.param else where)
+
+
+def _each(items: list, name: str, check: Callable[..., None], *args: Any) -> None:
+    """``check(item, *args)`` for every item of the list called ``name``; an error says which item (``name[i]``)."""
+    for i, item in enumerate(items):
+        try:
+            check(item, *args)
+        except ProtocolError as exc:
+            raise _inside(exc, f"{name}[{i}]") from None
 
 
 def _positive_int(value: object) -> bool:
@@ -70,11 +81,7 @@ def validate_messages(body: dict) -> None:
             if not _is_text_block(block):
                 raise ProtocolError("system blocks must be text blocks", f"system[{i}]")
     tool_ids: set[str] = set()
-    for i, message in enumerate(messages):
-        try:
-            _validate_message(message, tool_ids)
-        except ProtocolError as exc:
-            raise _inside(exc, f"messages[{i}]") from None
+    _each(messages, "messages", _validate_message, tool_ids)
     _validate_anthropic_tools(body)
     stops = body.get("stop_sequences")
     if stops is not None and not (isinstance(stops, list) and all(isinstance(s, str) for s in stops)):
@@ -100,11 +107,7 @@ def _validate_message(message: object, tool_ids: set[str]) -> None:
         return
     if not isinstance(content, list):
         raise ProtocolError("content must be a string or a list of blocks", "content")
-    for j, block in enumerate(content):
-        try:
-            _validate_block(block, tool_ids)
-        except ProtocolError as exc:
-            raise _inside(exc, f"content[{j}]") from None
+    _each(content, "content", _validate_block, tool_ids)
 
 
 def _validate_block(block: object, tool_ids: set[str]) -> None:
@@ -166,11 +169,7 @@ def _validate_anthropic_tools(body: dict) -> None:
     if tools is not None:
         if not isinstance(tools, list):
             raise ProtocolError("tools must be a list", "tools")
-        for i, tool in enumerate(tools):
-            try:
-                _validate_anthropic_tool(tool)
-            except ProtocolError as exc:
-                raise _inside(exc, f"tools[{i}]") from None
+        _each(tools, "tools", _validate_anthropic_tool)
     choice = body.get("tool_choice")
     if choice is not None:
         if not (isinstance(choice, dict) and isinstance(choice.get("type"), str) and choice["type"] in _CHOICE_TYPES):
@@ -203,11 +202,7 @@ def validate_responses(body: dict) -> None:
     if not isinstance(items, str):
         if not isinstance(items, list):
             raise ProtocolError("input must be a string or a list of items", "input")
-        for i, item in enumerate(items):
-            try:
-                _validate_item(item)
-            except ProtocolError as exc:
-                raise _inside(exc, f"input[{i}]") from None
+        _each(items, "input", _validate_item)
     instructions = body.get("instructions")
     if not (instructions is None or isinstance(instructions, str)):
         raise ProtocolError("instructions must be a string", "instructions")
@@ -218,15 +213,7 @@ def validate_responses(body: dict) -> None:
     if tools is not None:
         if not isinstance(tools, list):
             raise ProtocolError("tools must be a list", "tools")
-        _validate_responses_tools(tools)
-
-
-def _validate_responses_tools(tools: list) -> None:
-    for i, tool in enumerate(tools):
-        try:
-            _validate_responses_tool(tool)
-        except ProtocolError as exc:
-            raise _inside(exc, f"tools[{i}]") from None
+        _each(tools, "tools", _validate_responses_tool)
 
 
 def _validate_responses_tool(tool: object) -> None:
@@ -243,7 +230,7 @@ def _validate_responses_tool(tool: object) -> None:
         inner = tool.get("tools")
         if not isinstance(inner, list):
             raise ProtocolError("tools must be a list", "tools")
-        _validate_responses_tools(inner)  # its errors say tools[j]; the caller adds where this tool is
+        _each(inner, "tools", _validate_responses_tool)
 
 
 def _validate_item(item: object) -> None:
@@ -294,20 +281,12 @@ def validate_chat(body: dict) -> None:
     messages = body.get("messages")
     if not (isinstance(messages, list) and messages):
         raise ProtocolError("messages must be a non-empty list", "messages")
-    for i, message in enumerate(messages):
-        try:
-            _validate_chat_message(message)
-        except ProtocolError as exc:
-            raise _inside(exc, f"messages[{i}]") from None
+    _each(messages, "messages", _validate_chat_message)
     tools = body.get("tools")
     if tools is not None:
         if not isinstance(tools, list):
             raise ProtocolError("tools must be a list", "tools")
-        for i, tool in enumerate(tools):
-            try:
-                _validate_chat_tool(tool)
-            except ProtocolError as exc:
-                raise _inside(exc, f"tools[{i}]") from None
+        _each(tools, "tools", _validate_chat_tool)
     _optional_short_field(body, "user", MAX_ID_CHARS)
 
 
@@ -332,11 +311,7 @@ def _validate_chat_message(message: object) -> None:
     if calls is not None:
         if not isinstance(calls, list):
             raise ProtocolError("tool_calls must be a list", "tool_calls")
-        for j, call in enumerate(calls):
-            try:
-                _validate_tool_call(call)
-            except ProtocolError as exc:
-                raise _inside(exc, f"tool_calls[{j}]") from None
+        _each(calls, "tool_calls", _validate_tool_call)
 
 
 def _validate_tool_call(call: object) -> None:
