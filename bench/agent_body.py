@@ -44,8 +44,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.event_cpu import cpu_times  # noqa: E402
-from bench.instructions import _add_event_node  # noqa: E402
+from bench.event_cpu import cpu_times, gateway_trees  # noqa: E402
+from bench.instructions import add_event_node  # noqa: E402
 from bench.peers import start_nginx  # noqa: E402
 from bench.run import KEY, Child, free_port, http_call, start_mock, wait_http, write_config  # noqa: E402
 
@@ -140,7 +140,7 @@ def run(lengths: list[int], requests: int, rounds: int, trees: list[tuple[str, P
             config = work / f"gateway-{len(gateways)}.yaml"
             write_config(config, mock_port, free_port(), work / f"state-{len(gateways)}")
             for node in ("anthropic", "openai"):
-                _add_event_node(config, node, mock_port)
+                add_event_node(config, node, mock_port)
             port = free_port()
             gateway = Child(f"gateway-{len(gateways)}", [sys.executable, str(tree / "gateway.py"), "--config",
                                                           str(config), "--port", str(port)], work, 0)
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compare", type=Path, help="also an older source tree's gateway.py, in the same rounds")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
-    trees = [("Infer Mesh", ROOT)] + ([(f"compare {args.compare}", args.compare)] if args.compare else [])
+    trees = gateway_trees(args.compare)
     lengths = [TINY if n == "tiny" else int(n) for n in args.tool_calls.split(",")]
     rows = run(lengths, args.requests, args.rounds, trees)
     if args.json:

@@ -111,6 +111,11 @@ def run(streams: int, seconds: float, rounds: int, trees: list[tuple[str, Path]]
     return rows
 
 
+def gateway_trees(compare: Path | None) -> list[tuple[str, Path]]:
+    """This tree's gateway, and ``--compare``'s (an older source tree) when given: the columns of a run."""
+    return [("Infer Mesh", ROOT)] + ([(f"compare {compare}", compare)] if compare else [])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--streams", type=int, default=200, help="streams at once")
@@ -119,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compare", type=Path, help="also an older source tree's gateway.py, in the same rounds")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
-    trees = [("Infer Mesh", ROOT)] + ([(f"compare {args.compare}", args.compare)] if args.compare else [])
+    trees = gateway_trees(args.compare)
     rows = run(args.streams, args.seconds, args.rounds, trees)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")

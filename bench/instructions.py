@@ -63,7 +63,8 @@ CLIENT_PATHS = {"chat": "/v1/chat/completions", "messages": "/v1/messages"}
 EVENT_OVERHEAD = 4  # a chat stream is tokens + 4 events (role, finish, usage, [DONE]); other wires differ a little
 
 
-def _add_event_node(config: Path, node: str, mock_port: int) -> None:
+def add_event_node(config: Path, node: str, mock_port: int) -> None:
+    """Add ``node``'s mock node (``EVENT_NODES``) and its model ``bench-ev-<node>`` to a bench config."""
     text = config.read_text()
     text = text.replace("nodes:\n", "nodes:\n" + EVENT_NODES[node].format(up=f"http://127.0.0.1:{mock_port}/n"), 1)
     text = text.replace("models:\n", "models:\n  bench-ev-%s: {price: {input: 0.15, output: 0.60}}\n" % node, 1)
@@ -110,7 +111,7 @@ def measure_events(source: Path, client: str, node: str, events: tuple[int, int]
     children: list[Child] = []
     try:
         mock_port, config = _mock_and_config(work, children)
-        _add_event_node(config, node, mock_port)
+        add_event_node(config, node, mock_port)
         port = free_port()
         gateway = _under_callgrind(work, [str(source / "gateway.py"), "--config", str(config), "--port", str(port)])
         children.append(gateway)

@@ -47,6 +47,15 @@ def _each(items: list, name: str, check: Callable[..., None], *args: Any) -> Non
             raise _inside(exc, f"{name}[{i}]") from None
 
 
+def _each_in(obj: dict, key: str, check: Callable[..., None]) -> None:
+    """``obj[key]``, when present, is a list whose every item passes ``check`` (see ``_each``)."""
+    items = obj.get(key)
+    if items is not None:
+        if not isinstance(items, list):
+            raise ProtocolError(f"{key} must be a list", key)
+        _each(items, key, check)
+
+
 def _positive_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
@@ -165,11 +174,7 @@ def _validate_source(source: object, kind: str) -> None:
 
 
 def _validate_anthropic_tools(body: dict) -> None:
-    tools = body.get("tools")
-    if tools is not None:
-        if not isinstance(tools, list):
-            raise ProtocolError("tools must be a list", "tools")
-        _each(tools, "tools", _validate_anthropic_tool)
+    _each_in(body, "tools", _validate_anthropic_tool)
     choice = body.get("tool_choice")
     if choice is not None:
         if not (isinstance(choice, dict) and isinstance(choice.get("type"), str) and choice["type"] in _CHOICE_TYPES):
@@ -209,11 +214,7 @@ def validate_responses(body: dict) -> None:
     limit = body.get("max_output_tokens")
     if not (limit is None or _positive_int(limit)):
         raise ProtocolError("max_output_tokens must be a positive integer", "max_output_tokens")
-    tools = body.get("tools")
-    if tools is not None:
-        if not isinstance(tools, list):
-            raise ProtocolError("tools must be a list", "tools")
-        _each(tools, "tools", _validate_responses_tool)
+    _each_in(body, "tools", _validate_responses_tool)
 
 
 def _validate_responses_tool(tool: object) -> None:
@@ -282,11 +283,7 @@ def validate_chat(body: dict) -> None:
     if not (isinstance(messages, list) and messages):
         raise ProtocolError("messages must be a non-empty list", "messages")
     _each(messages, "messages", _validate_chat_message)
-    tools = body.get("tools")
-    if tools is not None:
-        if not isinstance(tools, list):
-            raise ProtocolError("tools must be a list", "tools")
-        _each(tools, "tools", _validate_chat_tool)
+    _each_in(body, "tools", _validate_chat_tool)
     _optional_short_field(body, "user", MAX_ID_CHARS)
 
 
@@ -307,11 +304,7 @@ def _validate_chat_message(message: object) -> None:
                 raise ProtocolError("each content part needs a type", f"content[{j}]")
             if part["type"] == "text" and not isinstance(part.get("text"), str):
                 raise ProtocolError("text must be a string", f"content[{j}].text")
-    calls = message.get("tool_calls")
-    if calls is not None:
-        if not isinstance(calls, list):
-            raise ProtocolError("tool_calls must be a list", "tool_calls")
-        _each(calls, "tool_calls", _validate_tool_call)
+    _each_in(message, "tool_calls", _validate_tool_call)
 
 
 def _validate_tool_call(call: object) -> None:
