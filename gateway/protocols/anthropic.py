@@ -101,7 +101,11 @@ def request_from_messages(body: dict) -> Request:
             continue
         if role not in ("user", "assistant"):
             raise ProtocolError(f"unsupported message role {role!r}", f"messages[{i}].role")
-        append_parts(messages, role, _parts_from_content(msg.get("content"), f"messages[{i}].content"))
+        try:
+            parts = _parts_from_content(msg.get("content"))
+        except ProtocolError as exc:
+            raise exc.under(f"messages[{i}]") from None
+        append_parts(messages, role, parts)
     metadata = body.get("metadata") or {}
     user = metadata.get("user_id") if isinstance(metadata, dict) else None
     tools: list[ToolDef] = []
@@ -135,41 +139,42 @@ def _system_text(system: object) -> str:
     return system if isinstance(system, str) else ""
 
 
-def _parts_from_content(content: object, path: str) -> list[Part]:
+def _parts_from_content(content: object) -> list[Part]:
+    """A message's ``content`` as parts; an error's path starts at ``content`` (``ProtocolError.under``)."""
     if isinstance(content, str):
         return [TextPart(content)]
     parts: list[Part] = []
     for j, block in enumerate(content or ()):
         kind = block.get("type")
-        where = f"{path}[{j}]"
-        if kind == "text":
-            parts.append(TextPart(block.get("text") or ""))
-        elif kind == "image":
-            parts.append(_image_from_source(block.get("source") or {}, f"{where}.source"))
-        elif kind == "document":
-            parts.append(_document_from_source(block, f"{where}.source"))
-        elif kind == "tool_use":
-            parts.append(ToolCallPart(block.get("id") or "", block.get("name") or "",
-                                      dumps(block.get("input") or {})))
-        elif kind == "tool_result":
-            parts.append(ToolResultPart(block.get("tool_use_id") or "",
-                                        _result_content(block.get("content"), f"{where}.content"),
-                                        bool(block.get("is_error"))))
-        elif kind not in DROPPED_BLOCKS:
-            raise ProtocolError(f"content block type {kind!r} cannot be translated for this model",
-                                f"{where}.type")
+        try:
+            if kind == "text":
+                parts.append(TextPart(block.get("text") or ""))
+            elif kind == "image":
+                parts.append(_image_from_source(block.get("source") or {}))
+            elif kind == "document":
+                parts.append(_document_from_source(block))
+            elif kind == "tool_use":
+                parts.append(ToolCallPart(block.get("id") or "", block.get("name") or "",
+                                          dumps(block.get("input") or {})))
+            elif kind == "tool_result":
+                parts.append(ToolResultPart(block.get("tool_use_id") or "", _result_content(block.get("content")),
+                                            bool(block.get("is_error"))))
+            elif kind not in DROPPED_BLOCKS:
+                raise ProtocolError(f"content block type {kind!r} cannot be translated for this model", "type")
+        except ProtocolError as exc:
+            raise exc.under(f"content[{j}]") from None
     return parts
 
 
-def _image_from_source(source: dict, path: str) -> ImagePart:
+def _image_from_source(source: dict) -> ImagePart:
     if source.get("type") == "base64":
         return ImagePart(source.get("media_type"), data=source.get("data") or "")
     if source.get("type") == "url":
         return ImagePart(None, url=source.get("url") or "")
-    raise ProtocolError("image source must be base64 or url to be translated", path)
+    raise ProtocolError("image source must be base64 or url to be translated", "source")
 
 
-def _document_from_source(block: dict, path: str) -> Part:
+def _document_from_source(block: dict) -> Part:
     source = block.get("source") or {}
     kind = source.get("type")
     if kind == "base64":
@@ -179,22 +184,26 @@ def _document_from_source(block: dict, path: str) -> Part:
         return FilePart("application/pdf", url=source.get("url") or "", filename=block.get("title"))
     if kind == "text":
         return TextPart(source.get("data") or "")
-    raise ProtocolError(f"document source type {kind!r} cannot be translated", f"{path}.type")
+    raise ProtocolError(f"document source type {kind!r} cannot be translated", "source.type")
 
 
-def _result_content(content: object, path: str) -> list[TextPart | ImagePart]:
+def _result_content(content: object) -> list[TextPart | ImagePart]:
+    """A tool_result's ``content``; an error's path starts at ``content``."""
     if content is None:
         return []
     if isinstance(content, str):
         return [TextPart(content)]
     out: list[TextPart | ImagePart] = []
-    for j, block in enumerate(content):
-        if block.get("type") == "text":
-            out.append(TextPart(block.get("text") or ""))
-        elif block.get("type") == "image":
-            out.append(_image_from_source(block.get("source") or {}, f"{path}[{j}].source"))
-        else:
-            raise ProtocolError("tool results can carry only text and images here", f"{path}[{j}].type")
+    for k, block in enumerate(content):
+        try:
+            if block.get("type") == "text":
+                out.append(TextPart(block.get("text") or ""))
+            elif block.get("type") == "image":
+                out.append(_image_from_source(block.get("source") or {}))
+            else:
+                raise ProtocolError("tool results can carry only text and images here", "type")
+        except ProtocolError as exc:
+            raise exc.under(f"content[{k}]") from None
     return out
 
 
@@ -221,8 +230,10 @@ def request_to_messages(req: Request, model: str) -> dict:
         raise ProtocolError("response_format cannot be translated for Anthropic models", "response_format")
     messages = []
     for i, msg in enumerate(req.messages):
-        blocks = [_block_to_anthropic(p, f"messages[{i}]") for p in msg.parts
-                  if not (isinstance(p, TextPart) and not p.text)]
+        try:
+            blocks = [_block_to_anthropic(p) for p in msg.parts if not (isinstance(p, TextPart) and not p.text)]
+        except ProtocolError as exc:
+            raise exc.under(f"messages[{i}]") from None
         if msg.role == "user":
             # Anthropic wants a turn's tool_result blocks before its other content.
             blocks.sort(key=lambda b: b["type"] != "tool_result")
@@ -251,7 +262,8 @@ def request_to_messages(req: Request, model: str) -> dict:
     return body
 
 
-def _block_to_anthropic(part: Part, path: str) -> dict:
+def _block_to_anthropic(part: Part) -> dict:
+    """One part as a Messages block; an error's path is relative to the message (``tool_calls``)."""
     if isinstance(part, TextPart):
         return {"type": "text", "text": part.text}
     if isinstance(part, ImagePart):
@@ -263,8 +275,8 @@ def _block_to_anthropic(part: Part, path: str) -> dict:
         return block
     if isinstance(part, ToolCallPart):
         return {"type": "tool_use", "id": part.id, "name": part.name,
-                "input": json_object(part.arguments, f"{path}.tool_calls")}
-    content: list[dict] = [_block_to_anthropic(p, path) for p in part.content
+                "input": json_object(part.arguments, "tool_calls")}
+    content: list[dict] = [_block_to_anthropic(p) for p in part.content
                            if not (isinstance(p, TextPart) and not p.text)]
     block = {"type": "tool_result", "tool_use_id": part.tool_call_id, "content": content}
     if part.is_error:

@@ -55,6 +55,16 @@ class ProtocolError(Exception):
         self.message = message
         self.param = param
 
+    def under(self, where: str) -> ProtocolError:
+        """This error, raised by the checks of the element at ``where``, with its path (relative to that
+        element; none for the element itself) put under ``where``.
+
+        The validator and the translators walk every message and block of a request, and an agent's request
+        carries its whole session: so each loop adds an element's place (``messages[12]``) only to an error
+        on its way out, instead of building a path for each of the hundreds of valid elements.
+        """
+        return ProtocolError(self.message, f"{where}.{self.param}" if self.param else where)
+
 
 # Canonical stop reasons.
 STOP_END = "end_turn"
@@ -173,7 +183,7 @@ def data_url(media_type: str | None, data: str) -> str:
     return f"data:{media_type or 'application/octet-stream'};base64,{data}"
 
 
-def json_object(arguments: str, param: str) -> dict:
+def json_object(arguments: str, param: str | None) -> dict:
     """Tool-call arguments as the object Anthropic and Gemini require."""
     if not arguments.strip():
         return {}

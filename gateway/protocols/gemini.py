@@ -89,17 +89,19 @@ def request_to_gemini(req: Request, model: str) -> dict:
     names: dict[str, str] = {}  # tool call id -> function name, for functionResponse
     order: dict[str, int] = {}  # tool call id -> its place among the calls of the latest model turn
     for i, msg in enumerate(req.messages):
-        path = f"messages[{i}]"
         turn = msg.parts
         if msg.role == "assistant":
             order = {p.id: n for n, p in enumerate(p for p in turn if isinstance(p, ToolCallPart))}
         elif order:  # Gemini pairs responses with calls by position: answer in the order of the calls
             turn = sorted(turn, key=lambda p: order.get(p.tool_call_id, len(order)) if isinstance(p, ToolResultPart)
                           else len(order) + 1)
-        parts = [p for p in (_part_to_gemini(part, names, path) for part in turn) if p]
-        for part in msg.parts:  # images a tool returned follow the function responses, in the same turn
-            if isinstance(part, ToolResultPart):
-                parts.extend(_inline(image, path) for image in split_result(part.content)[1])
+        try:
+            parts = [p for p in (_part_to_gemini(part, names) for part in turn) if p]
+            for part in msg.parts:  # images a tool returned follow the function responses, in the same turn
+                if isinstance(part, ToolResultPart):
+                    parts.extend(_inline(image) for image in split_result(part.content)[1])
+        except ProtocolError as exc:
+            raise exc.under(f"messages[{i}]") from None
         if parts:
             contents.append({"role": "user" if msg.role == "user" else "model", "parts": parts})
     body: dict = {"contents": contents}
@@ -136,24 +138,25 @@ def _declaration(name: str, description: str | None, parameters: dict) -> dict:
     return out
 
 
-def _inline(part: ImagePart | FilePart, path: str) -> dict:
+def _inline(part: ImagePart | FilePart) -> dict:
     if part.data is None:
-        raise ProtocolError("Gemini models accept images and documents only as base64 data, not URLs", path)
+        raise ProtocolError("Gemini models accept images and documents only as base64 data, not URLs")
     return {"inlineData": {"mimeType": part.media_type or "image/png", "data": part.data}}
 
 
-def _part_to_gemini(part: Part, names: dict[str, str], path: str) -> dict | None:
+def _part_to_gemini(part: Part, names: dict[str, str]) -> dict | None:
+    """One part as a Gemini part (None for an empty text); an error names no field: the message is at fault."""
     if isinstance(part, TextPart):
         return {"text": part.text} if part.text else None
     if isinstance(part, (ImagePart, FilePart)):
-        return _inline(part, path)
+        return _inline(part)
     if isinstance(part, ToolCallPart):
         names[part.id] = part.name
-        return {"functionCall": {"name": part.name, "args": json_object(part.arguments, path)},
+        return {"functionCall": {"name": part.name, "args": json_object(part.arguments, None)},
                 "thoughtSignature": SKIP_SIGNATURE}
     name = names.get(part.tool_call_id)
     if name is None:
-        raise ProtocolError(f"tool result {part.tool_call_id!r} has no earlier tool call", path)
+        raise ProtocolError(f"tool result {part.tool_call_id!r} has no earlier tool call")
     text = split_result(part.content)[0]
     return {"functionResponse": {"name": name, "response": {"error" if part.is_error else "output": text}}}
 

@@ -100,17 +100,10 @@ def request_from_gemini(body: dict) -> Request:
     if not isinstance(contents, list) or not contents:
         raise ProtocolError("contents is required and must be a non-empty array", "contents")
     for i, content in enumerate(contents):
-        path = f"contents[{i}]"
-        if not isinstance(content, dict):
-            raise ProtocolError("each content must be an object", path)
-        role = _ROLES.get(content.get("role") or "user")
-        if role is None:
-            raise ProtocolError("role must be 'user' or 'model'", path + ".role")
-        parts = content.get("parts")
-        if not isinstance(parts, list):
-            raise ProtocolError("parts must be an array", path + ".parts")
-        append_parts(messages, role, [p for j, raw in enumerate(parts)
-                                      if (p := _part(raw, calls, f"{path}.parts[{j}]")) is not None])
+        try:
+            _add_content(content, calls, messages)
+        except ProtocolError as exc:
+            raise exc.under(f"contents[{i}]") from None
     if not messages:
         raise ProtocolError("contents has no content", "contents")
     request = Request(messages, system=_system(_get(body, "systemInstruction"), "systemInstruction"))
@@ -118,6 +111,27 @@ def request_from_gemini(body: dict) -> Request:
     request.tools = _tools(body.get("tools"), request.dropped_tools)
     request.tool_choice = _tool_choice(_get(body, "toolConfig"))
     return request
+
+
+def _add_content(content: Any, calls: _CallIds, messages: list[Message]) -> None:
+    """One content (a turn) into the conversation; an error's path is relative to it."""
+    if not isinstance(content, dict):
+        raise ProtocolError("each content must be an object")
+    role = _ROLES.get(content.get("role") or "user")
+    if role is None:
+        raise ProtocolError("role must be 'user' or 'model'", "role")
+    raw_parts = content.get("parts")
+    if not isinstance(raw_parts, list):
+        raise ProtocolError("parts must be an array", "parts")
+    parts: list[Part] = []
+    for j, raw in enumerate(raw_parts):
+        try:
+            part = _part(raw, calls)
+        except ProtocolError as exc:
+            raise exc.under(f"parts[{j}]") from None
+        if part is not None:
+            parts.append(part)
+    append_parts(messages, role, parts)
 
 
 class _CallIds:
@@ -145,64 +159,67 @@ class _CallIds:
         raise ProtocolError(f"functionResponse {name!r} answers no earlier functionCall", None)
 
 
-def _part(raw: Any, calls: _CallIds, path: str) -> Part | None:
+def _part(raw: Any, calls: _CallIds) -> Part | None:
+    """One part (None for what has no canonical form); an error's path is relative to the part."""
     if not isinstance(raw, dict):
-        raise ProtocolError("each part must be an object", path)
+        raise ProtocolError("each part must be an object")
     if raw.get("thought"):
         return None
     if "text" in raw:
         text = raw["text"]
         if not isinstance(text, str):
-            raise ProtocolError("text must be a string", path + ".text")
+            raise ProtocolError("text must be a string", "text")
         return TextPart(text) if text else None
     if _has(raw, "inlineData"):
-        data = _object(_get(raw, "inlineData"), path + ".inlineData")
+        data = _object(_get(raw, "inlineData"), "inlineData")
         mime, payload = _get(data, "mimeType"), data.get("data")
         if not isinstance(mime, str) or not isinstance(payload, str):
-            raise ProtocolError("inlineData needs mimeType and base64 data", path + ".inlineData")
+            raise ProtocolError("inlineData needs mimeType and base64 data", "inlineData")
         return ImagePart(mime, data=payload) if mime.startswith("image/") else FilePart(mime, data=payload)
     if _has(raw, "fileData"):
-        data = _object(_get(raw, "fileData"), path + ".fileData")
+        data = _object(_get(raw, "fileData"), "fileData")
         mime, uri = _get(data, "mimeType") or "", _get(data, "fileUri")
         if not isinstance(uri, str) or not uri:
-            raise ProtocolError("fileData needs a fileUri", path + ".fileData")
+            raise ProtocolError("fileData needs a fileUri", "fileData")
         return FilePart(mime, url=uri) if mime and not mime.startswith("image/") else ImagePart(mime or None, url=uri)
     if _has(raw, "functionCall"):
-        call = _object(_get(raw, "functionCall"), path + ".functionCall")
-        name = _name(call, path + ".functionCall")
+        call = _object(_get(raw, "functionCall"), "functionCall")
+        name = _name(call, "functionCall")
         args = call.get("args") or {}
         if not isinstance(args, dict):
-            raise ProtocolError("args must be an object", path + ".functionCall.args")
+            raise ProtocolError("args must be an object", "functionCall.args")
         return ToolCallPart(calls.call(call.get("id"), name), name, dumps(args))
     if _has(raw, "functionResponse"):
-        answer = _object(_get(raw, "functionResponse"), path + ".functionResponse")
-        name = _name(answer, path + ".functionResponse")
+        answer = _object(_get(raw, "functionResponse"), "functionResponse")
+        name = _name(answer, "functionResponse")
         response = answer.get("response")
         if response is None:
             response = {}
         if not isinstance(response, dict):
-            raise ProtocolError("response must be an object", path + ".functionResponse.response")
+            raise ProtocolError("response must be an object", "functionResponse.response")
         try:
             call_id = calls.answer(answer.get("id"), name)
         except ProtocolError as exc:
-            raise ProtocolError(exc.message, path + ".functionResponse") from None
+            raise exc.under("functionResponse") from None
         text, is_error = _result(response)
         return ToolResultPart(call_id, [TextPart(text)], is_error)
     if _has(raw, "executableCode") or _has(raw, "codeExecutionResult"):
         return None  # server-side code execution happens only on Gemini nodes
-    raise ProtocolError("a part needs text, inlineData, fileData, functionCall or functionResponse", path)
+    raise ProtocolError("a part needs text, inlineData, fileData, functionCall or functionResponse")
 
 
-def _object(value: Any, path: str) -> dict:
+def _object(value: Any, path: str | None) -> dict:
+    """``value`` if it is an object; else the error at ``path`` (None: the element being read)."""
     if not isinstance(value, dict):
         raise ProtocolError("must be an object", path)
     return value
 
 
-def _name(value: dict, path: str) -> str:
+def _name(value: dict, path: str | None) -> str:
+    """``value``'s non-empty ``name``; else the error at ``path.name`` (``name`` for the element being read)."""
     name = value.get("name")
     if not isinstance(name, str) or not name:
-        raise ProtocolError("name is required", path + ".name")
+        raise ProtocolError("name is required", f"{path}.name" if path else "name")
     return name
 
 
@@ -284,20 +301,30 @@ def _tools(tools: Any, dropped: list[str]) -> list[ToolDef]:
         raise ProtocolError("tools must be an array", "tools")
     out: list[ToolDef] = []
     for i, tool in enumerate(tools):
-        tool = _object(tool, f"tools[{i}]")
-        dropped.extend(key for key in tool if key not in _FUNCTION_KEYS)
-        for j, decl in enumerate(_get(tool, "functionDeclarations") or ()):
-            path = f"tools[{i}].functionDeclarations[{j}]"
-            decl = _object(decl, path)
+        try:
+            _add_declarations(tool, out, dropped)
+        except ProtocolError as exc:
+            raise exc.under(f"tools[{i}]") from None
+    return out
+
+
+def _add_declarations(tool: Any, out: list[ToolDef], dropped: list[str]) -> None:
+    """One tool object's function declarations into ``out``; an error's path is relative to the tool."""
+    tool = _object(tool, None)
+    dropped.extend(key for key in tool if key not in _FUNCTION_KEYS)
+    for j, decl in enumerate(_get(tool, "functionDeclarations") or ()):
+        try:
+            decl = _object(decl, None)
             schema = _get(decl, "parametersJsonSchema")
             if schema is None and decl.get("parameters") is not None:
                 schema = openapi_to_json_schema(decl["parameters"])
             if schema is not None and not isinstance(schema, dict):
-                raise ProtocolError("parameters must be an object", path + ".parameters")
+                raise ProtocolError("parameters must be an object", "parameters")
             description = decl.get("description")
-            out.append(ToolDef(_name(decl, path), description if isinstance(description, str) else None,
+            out.append(ToolDef(_name(decl, None), description if isinstance(description, str) else None,
                                schema or {"type": "object", "properties": {}}))
-    return out
+        except ProtocolError as exc:
+            raise exc.under(f"functionDeclarations[{j}]") from None
 
 
 def _tool_choice(config: Any) -> ToolChoice | None:

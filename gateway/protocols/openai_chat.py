@@ -78,23 +78,16 @@ def request_from_chat(body: dict) -> Request:
     if not isinstance(raw_messages, list):
         raise ProtocolError("messages must be a list", "messages")
     for i, msg in enumerate(raw_messages):
-        path = f"messages[{i}]"
-        if not isinstance(msg, dict):
-            raise ProtocolError("each message must be an object", path)
-        role = msg.get("role")
-        content = msg.get("content")
-        if role in ("system", "developer"):
-            system.append(_text_only(content, f"{path}.content"))
-        elif role == "user":
-            append_parts(messages, "user", _user_parts(content, f"{path}.content"))
-        elif role == "assistant":
-            append_parts(messages, "assistant", _assistant_parts(msg, path))
-        elif role == "tool":
-            result = ToolResultPart(str(msg.get("tool_call_id") or ""),
-                                    [TextPart(_text_only(content, f"{path}.content"))])
-            append_parts(messages, "user", [result])
-        else:
-            raise ProtocolError(f"unsupported message role {role!r}", f"{path}.role")
+        try:
+            _add_message(msg, system, messages)
+        except ProtocolError as exc:
+            raise exc.under(f"messages[{i}]") from None
+    tools: list[ToolDef] = []
+    for i, tool in enumerate(body.get("tools") or ()):
+        try:
+            tools.append(_tool_from_chat(tool))
+        except ProtocolError as exc:
+            raise exc.under(f"tools[{i}]") from None
     stop = body.get("stop")
     return Request(
         messages=messages,
@@ -103,7 +96,7 @@ def request_from_chat(body: dict) -> Request:
         temperature=body.get("temperature"),
         top_p=body.get("top_p"),
         stop=[stop] if isinstance(stop, str) else list(stop or ()),
-        tools=[_tool_from_chat(t, f"tools[{i}]") for i, t in enumerate(body.get("tools") or ())],
+        tools=tools,
         tool_choice=_choice_from_chat(body.get("tool_choice")),
         parallel_tool_calls=body.get("parallel_tool_calls"),
         response_format=_format_from_chat(body.get("response_format")),
@@ -112,7 +105,26 @@ def request_from_chat(body: dict) -> Request:
     )
 
 
-def _text_only(content: object, path: str) -> str:
+def _add_message(msg: object, system: list[str], messages: list[Message]) -> None:
+    """One Chat message into the system prompt or the conversation; an error's path is relative to it."""
+    if not isinstance(msg, dict):
+        raise ProtocolError("each message must be an object")
+    role = msg.get("role")
+    content = msg.get("content")
+    if role in ("system", "developer"):
+        system.append(_text_only(content))
+    elif role == "user":
+        append_parts(messages, "user", _user_parts(content))
+    elif role == "assistant":
+        append_parts(messages, "assistant", _assistant_parts(msg))
+    elif role == "tool":
+        append_parts(messages, "user", [ToolResultPart(str(msg.get("tool_call_id") or ""),
+                                                       [TextPart(_text_only(content))])])
+    else:
+        raise ProtocolError(f"unsupported message role {role!r}", "role")
+
+
+def _text_only(content: object) -> str:
     if content is None:
         return ""
     if isinstance(content, str):
@@ -121,17 +133,17 @@ def _text_only(content: object, path: str) -> str:
         texts = []
         for j, part in enumerate(content):
             if not isinstance(part, dict) or part.get("type") != "text":
-                raise ProtocolError("only text content is allowed here", f"{path}[{j}]")
+                raise ProtocolError("only text content is allowed here", f"content[{j}]")
             texts.append(part.get("text") or "")
         return "".join(texts)
-    raise ProtocolError("content must be a string or a list of parts", path)
+    raise ProtocolError("content must be a string or a list of parts", "content")
 
 
-def _user_parts(content: object, path: str) -> list[Part]:
+def _user_parts(content: object) -> list[Part]:
     if isinstance(content, str):
         return [TextPart(content)]
     if not isinstance(content, list):
-        raise ProtocolError("content must be a string or a list of parts", path)
+        raise ProtocolError("content must be a string or a list of parts", "content")
     parts: list[Part] = []
     for j, part in enumerate(content):
         kind = part.get("type") if isinstance(part, dict) else None
@@ -141,22 +153,22 @@ def _user_parts(content: object, path: str) -> list[Part]:
             image = part.get("image_url")
             url = image.get("url") if isinstance(image, dict) else image
             if not isinstance(url, str) or not url:
-                raise ProtocolError("image_url.url is required", f"{path}[{j}].image_url.url")
+                raise ProtocolError("image_url.url is required", f"content[{j}].image_url.url")
             parts.append(image_from_url(url))
         elif kind == "file":
             file = part.get("file") or {}
             inline = parse_data_url(file.get("file_data") or "")
             if inline is None:
                 raise ProtocolError("only inline file_data (a base64 data URL) can be translated",
-                                    f"{path}[{j}].file")
+                                    f"content[{j}].file")
             parts.append(FilePart(inline[0], data=inline[1], filename=file.get("filename")))
         else:
             raise ProtocolError(f"content part type {kind!r} cannot be translated for this model",
-                                f"{path}[{j}].type")
+                                f"content[{j}].type")
     return parts
 
 
-def _assistant_parts(msg: dict, path: str) -> list[Part]:
+def _assistant_parts(msg: dict) -> list[Part]:
     content = msg.get("content")
     parts: list[Part] = []
     if isinstance(content, list):
@@ -164,19 +176,19 @@ def _assistant_parts(msg: dict, path: str) -> list[Part]:
             if isinstance(part, dict) and part.get("type") in ("text", "refusal"):
                 parts.append(TextPart(part.get("text") or part.get("refusal") or ""))
     elif content:
-        parts.append(TextPart(_text_only(content, f"{path}.content")))
+        parts.append(TextPart(_text_only(content)))
     for k, call in enumerate(msg.get("tool_calls") or ()):
         fn = call.get("function") if isinstance(call, dict) else None
         if not isinstance(fn, dict) or not fn.get("name"):
-            raise ProtocolError("tool call needs function.name", f"{path}.tool_calls[{k}].function")
+            raise ProtocolError("tool call needs function.name", f"tool_calls[{k}].function")
         parts.append(ToolCallPart(str(call.get("id") or ""), fn["name"], fn.get("arguments") or ""))
     return parts
 
 
-def _tool_from_chat(tool: dict, path: str) -> ToolDef:
+def _tool_from_chat(tool: dict) -> ToolDef:
     fn = tool.get("function") if isinstance(tool, dict) else None
     if tool.get("type", "function") != "function" or not isinstance(fn, dict) or not fn.get("name"):
-        raise ProtocolError("only function tools with a name can be translated", path)
+        raise ProtocolError("only function tools with a name can be translated")
     return ToolDef(fn["name"], fn.get("description"),
                    fn.get("parameters") or {"type": "object", "properties": {}}, fn.get("strict"))
 
@@ -218,23 +230,10 @@ def request_to_chat(req: Request, model: str) -> dict:
         if msg.role == "assistant":
             messages.append(_assistant_to_chat(msg))
             continue
-        content: list[dict] = []
-        for part in msg.parts:
-            if isinstance(part, ToolResultPart):
-                text, images = split_result(part.content)
-                if images and not text:
-                    text = "(the result is the image in the next message)"
-                messages.append({"role": "tool", "tool_call_id": part.tool_call_id, "content": text})
-                if images:
-                    content.append({"type": "text", "text": f"(images returned by tool call {part.tool_call_id})"})
-                    content.extend(_user_part_to_chat(image, f"messages[{i}]") for image in images)
-            else:
-                content.append(_user_part_to_chat(part, f"messages[{i}]"))
-        if content:
-            if len(content) == 1 and content[0]["type"] == "text":
-                messages.append({"role": "user", "content": content[0]["text"]})
-            else:
-                messages.append({"role": "user", "content": content})
+        try:
+            _add_user_turn(msg, messages)
+        except ProtocolError as exc:
+            raise exc.under(f"messages[{i}]") from None
     body: dict = {"model": model, "messages": messages}
     if req.max_tokens is not None:
         body["max_completion_tokens"] = req.max_tokens
@@ -262,6 +261,27 @@ def request_to_chat(req: Request, model: str) -> dict:
     return body
 
 
+def _add_user_turn(msg: Message, messages: list[dict]) -> None:
+    """A user turn as Chat messages: one ``tool`` message per result, then the rest as one user message."""
+    content: list[dict] = []
+    for part in msg.parts:
+        if isinstance(part, ToolResultPart):
+            text, images = split_result(part.content)
+            if images and not text:
+                text = "(the result is the image in the next message)"
+            messages.append({"role": "tool", "tool_call_id": part.tool_call_id, "content": text})
+            if images:
+                content.append({"type": "text", "text": f"(images returned by tool call {part.tool_call_id})"})
+                content.extend(_user_part_to_chat(image) for image in images)
+        else:
+            content.append(_user_part_to_chat(part))
+    if content:
+        if len(content) == 1 and content[0]["type"] == "text":
+            messages.append({"role": "user", "content": content[0]["text"]})
+        else:
+            messages.append({"role": "user", "content": content})
+
+
 def _assistant_to_chat(msg: Message) -> dict:
     text = "".join(p.text for p in msg.parts if isinstance(p, TextPart))
     out: dict = {"role": "assistant", "content": text or None}
@@ -272,7 +292,7 @@ def _assistant_to_chat(msg: Message) -> dict:
     return out
 
 
-def _user_part_to_chat(part: Part, path: str) -> dict:
+def _user_part_to_chat(part: Part) -> dict:
     if isinstance(part, TextPart):
         return {"type": "text", "text": part.text}
     if isinstance(part, ImagePart):
@@ -280,10 +300,10 @@ def _user_part_to_chat(part: Part, path: str) -> dict:
         return {"type": "image_url", "image_url": {"url": url}}
     if isinstance(part, FilePart):
         if part.data is None:
-            raise ProtocolError("chat nodes accept documents only as base64 data", path)
+            raise ProtocolError("chat nodes accept documents only as base64 data")
         return {"type": "file", "file": {"file_data": data_url(part.media_type, part.data),
                                          "filename": part.filename or "document.pdf"}}
-    raise ProtocolError("a tool call cannot appear in a user message", path)
+    raise ProtocolError("a tool call cannot appear in a user message")
 
 
 def _tool_to_chat(tool: ToolDef) -> dict:

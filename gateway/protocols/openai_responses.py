@@ -77,7 +77,10 @@ def request_from_responses(body: dict) -> Request:
     if isinstance(items, str):
         items = [{"role": "user", "content": items}]
     for i, item in enumerate(items or ()):
-        _add_item(item, f"input[{i}]", messages, system)
+        try:
+            _add_item(item, messages, system)
+        except ProtocolError as exc:
+            raise exc.under(f"input[{i}]") from None
     text_format = ((body.get("text") or {}).get("format")) or {}
     tools, client_tools, dropped = tools_from_responses(body.get("tools") or [])
     return Request(
@@ -97,17 +100,18 @@ def request_from_responses(body: dict) -> Request:
     )
 
 
-def _add_item(item: dict, path: str, messages: list[Message], system: list[str]) -> None:
+def _add_item(item: dict, messages: list[Message], system: list[str]) -> None:
+    """One input item into the system prompt or the conversation; an error's path is relative to it."""
     kind = item.get("type") or "message"
     if kind == "message":
         role = item.get("role")
-        parts = _content_parts(item.get("content"), f"{path}.content")
+        parts = _content_parts(item.get("content"), "content")
         if role in ("system", "developer"):
             system.append("".join(p.text for p in parts if isinstance(p, TextPart)))
         elif role in ("user", "assistant"):
             append_parts(messages, role, parts)
         else:
-            raise ProtocolError(f"unsupported message role {role!r}", f"{path}.role")
+            raise ProtocolError(f"unsupported message role {role!r}", "role")
     elif kind == "function_call":
         name = flat_name(item.get("name") or "", item.get("namespace"))
         append_parts(messages, "assistant", [ToolCallPart(item.get("call_id") or "", name,
@@ -117,12 +121,12 @@ def _add_item(item: dict, path: str, messages: list[Message], system: list[str])
                                                           custom_arguments(item.get("input") or ""))])
     elif kind in ("function_call_output", "custom_tool_call_output"):
         output = item.get("output")
-        content = [TextPart(output)] if isinstance(output, str) else _content_parts(output, f"{path}.output")
+        content = [TextPart(output)] if isinstance(output, str) else _content_parts(output, "output")
         if any(not isinstance(p, (TextPart, ImagePart)) for p in content):
-            raise ProtocolError(f"{kind} can carry only text and images", f"{path}.output")
+            raise ProtocolError(f"{kind} can carry only text and images", "output")
         append_parts(messages, "user", [ToolResultPart(item.get("call_id") or "", content)])
     elif kind not in DROPPED_ITEMS:
-        raise ProtocolError(f"input item type {kind!r} cannot be translated for this model", f"{path}.type")
+        raise ProtocolError(f"input item type {kind!r} cannot be translated for this model", "type")
 
 
 def _content_parts(content: object, path: str) -> list[Part]:

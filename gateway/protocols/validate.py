@@ -32,19 +32,13 @@ MAX_ID_CHARS = 512  # ids and names are echoed back and logged: far above any pr
 MAX_NAME_CHARS = 256
 
 
-def _inside(exc: ProtocolError, where: str) -> ProtocolError:
-    """``exc`` raised by the checks of the element at ``where``: its path (relative to the element, empty for
-    the element itself) put under ``where``."""
-    return ProtocolError(exc.message, f"{where}.{exc.param}" if exc.param else where)
-
-
 def _each(items: list, name: str, check: Callable[..., None], *args: Any) -> None:
     """``check(item, *args)`` for every item of the list called ``name``; an error says which item (``name[i]``)."""
     for i, item in enumerate(items):
         try:
             check(item, *args)
         except ProtocolError as exc:
-            raise _inside(exc, f"{name}[{i}]") from None
+            raise exc.under(f"{name}[{i}]") from None
 
 
 def _each_in(obj: dict, key: str, check: Callable[..., None]) -> None:
@@ -314,7 +308,7 @@ def _validate_tool_call(call: object) -> None:
     try:
         _optional_short_field(call["function"], "name", MAX_NAME_CHARS)
     except ProtocolError as exc:
-        raise _inside(exc, "function") from None
+        raise exc.under("function") from None
 
 
 def _validate_chat_tool(tool: object) -> None:
@@ -327,4 +321,4 @@ def _validate_chat_tool(tool: object) -> None:
         try:
             _short_field(function, "name", MAX_NAME_CHARS)
         except ProtocolError as exc:
-            raise _inside(exc, "function") from None
+            raise exc.under("function") from None
