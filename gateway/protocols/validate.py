@@ -32,11 +32,19 @@ MAX_ID_CHARS = 512  # ids and names are echoed back and logged: far above any pr
 MAX_NAME_CHARS = 256
 
 
-def _each(items: list, name: str, check: Callable[..., None], *args: Any) -> None:
-    """``check(item, *args)`` for every item of the list called ``name``; an error says which item (``name[i]``)."""
+def _each(items: list, name: str, check: Callable[..., None], arg: Any = None) -> None:
+    """``check(item)``, or ``check(item, arg)`` when ``arg`` is given, for every item of the list called ``name``;
+    an error says which item (``name[i]``).
+
+    ``arg`` is one parameter, not ``*args``: a call that unpacks a tuple cost a sixth of a 221 KB session's
+    validation (5.88 M instructions -> 4.88 M).
+    """
     for i, item in enumerate(items):
         try:
-            check(item, *args)
+            if arg is None:
+                check(item)
+            else:
+                check(item, arg)
         except ProtocolError as exc:
             raise exc.under(f"{name}[{i}]") from None
 
