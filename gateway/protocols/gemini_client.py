@@ -88,10 +88,6 @@ def _get(obj: dict, name: str) -> Any:
     return value
 
 
-def _has(obj: dict, name: str) -> bool:
-    return _get(obj, name) is not None
-
-
 def request_from_gemini(body: dict) -> Request:
     """A generateContent body (model and stream are in the URL, not here) as a canonical request."""
     messages: list[Message] = []
@@ -170,27 +166,28 @@ def _part(raw: Any, calls: _CallIds) -> Part | None:
         if not isinstance(text, str):
             raise ProtocolError("text must be a string", "text")
         return TextPart(text) if text else None
-    if _has(raw, "inlineData"):
-        data = _object(_get(raw, "inlineData"), "inlineData")
+    # Each field looked up once (``_get`` tries both spellings): a part is read for every turn of a session.
+    if (value := _get(raw, "inlineData")) is not None:
+        data = _object(value, "inlineData")
         mime, payload = _get(data, "mimeType"), data.get("data")
         if not isinstance(mime, str) or not isinstance(payload, str):
             raise ProtocolError("inlineData needs mimeType and base64 data", "inlineData")
         return ImagePart(mime, data=payload) if mime.startswith("image/") else FilePart(mime, data=payload)
-    if _has(raw, "fileData"):
-        data = _object(_get(raw, "fileData"), "fileData")
+    if (value := _get(raw, "fileData")) is not None:
+        data = _object(value, "fileData")
         mime, uri = _get(data, "mimeType") or "", _get(data, "fileUri")
         if not isinstance(uri, str) or not uri:
             raise ProtocolError("fileData needs a fileUri", "fileData")
         return FilePart(mime, url=uri) if mime and not mime.startswith("image/") else ImagePart(mime or None, url=uri)
-    if _has(raw, "functionCall"):
-        call = _object(_get(raw, "functionCall"), "functionCall")
+    if (value := _get(raw, "functionCall")) is not None:
+        call = _object(value, "functionCall")
         name = _name(call, "functionCall")
         args = call.get("args") or {}
         if not isinstance(args, dict):
             raise ProtocolError("args must be an object", "functionCall.args")
         return ToolCallPart(calls.call(call.get("id"), name), name, dumps(args))
-    if _has(raw, "functionResponse"):
-        answer = _object(_get(raw, "functionResponse"), "functionResponse")
+    if (value := _get(raw, "functionResponse")) is not None:
+        answer = _object(value, "functionResponse")
         name = _name(answer, "functionResponse")
         response = answer.get("response")
         if response is None:
@@ -203,7 +200,7 @@ def _part(raw: Any, calls: _CallIds) -> Part | None:
             raise exc.under("functionResponse") from None
         text, is_error = _result(response)
         return ToolResultPart(call_id, [TextPart(text)], is_error)
-    if _has(raw, "executableCode") or _has(raw, "codeExecutionResult"):
+    if _get(raw, "executableCode") is not None or _get(raw, "codeExecutionResult") is not None:
         return None  # server-side code execution happens only on Gemini nodes
     raise ProtocolError("a part needs text, inlineData, fileData, functionCall or functionResponse")
 
