@@ -230,13 +230,22 @@ def request_to_messages(req: Request, model: str) -> dict:
         raise ProtocolError("response_format cannot be translated for Anthropic models", "response_format")
     messages = []
     for i, msg in enumerate(req.messages):
+        # One loop per turn, no comprehension or sort key (a frame each, for every turn of a session).
+        # Anthropic wants a user turn's tool_result blocks before its other content: ``later`` holds the rest.
+        blocks: list[dict] = []
+        later: list[dict] = []
         try:
-            blocks = [_block_to_anthropic(p) for p in msg.parts if not (isinstance(p, TextPart) and not p.text)]
+            for part in msg.parts:
+                if isinstance(part, TextPart) and not part.text:
+                    continue
+                block = _block_to_anthropic(part)
+                if msg.role == "user" and block["type"] != "tool_result":
+                    later.append(block)
+                else:
+                    blocks.append(block)
         except ProtocolError as exc:
             raise exc.under(f"messages[{i}]") from None
-        if msg.role == "user":
-            # Anthropic wants a turn's tool_result blocks before its other content.
-            blocks.sort(key=lambda b: b["type"] != "tool_result")
+        blocks += later
         if blocks:
             messages.append({"role": msg.role, "content": blocks})
     body: dict = {"model": model, "max_tokens": req.max_tokens or DEFAULT_MAX_TOKENS, "messages": messages}
@@ -276,8 +285,10 @@ def _block_to_anthropic(part: Part) -> dict:
     if isinstance(part, ToolCallPart):
         return {"type": "tool_use", "id": part.id, "name": part.name,
                 "input": json_object(part.arguments, "tool_calls")}
-    content: list[dict] = [_block_to_anthropic(p) for p in part.content
-                           if not (isinstance(p, TextPart) and not p.text)]
+    content: list[dict] = []
+    for p in part.content:
+        if not (isinstance(p, TextPart) and not p.text):
+            content.append(_block_to_anthropic(p))
     block = {"type": "tool_result", "tool_use_id": part.tool_call_id, "content": content}
     if part.is_error:
         block["is_error"] = True

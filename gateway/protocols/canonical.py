@@ -156,8 +156,13 @@ def split_result(content: list[TextPart | ImagePart]) -> tuple[str, list[ImagePa
     """A tool result's text, and its images, for targets whose tool results carry only text (Chat,
     Gemini): those send the images right after the results, in the same user turn, so a screenshot
     or an image file a tool read still reaches the model."""
-    texts = [part.text for part in content if isinstance(part, TextPart)]
-    images = [part for part in content if isinstance(part, ImagePart)]
+    texts: list[str] = []
+    images: list[ImagePart] = []
+    for part in content:  # one loop, not two comprehensions: this runs for every tool result of a session
+        if isinstance(part, TextPart):
+            texts.append(part.text)
+        elif isinstance(part, ImagePart):
+            images.append(part)
     return "".join(texts), images
 
 

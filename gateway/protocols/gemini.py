@@ -91,15 +91,26 @@ def request_to_gemini(req: Request, model: str) -> dict:
     for i, msg in enumerate(req.messages):
         turn = msg.parts
         if msg.role == "assistant":
-            order = {p.id: n for n, p in enumerate(p for p in turn if isinstance(p, ToolCallPart))}
+            order = {}
+            calls = 0
+            for part in turn:
+                if isinstance(part, ToolCallPart):
+                    order[part.id] = calls
+                    calls += 1
         elif order:  # Gemini pairs responses with calls by position: answer in the order of the calls
             turn = sorted(turn, key=lambda p: order.get(p.tool_call_id, len(order)) if isinstance(p, ToolResultPart)
                           else len(order) + 1)
         try:
-            parts = [p for p in (_part_to_gemini(part, names) for part in turn) if p]
+            parts = []
+            for part in turn:
+                converted = _part_to_gemini(part, names)
+                if converted:
+                    parts.append(converted)
             for part in msg.parts:  # images a tool returned follow the function responses, in the same turn
                 if isinstance(part, ToolResultPart):
-                    parts.extend(_inline(image) for image in split_result(part.content)[1])
+                    images = split_result(part.content)[1]
+                    if images:
+                        parts.extend(_inline(image) for image in images)
         except ProtocolError as exc:
             raise exc.under(f"messages[{i}]") from None
         if parts:

@@ -283,10 +283,19 @@ def _add_user_turn(msg: Message, messages: list[dict]) -> None:
 
 
 def _assistant_to_chat(msg: Message) -> dict:
-    text = "".join(p.text for p in msg.parts if isinstance(p, TextPart))
-    out: dict = {"role": "assistant", "content": text or None}
-    calls = [{"id": p.id, "type": "function", "function": {"name": p.name, "arguments": p.arguments or "{}"}}
-             for p in msg.parts if isinstance(p, ToolCallPart)]
+    """An assistant turn as one Chat message: its texts joined, its tool calls as ``tool_calls``.
+
+    One loop over the parts (a generator and a comprehension cost a frame each, per turn of the session).
+    """
+    texts: list[str] = []
+    calls: list[dict] = []
+    for p in msg.parts:
+        if isinstance(p, TextPart):
+            texts.append(p.text)
+        elif isinstance(p, ToolCallPart):
+            calls.append({"id": p.id, "type": "function", "function": {"name": p.name,
+                                                                       "arguments": p.arguments or "{}"}})
+    out: dict = {"role": "assistant", "content": "".join(texts) or None}
     if calls:
         out["tool_calls"] = calls
     return out

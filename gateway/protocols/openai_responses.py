@@ -46,6 +46,7 @@ from gateway.protocols.canonical import (
     image_from_url,
     parse_data_url,
     settle_stop,
+    split_result,
 )
 from gateway.protocols.responses_tools import (
     DROPPED_ITEMS,
@@ -121,9 +122,12 @@ def _add_item(item: dict, messages: list[Message], system: list[str]) -> None:
                                                           custom_arguments(item.get("input") or ""))])
     elif kind in ("function_call_output", "custom_tool_call_output"):
         output = item.get("output")
-        content = [TextPart(output)] if isinstance(output, str) else _content_parts(output, "output")
-        if any(not isinstance(p, (TextPart, ImagePart)) for p in content):
-            raise ProtocolError(f"{kind} can carry only text and images", "output")
+        if isinstance(output, str):
+            content: list[Part] = [TextPart(output)]
+        else:
+            content = _content_parts(output, "output")
+            if any(not isinstance(p, (TextPart, ImagePart)) for p in content):
+                raise ProtocolError(f"{kind} can carry only text and images", "output")
         append_parts(messages, "user", [ToolResultPart(item.get("call_id") or "", content)])
     elif kind not in DROPPED_ITEMS:
         raise ProtocolError(f"input item type {kind!r} cannot be translated for this model", "type")
@@ -259,8 +263,10 @@ def _input_part(part: Part) -> dict:
 
 
 def _result_output(part: ToolResultPart) -> str | list[dict]:
-    if all(isinstance(p, TextPart) for p in part.content):
-        return "".join(p.text for p in part.content)  # type: ignore[union-attr]
+    """A tool result's output: its text, or input parts when it carries an image."""
+    text, images = split_result(part.content)
+    if not images:
+        return text
     return [_input_part(p) for p in part.content]
 
 
