@@ -125,6 +125,7 @@ def _add_message(msg: object, system: list[str], messages: list[Message]) -> Non
 
 
 def _text_only(content: object) -> str:
+    """A message's ``content`` that may carry only text, joined; an error's path starts at ``content``."""
     if content is None:
         return ""
     if isinstance(content, str):
@@ -140,6 +141,7 @@ def _text_only(content: object) -> str:
 
 
 def _user_parts(content: object) -> list[Part]:
+    """A user message's ``content`` as parts; an error's path starts at ``content``."""
     if isinstance(content, str):
         return [TextPart(content)]
     if not isinstance(content, list):
@@ -169,6 +171,7 @@ def _user_parts(content: object) -> list[Part]:
 
 
 def _assistant_parts(msg: dict) -> list[Part]:
+    """An assistant message's text and tool calls as parts; an error's path is relative to the message."""
     content = msg.get("content")
     parts: list[Part] = []
     if isinstance(content, list):
