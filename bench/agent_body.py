@@ -44,7 +44,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.event_cpu import cpu_times, gateway_trees  # noqa: E402
+from bench.event_cpu import add_run_arguments, cpu_times, gateway_trees  # noqa: E402
 from bench.instructions import add_event_node  # noqa: E402
 from bench.peers import start_nginx  # noqa: E402
 from bench.run import KEY, Child, free_port, http_call, start_mock, wait_http, write_config  # noqa: E402
@@ -193,9 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tool-calls", default="tiny,0,50,200",
                         help="session lengths (tool calls so far), comma-separated; tiny: a one-line prompt")
     parser.add_argument("--requests", type=int, default=200, help="timed requests per proxy, length and round")
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--compare", type=Path, help="also an older source tree's gateway.py, in the same rounds")
-    parser.add_argument("--json", type=Path)
+    add_run_arguments(parser)
     args = parser.parse_args(argv)
     trees = gateway_trees(args.compare)
     lengths = [TINY if n == "tiny" else int(n) for n in args.tool_calls.split(",")]

@@ -116,13 +116,18 @@ def gateway_trees(compare: Path | None) -> list[tuple[str, Path]]:
     return [("Infer Mesh", ROOT)] + ([(f"compare {compare}", compare)] if compare else [])
 
 
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--rounds``, ``--compare`` and ``--json``, which this bench and ``agent_body`` share."""
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--compare", type=Path, help="also an older source tree's gateway.py, in the same rounds")
+    parser.add_argument("--json", type=Path, help="write every row here as JSON")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--streams", type=int, default=200, help="streams at once")
     parser.add_argument("--seconds", type=float, default=8.0, help="timed window per proxy and round")
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--compare", type=Path, help="also an older source tree's gateway.py, in the same rounds")
-    parser.add_argument("--json", type=Path)
+    add_run_arguments(parser)
     args = parser.parse_args(argv)
     trees = gateway_trees(args.compare)
     rows = run(args.streams, args.seconds, args.rounds, trees)
