@@ -2,6 +2,7 @@
 
     python bench/event_cpu.py                       # 200 streams of 200 events, 20 ms apart, 2 rounds
     python bench/event_cpu.py --compare /tmp/old    # and an older tree's gateway.py, in the same rounds
+    python bench/event_cpu.py --client messages     # the gateway translating every event (nginx as before)
 
 The peer table's "CPU per relayed event" (bench/peers.py, ``burst20``) sends
 a stream's 20 events back to back, so a read carries several of them and a
@@ -15,7 +16,11 @@ is split into user and system time per event: the system part (epoll, one
 receive and one send per event) is what any proxy pays, nginx included; the
 user part is the proxy's own code. With ``--streams 600`` (~30,000 events/s)
 the gateway's core is close to saturated, and ``writes_per_stream`` shows how
-many of a stream's events went out together.
+many of a stream's events went out together. ``--client messages`` sends the
+gateway Anthropic Messages requests for the same OpenAI-protocol node, so it
+translates every chunk into Messages events (the issue's "translated" target);
+events are then the client's, counted as for chat. nginx, which cannot
+translate, stays the chat pass-through anchor.
 
 Figures for bench/README.md, never pass/fail.
 """
@@ -33,7 +38,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.load import LoadConfig, chat_body, run_load  # noqa: E402
+from bench.load import CLIENT_PATHS, LoadConfig, chat_body, client_body, run_load  # noqa: E402
 from bench.peers import start_nginx  # noqa: E402
 from bench.run import KEY, Child, free_port, start_mock, wait_http, write_config  # noqa: E402
 
@@ -74,7 +79,8 @@ def measure(load: LoadConfig, pid: int, seconds: float) -> dict[str, Any]:
             "writes_per_stream": round((writes1 - writes0) / max(report["ok"], 1), 1)}
 
 
-def run(streams: int, seconds: float, rounds: int, trees: list[tuple[str, Path]]) -> list[dict[str, Any]]:
+def run(streams: int, seconds: float, rounds: int, trees: list[tuple[str, Path]],
+        client: str = "chat") -> list[dict[str, Any]]:
     work = Path(tempfile.mkdtemp(prefix="infermesh-event-cpu-"))
     mock, mock_port = start_mock(work, pin=True)
     os.sched_setaffinity(0, {1})  # the load generator shares CPU 1 with the mock
@@ -98,10 +104,11 @@ def run(streams: int, seconds: float, rounds: int, trees: list[tuple[str, Path]]
                                 work, 0)
                 try:
                     wait_http(port, "/healthz", 60, gateway)
-                    load = LoadConfig(url=f"http://127.0.0.1:{port}/v1/chat/completions",
-                                      body=chat_body("bench-stream", True), headers={"Authorization": f"Bearer {KEY}"},
-                                      stream=True, concurrency=streams)
-                    rows.append({"round": round_no, "proxy": label, **measure(load, gateway.pid, seconds)})
+                    load = LoadConfig(url=f"http://127.0.0.1:{port}{CLIENT_PATHS[client]}",
+                                      body=client_body(client, "bench-stream", True),
+                                      headers={"Authorization": f"Bearer {KEY}"}, stream=True, concurrency=streams)
+                    rows.append({"round": round_no, "proxy": label, "client": client,
+                                 **measure(load, gateway.pid, seconds)})
                 finally:
                     gateway.stop()
             for row in rows[-1 - len(trees):]:
@@ -127,10 +134,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--streams", type=int, default=200, help="streams at once")
     parser.add_argument("--seconds", type=float, default=8.0, help="timed window per proxy and round")
+    parser.add_argument("--client", choices=sorted(CLIENT_PATHS), default="chat",
+                        help="the gateway's clients: chat (pass-through) or messages (every event translated)")
     add_run_arguments(parser)
     args = parser.parse_args(argv)
     trees = gateway_trees(args.compare)
-    rows = run(args.streams, args.seconds, args.rounds, trees)
+    rows = run(args.streams, args.seconds, args.rounds, trees, args.client)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
     return 1 if any(row["errors"] for row in rows) else 0

@@ -46,7 +46,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.load import LoadConfig, chat_body, run_load  # noqa: E402
+from bench.load import CLIENT_PATHS, LoadConfig, chat_body, client_body, run_load  # noqa: E402
 from bench.run import KEY, Child, free_port, http_call, start_mock, wait_http, write_config  # noqa: E402
 from bench.workers import start_redis, use_redis  # noqa: E402
 
@@ -59,7 +59,6 @@ EVENT_NODES = {
     "anthropic": ('  - {{id: ev-anthropic, provider: anthropic, base_url: "{up}/ev-anthropic", api_key: sk-up, '
                   'models: {{bench-ev-anthropic: claude-mock}}}}\n'),
 }
-CLIENT_PATHS = {"chat": "/v1/chat/completions", "messages": "/v1/messages"}
 EVENT_OVERHEAD = 4  # a chat stream is tokens + 4 events (role, finish, usage, [DONE]); other wires differ a little
 
 
@@ -69,13 +68,6 @@ def add_event_node(config: Path, node: str, mock_port: int) -> None:
     text = text.replace("nodes:\n", "nodes:\n" + EVENT_NODES[node].format(up=f"http://127.0.0.1:{mock_port}/n"), 1)
     text = text.replace("models:\n", "models:\n  bench-ev-%s: {price: {input: 0.15, output: 0.60}}\n" % node, 1)
     config.write_text(text)
-
-
-def _event_body(client: str, model: str) -> bytes:
-    if client == "messages":
-        return json.dumps({"model": model, "max_tokens": 8192, "stream": True,
-                           "messages": [{"role": "user", "content": "Say hello to the benchmark."}]}).encode()
-    return chat_body(model, True)
 
 
 def _dump_total(gateway: Child, work: Path, seen: set[Path]) -> int:
@@ -118,7 +110,7 @@ def measure_events(source: Path, client: str, node: str, events: tuple[int, int]
         wait_http(port, "/healthz", 300, gateway)
         name = f"ev-{node}"
         load = LoadConfig(url=f"http://127.0.0.1:{port}{CLIENT_PATHS[client]}",
-                          body=_event_body(client, f"bench-ev-{node}"),
+                          body=client_body(client, f"bench-ev-{node}", True),
                           headers={"Authorization": f"Bearer {KEY}"}, stream=True, concurrency=1,
                           requests=20, timeout_s=300)
         http_call(mock_port, "POST", f"/_control/{name}", {"tokens": events[1], "chunk_delay_ms": 0})

@@ -676,6 +676,23 @@ def chat_body(model: str, stream: bool, prompt: str = "Say hello to the benchmar
     return json.dumps(body).encode()
 
 
+def messages_body(model: str, stream: bool, prompt: str = "Say hello to the benchmark.") -> bytes:
+    """The same one-line request as ``chat_body``, as an Anthropic Messages client sends it."""
+    body: dict[str, Any] = {"model": model, "max_tokens": 8192, "messages": [{"role": "user", "content": prompt}]}
+    if stream:
+        body["stream"] = True
+    return json.dumps(body).encode()
+
+
+# A bench's client protocol: the gateway's path, and the body (see bench/instructions.py and bench/event_cpu.py)
+CLIENT_PATHS = {"chat": "/v1/chat/completions", "messages": "/v1/messages"}
+
+
+def client_body(client: str, model: str, stream: bool) -> bytes:
+    """``chat_body`` or ``messages_body``, for ``client`` ("chat" or "messages")."""
+    return messages_body(model, stream) if client == "messages" else chat_body(model, stream)
+
+
 # --------------------------------------------------------------------------- CLI
 
 
