@@ -3,12 +3,13 @@
     python bench/event_cpu.py                       # 200 streams of 200 events, 20 ms apart, 2 rounds
     python bench/event_cpu.py --compare /tmp/old    # and an older tree's gateway.py, in the same rounds
     python bench/event_cpu.py --client messages     # the gateway translating every event (nginx as before)
+    python bench/event_cpu.py --node burst20 --streams 32 --client messages   # the peer table's burst20, translated
 
 The peer table's "CPU per relayed event" (bench/peers.py, ``burst20``) sends
 a stream's 20 events back to back, so a read carries several of them and a
 stream's set-up is spread over only 20 events. An LLM streams the other way:
 one token event every 10-50 ms, each a read, a relay and a write of its own.
-Here every stream is the mock's ``stream`` node (200 events, 20 ms apart);
+By default every stream is the mock's ``stream`` node (200 events, 20 ms apart);
 ``--streams`` of them at once keep ~50 events/s each arriving (10,000/s at
 200 streams). The proxy is pinned to CPU 0, the mock and the load generator
 to CPU 1. For each proxy the CPU time of its own process over a timed window
@@ -20,7 +21,9 @@ many of a stream's events went out together. ``--client messages`` sends the
 gateway Anthropic Messages requests for the same OpenAI-protocol node, so it
 translates every chunk into Messages events (the issue's "translated" target);
 events are then the client's, counted as for chat. nginx, which cannot
-translate, stays the chat pass-through anchor.
+translate, stays the chat pass-through anchor. ``--node burst20`` uses the
+peer table's node instead (20 events back to back): with ``--streams 32`` the
+proxy's core is saturated, as in the peer table's ``burst20`` row.
 
 Figures for bench/README.md, never pass/fail.
 """
@@ -80,7 +83,7 @@ def measure(load: LoadConfig, pid: int, seconds: float) -> dict[str, Any]:
 
 
 def run(streams: int, seconds: float, rounds: int, trees: list[tuple[str, Path]],
-        client: str = "chat") -> list[dict[str, Any]]:
+        client: str = "chat", node: str = "stream") -> list[dict[str, Any]]:
     work = Path(tempfile.mkdtemp(prefix="infermesh-event-cpu-"))
     mock, mock_port = start_mock(work, pin=True)
     os.sched_setaffinity(0, {1})  # the load generator shares CPU 1 with the mock
@@ -90,7 +93,7 @@ def run(streams: int, seconds: float, rounds: int, trees: list[tuple[str, Path]]
             port = free_port()
             nginx, worker = start_nginx(Child, work, mock_port, port, True)
             try:
-                load = LoadConfig(url=f"http://127.0.0.1:{port}/n/stream/v1/chat/completions",
+                load = LoadConfig(url=f"http://127.0.0.1:{port}/n/{node}/v1/chat/completions",
                                   body=chat_body("mock-model", True), stream=True, concurrency=streams)
                 rows.append({"round": round_no, "proxy": "nginx", **measure(load, worker, seconds)})
             finally:
@@ -105,9 +108,9 @@ def run(streams: int, seconds: float, rounds: int, trees: list[tuple[str, Path]]
                 try:
                     wait_http(port, "/healthz", 60, gateway)
                     load = LoadConfig(url=f"http://127.0.0.1:{port}{CLIENT_PATHS[client]}",
-                                      body=client_body(client, "bench-stream", True),
+                                      body=client_body(client, f"bench-{node}", True),
                                       headers={"Authorization": f"Bearer {KEY}"}, stream=True, concurrency=streams)
-                    rows.append({"round": round_no, "proxy": label, "client": client,
+                    rows.append({"round": round_no, "proxy": label, "client": client, "node": node,
                                  **measure(load, gateway.pid, seconds)})
                 finally:
                     gateway.stop()
@@ -136,10 +139,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=8.0, help="timed window per proxy and round")
     parser.add_argument("--client", choices=sorted(CLIENT_PATHS), default="chat",
                         help="the gateway's clients: chat (pass-through) or messages (every event translated)")
+    parser.add_argument("--node", choices=("stream", "burst20"), default="stream",
+                        help="the mock's node: stream (200 events, 20 ms apart) or burst20 (20 back to back)")
     add_run_arguments(parser)
     args = parser.parse_args(argv)
     trees = gateway_trees(args.compare)
-    rows = run(args.streams, args.seconds, args.rounds, trees, args.client)
+    rows = run(args.streams, args.seconds, args.rounds, trees, args.client, args.node)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
     return 1 if any(row["errors"] for row in rows) else 0
