@@ -25,9 +25,9 @@ warming connection to CPU 1. Figures for bench/README.md, never pass/fail.
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
-import socket
 import statistics
 import sys
 import tempfile
@@ -48,29 +48,17 @@ WARM_GAP_S = 0.004
 
 def keep_warm(port: int, stop: threading.Event) -> None:
     """``GET /v1/models`` on one keep-alive connection every ``WARM_GAP_S`` until ``stop``."""
-    request = f"GET /v1/models HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {KEY}\r\n\r\n".encode()
-    with socket.create_connection(("127.0.0.1", port)) as sock:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)  # sets TCP_NODELAY itself
+    try:
         while not stop.is_set():
-            sock.sendall(request)
-            _read_response(sock)
+            conn.request("GET", "/v1/models", headers={"Authorization": f"Bearer {KEY}"})
+            response = conn.getresponse()
+            response.read()
+            if response.status != 200:
+                raise RuntimeError(f"GET /v1/models answered {response.status}")
             time.sleep(WARM_GAP_S)
-
-
-def _read_response(sock: socket.socket) -> None:
-    """One response with a Content-Length (the gateway's /v1/models is one)."""
-    data = b""
-    while True:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise RuntimeError("the gateway closed the warming connection")
-        data += chunk
-        head, found, body = data.partition(b"\r\n\r\n")
-        if found:
-            length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                          if line.lower().startswith(b"content-length:"))
-            if len(body) >= length:
-                return
+    finally:
+        conn.close()
 
 
 def ttft_p50(port: int, path: str, model: str, headers: dict[str, str]) -> float:
